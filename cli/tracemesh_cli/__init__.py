@@ -1,0 +1,1 @@
+"""The `tracemesh` command line: one entry point for every user-facing job."""

@@ -1,0 +1,546 @@
+"""The proxy config document: everything one sidecar needs, in one declarative document.
+
+The operator compiles it for each workload and pushes it; local mode writes it to a file.
+The same document is what `GET 127.0.0.1:15000/config_dump` shows. Field names on the wire
+are camelCase, like every Kubernetes and Istio document; Python attributes are snake_case.
+
+Example (YAML):
+
+    version: "7"
+    node: {podName: productpage-v1-x, namespace: default, podIP: 10.244.0.5,
+           canonicalService: productpage, canonicalRevision: v1}
+    listeners: {outbound: "127.0.0.1:15001", inbound: "0.0.0.0:15006"}
+    inbound: {ports: [{port: 9080}]}
+    tracing:
+      client: {provider: zipkin, samplingPercentage: 100}
+      server: {provider: zipkin, samplingPercentage: 100}
+    providers:
+      - {name: zipkin, zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from tracemesh_sidecar.config.fields import ConfigError, Fields
+
+ProviderKind = Literal["zipkin", "opentelemetry", "jaeger"]
+PROVIDER_KINDS: tuple[ProviderKind, ...] = ("zipkin", "opentelemetry", "jaeger")
+TRACE_CONTEXT_OPTIONS = ("USE_B3", "USE_B3_WITH_W3C_PROPAGATION")
+CustomTagKind = Literal["literal", "environment", "header"]
+CUSTOM_TAG_KINDS: tuple[CustomTagKind, ...] = ("literal", "environment", "header")
+# Formats the proxy can read besides the ones it always reads (B3 multi, B3 single, W3C).
+EXTRA_EXTRACT_FORMATS = ("jaeger", "ot")
+
+DEFAULT_ZIPKIN_PATH = "/api/v2/spans"
+DEFAULT_OTLP_PATH = "/v1/traces"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """Who this proxy speaks for: the pod and its canonical service."""
+
+    pod_name: str
+    namespace: str
+    pod_ip: str
+    canonical_service: str
+    canonical_revision: str = "latest"
+    service_account: str = "default"
+    mesh_id: str = "cluster.local"
+    cluster_domain: str = "cluster.local"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # The FQDN that names this workload's SERVER spans; defaults to the canonical service's.
+    service_host: str | None = None
+
+    @property
+    def service_name(self) -> str:
+        """`localEndpoint.serviceName` of every span: `{canonical service}.{namespace}`."""
+        return f"{self.canonical_service}.{self.namespace}"
+
+    @property
+    def own_host(self) -> str:
+        return self.service_host or f"{self.canonical_service}.{self.namespace}.svc.{self.cluster_domain}"
+
+    @property
+    def node_id(self) -> str:
+        """Envoy's node id shape, the `node_id` tag."""
+        return f"sidecar~{self.pod_ip}~{self.pod_name}.{self.namespace}~{self.namespace}.svc.{self.cluster_domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class Listeners:
+    """Where the proxy listens, each `host:port`, or None for a listener that is off."""
+
+    outbound: str | None = "127.0.0.1:15001"
+    inbound: str | None = "0.0.0.0:15006"
+    admin: str | None = "127.0.0.1:15000"
+    health: str | None = "0.0.0.0:15021"
+    prometheus: str | None = "0.0.0.0:15090"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPort:
+    """One application port fronted by the proxy."""
+
+    port: int  # the port callers aim at: SERVER span name and `inbound|port||`
+    app_port: int  # where the application listens, on `InboundConfig.app_address`
+    listen: str | None = None  # an extra explicit listener (`host:port`) for local mode
+
+
+@dataclass(frozen=True, slots=True)
+class InboundConfig:
+    app_address: str = "127.0.0.1"
+    ports: tuple[InboundPort, ...] = ()
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float | None = None  # None: no limit, like Istio's default route
+
+    def app_port_for(self, port: int) -> int:
+        """The application port behind captured traffic to `port`; undeclared ports pass through as is."""
+        for entry in self.ports:
+            if entry.port == port:
+                return entry.app_port
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """A service the outbound side can route to by name (the local-mode registry)."""
+
+    host: str  # FQDN, e.g. reviews.default.svc.cluster.local
+    port: int
+    endpoints: tuple[str, ...]  # `ip:port`, round-robin
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundConfig:
+    services: tuple[ServiceEntry, ...] = ()
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomTag:
+    name: str
+    kind: CustomTagKind
+    source: str  # the literal value, environment variable name or request header name
+    default: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TracingPolicy:
+    """Tracing for one direction of the workload's traffic (client = outbound, server = inbound)."""
+
+    enabled: bool = True  # False: no spans, no new trace context; x-request-id still handled
+    provider: str | None = None  # a name in ProxyConfig.providers; None reports nowhere
+    sampling_percentage: float = 1.0  # Istio's default
+    disable_span_reporting: bool = False
+    disable_context_propagation: bool = False
+    custom_tags: tuple[CustomTag, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TracingConfig:
+    client: TracingPolicy = TracingPolicy()
+    server: TracingPolicy = TracingPolicy()
+    extra_extract: tuple[str, ...] = ()  # from EXTRA_EXTRACT_FORMATS
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    max_spans: int = 512  # spans per export request
+    flush_interval_s: float = 0.5
+    queue_size: int = 8192  # spans held waiting; past it the oldest are dropped and counted
+    max_retries: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One MeshConfig `extensionProviders[]` entry, resolved to what the exporter needs."""
+
+    name: str
+    kind: ProviderKind
+    service: str
+    port: int
+    path: str
+    max_tag_length: int = 256
+    enable_64bit_trace_id: bool = False
+    trace_context_option: str = "USE_B3"
+    connect_timeout_s: float = 2.0
+    timeout_s: float = 5.0
+    headers: tuple[tuple[str, str], ...] = ()
+    batch: BatchConfig = BatchConfig()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.service}:{self.port}{self.path}"
+
+    @property
+    def propagates_w3c(self) -> bool:
+        return self.kind != "zipkin" or self.trace_context_option == "USE_B3_WITH_W3C_PROPAGATION"
+
+    @property
+    def propagates_b3(self) -> bool:
+        return self.kind == "zipkin"
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryConfig:
+    """Where the proxy subscribes for config pushes (the operator's port 15010)."""
+
+    address: str  # `host:port`
+    resubscribe_max_backoff_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    node: NodeIdentity
+    version: str = "0"
+    listeners: Listeners = Listeners()
+    inbound: InboundConfig = InboundConfig()
+    outbound: OutboundConfig = OutboundConfig()
+    tracing: TracingConfig = TracingConfig()
+    providers: tuple[ProviderConfig, ...] = ()
+    discovery: DiscoveryConfig | None = None
+
+    def provider(self, name: str | None) -> ProviderConfig | None:
+        for provider in self.providers:
+            if provider.name == name:
+                return provider
+        return None
+
+    def with_version(self, version: str) -> ProxyConfig:
+        return replace(self, version=version)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading (document -> model). Every error names the field and the fix.
+
+
+def parse_proxy_config(document: object) -> ProxyConfig:
+    root = Fields(document, "")
+    config = ProxyConfig(
+        version=str(root.raw("version", "0")),
+        node=_parse_node(root.mapping("node")),
+        listeners=_parse_listeners(root.mapping("listeners")),
+        inbound=_parse_inbound(root.mapping("inbound")),
+        outbound=_parse_outbound(root.mapping("outbound")),
+        tracing=_parse_tracing(root.mapping("tracing")),
+        providers=tuple(parse_provider(Fields(item, path)) for path, item in root.items("providers")),
+        discovery=_parse_discovery(root.mapping("discovery")) if root.has("discovery") else None,
+    )
+    root.raw("apiVersion")
+    root.raw("kind")
+    root.done()
+    _check_references(config)
+    return config
+
+
+def _check_references(config: ProxyConfig) -> None:
+    names = [provider.name for provider in config.providers]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError("providers", f"name {name!r} is used twice", "give every provider its own name")
+    for direction in ("client", "server"):
+        policy: TracingPolicy = getattr(config.tracing, direction)
+        if policy.provider is not None and policy.provider not in names:
+            raise ConfigError(
+                f"tracing.{direction}.provider",
+                f"names {policy.provider!r}, which is not in providers",
+                f"use one of: {', '.join(names) or 'none defined; add a provider'}",
+            )
+
+
+def _parse_node(node: Fields) -> NodeIdentity:
+    result = NodeIdentity(
+        pod_name=node.string("podName"),
+        namespace=node.string("namespace"),
+        pod_ip=node.string("podIP", "127.0.0.1"),
+        canonical_service=node.string("canonicalService"),
+        canonical_revision=node.string("canonicalRevision", "latest"),
+        service_account=node.string("serviceAccount", "default"),
+        mesh_id=node.string("meshId", "cluster.local"),
+        cluster_domain=node.string("clusterDomain", "cluster.local"),
+        labels=node.string_map("labels"),
+        service_host=node.string("serviceHost", None),
+    )
+    node.done()
+    return result
+
+
+def _listen_address(fields: Fields, key: str, default: str | None) -> str | None:
+    value = fields.raw(key, default)
+    if value in ("", "off"):
+        return None
+    if value is None:
+        return None
+    check_host_port(str(value), f"{fields.path}.{key}" if fields.path else key)
+    return str(value)
+
+
+def check_host_port(value: str, path: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(path, f"is {value!r}", "write it as host:port, e.g. 127.0.0.1:15001")
+    return host.strip("[]"), int(port)
+
+
+def _parse_listeners(fields: Fields) -> Listeners:
+    defaults = Listeners()
+    result = Listeners(
+        outbound=_listen_address(fields, "outbound", defaults.outbound),
+        inbound=_listen_address(fields, "inbound", defaults.inbound),
+        admin=_listen_address(fields, "admin", defaults.admin),
+        health=_listen_address(fields, "health", defaults.health),
+        prometheus=_listen_address(fields, "prometheus", defaults.prometheus),
+    )
+    fields.done()
+    return result
+
+
+def _parse_inbound(fields: Fields) -> InboundConfig:
+    ports = []
+    for path, item in fields.items("ports"):
+        entry = Fields(item, path)
+        port = entry.port("port")
+        ports.append(InboundPort(port=port, app_port=entry.port("appPort", port),
+                                 listen=_listen_address(entry, "listen", None)))
+        entry.done()
+    result = InboundConfig(
+        app_address=fields.string("appAddress", "127.0.0.1"),
+        ports=tuple(ports),
+        connect_timeout_s=fields.duration("connectTimeout", 10.0),
+        request_timeout_s=fields.duration("requestTimeout", None),
+    )
+    fields.done()
+    return result
+
+
+def _parse_outbound(fields: Fields) -> OutboundConfig:
+    services = []
+    for path, item in fields.items("services"):
+        entry = Fields(item, path)
+        endpoints = []
+        for endpoint_path, endpoint in entry.items("endpoints"):
+            check_host_port(str(endpoint), endpoint_path)
+            endpoints.append(str(endpoint))
+        services.append(ServiceEntry(host=entry.string("host"), port=entry.port("port"), endpoints=tuple(endpoints)))
+        entry.done()
+    result = OutboundConfig(
+        services=tuple(services),
+        connect_timeout_s=fields.duration("connectTimeout", 10.0),
+        request_timeout_s=fields.duration("requestTimeout", None),
+    )
+    fields.done()
+    return result
+
+
+def _parse_policy(fields: Fields) -> TracingPolicy:
+    tags = []
+    for name in fields.mapping("customTags").keys():
+        tags.append(parse_custom_tag(name, fields.mapping("customTags").mapping(name)))
+    fields.raw("customTags")
+    result = TracingPolicy(
+        enabled=fields.boolean("enabled", True),
+        provider=fields.string("provider", None),
+        sampling_percentage=fields.number("samplingPercentage", 1.0, minimum=0.0, maximum=100.0),
+        disable_span_reporting=fields.boolean("disableSpanReporting", False),
+        disable_context_propagation=fields.boolean("disableContextPropagation", False),
+        custom_tags=tuple(tags),
+    )
+    fields.done()
+    return result
+
+
+def parse_custom_tag(name: str, fields: Fields) -> CustomTag:
+    """One Istio `customTags` entry: exactly one of literal, environment, header."""
+    kinds = [kind for kind in CUSTOM_TAG_KINDS if fields.has(kind)]
+    if len(kinds) != 1:
+        raise ConfigError(fields.path, f"sets {len(kinds)} of literal, environment, header",
+                          "set exactly one of them")
+    kind = kinds[0]
+    body = fields.mapping(kind)
+    fields.done()
+    if kind == "literal":
+        tag = CustomTag(name=name, kind=kind, source=body.string("value", allow_empty=True))
+    else:
+        tag = CustomTag(name=name, kind=kind, source=body.string("name"),
+                        default=body.string("defaultValue", None, allow_empty=True))
+    body.done()
+    return tag
+
+
+def _parse_tracing(fields: Fields) -> TracingConfig:
+    extra = []
+    for path, item in fields.items("extraExtract"):
+        if item not in EXTRA_EXTRACT_FORMATS:
+            raise ConfigError(path, f"is {item!r}", f"use one of {', '.join(EXTRA_EXTRACT_FORMATS)}")
+        extra.append(str(item))
+    result = TracingConfig(
+        client=_parse_policy(fields.mapping("client")),
+        server=_parse_policy(fields.mapping("server")),
+        extra_extract=tuple(extra),
+    )
+    fields.done()
+    return result
+
+
+def parse_provider(fields: Fields) -> ProviderConfig:
+    """An Istio `extensionProviders[]` entry: `{name, zipkin|opentelemetry|jaeger: {...}}`."""
+    name = fields.string("name")
+    kinds = [kind for kind in PROVIDER_KINDS if fields.has(kind)]
+    if len(kinds) != 1:
+        raise ConfigError(fields.path, f"provider {name!r} sets {len(kinds)} of {', '.join(PROVIDER_KINDS)}",
+                          "set exactly one provider kind")
+    kind = kinds[0]
+    body = fields.mapping(kind)
+    batch = body.mapping("batch")
+    defaults = BatchConfig()
+    batch_config = BatchConfig(
+        max_spans=batch.integer("maxSpans", defaults.max_spans, minimum=1),
+        flush_interval_s=batch.duration("flushInterval", defaults.flush_interval_s),
+        queue_size=batch.integer("queueSize", defaults.queue_size, minimum=1),
+        max_retries=batch.integer("maxRetries", defaults.max_retries, minimum=0),
+    )
+    batch.done()
+    http = body.mapping("http") if kind == "opentelemetry" else body
+    default_path = DEFAULT_ZIPKIN_PATH if kind == "zipkin" else DEFAULT_OTLP_PATH
+    provider = ProviderConfig(
+        name=name,
+        kind=kind,
+        service=body.string("service"),
+        port=body.port("port"),
+        path=http.string("path", default_path),
+        max_tag_length=body.integer("maxTagLength", 256, minimum=0),
+        enable_64bit_trace_id=body.boolean("enable64bitTraceId", False),
+        trace_context_option=body.choice("traceContextOption", TRACE_CONTEXT_OPTIONS, "USE_B3"),
+        connect_timeout_s=body.duration("connectTimeout", 2.0),
+        timeout_s=http.duration("timeout", 5.0),
+        headers=tuple(sorted(_parse_headers(http).items())),
+        batch=batch_config,
+    )
+    if http is not body:
+        http.done()
+    body.done()
+    fields.done()
+    return provider
+
+
+def _parse_headers(fields: Fields) -> dict[str, str]:
+    """Istio's `headers: [{name, value}]` list; a plain mapping is accepted too."""
+    value = fields.raw("headers")
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return fields.string_map("headers")
+    result = {}
+    for path, item in fields.items("headers"):
+        entry = Fields(item, path)
+        result[entry.string("name")] = entry.string("value", allow_empty=True)
+        entry.done()
+    return result
+
+
+def _parse_discovery(fields: Fields) -> DiscoveryConfig:
+    address = fields.string("address")
+    check_host_port(address, f"{fields.path}.address")
+    result = DiscoveryConfig(address=address,
+                             resubscribe_max_backoff_s=fields.duration("resubscribeMaxBackoff", 30.0))
+    fields.done()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing (model -> document): what config_dump shows and what the operator pushes.
+
+
+def dump_proxy_config(config: ProxyConfig) -> dict[str, Any]:
+    node = config.node
+    document: dict[str, Any] = {
+        "apiVersion": "tracemesh.io/v1alpha1",
+        "kind": "ProxyConfig",
+        "version": config.version,
+        "node": _drop_none({
+            "podName": node.pod_name, "namespace": node.namespace, "podIP": node.pod_ip,
+            "canonicalService": node.canonical_service, "canonicalRevision": node.canonical_revision,
+            "serviceAccount": node.service_account, "meshId": node.mesh_id,
+            "clusterDomain": node.cluster_domain, "labels": dict(node.labels), "serviceHost": node.service_host,
+        }),
+        "listeners": {key: getattr(config.listeners, key) or "off"
+                      for key in ("outbound", "inbound", "admin", "health", "prometheus")},
+        "inbound": _drop_none({
+            "appAddress": config.inbound.app_address,
+            "ports": [_drop_none({"port": p.port, "appPort": p.app_port, "listen": p.listen})
+                      for p in config.inbound.ports],
+            "connectTimeout": _duration(config.inbound.connect_timeout_s),
+            "requestTimeout": _duration(config.inbound.request_timeout_s),
+        }),
+        "outbound": _drop_none({
+            "services": [{"host": s.host, "port": s.port, "endpoints": list(s.endpoints)}
+                         for s in config.outbound.services],
+            "connectTimeout": _duration(config.outbound.connect_timeout_s),
+            "requestTimeout": _duration(config.outbound.request_timeout_s),
+        }),
+        "tracing": {
+            "client": _dump_policy(config.tracing.client),
+            "server": _dump_policy(config.tracing.server),
+            "extraExtract": list(config.tracing.extra_extract),
+        },
+        "providers": [dump_provider(provider) for provider in config.providers],
+    }
+    if config.discovery is not None:
+        document["discovery"] = {
+            "address": config.discovery.address,
+            "resubscribeMaxBackoff": _duration(config.discovery.resubscribe_max_backoff_s),
+        }
+    return document
+
+
+def _dump_policy(policy: TracingPolicy) -> dict[str, Any]:
+    return _drop_none({
+        "enabled": policy.enabled,
+        "provider": policy.provider,
+        "samplingPercentage": policy.sampling_percentage,
+        "disableSpanReporting": policy.disable_span_reporting,
+        "disableContextPropagation": policy.disable_context_propagation,
+        "customTags": {tag.name: dump_custom_tag(tag) for tag in policy.custom_tags},
+    })
+
+
+def dump_custom_tag(tag: CustomTag) -> dict[str, Any]:
+    if tag.kind == "literal":
+        return {"literal": {"value": tag.source}}
+    return {tag.kind: _drop_none({"name": tag.source, "defaultValue": tag.default})}
+
+
+def dump_provider(provider: ProviderConfig) -> dict[str, Any]:
+    batch = provider.batch
+    settings: dict[str, Any] = {
+        "service": provider.service,
+        "port": provider.port,
+        "maxTagLength": provider.max_tag_length,
+        "connectTimeout": _duration(provider.connect_timeout_s),
+        "batch": {"maxSpans": batch.max_spans, "flushInterval": _duration(batch.flush_interval_s),
+                  "queueSize": batch.queue_size, "maxRetries": batch.max_retries},
+    }
+    http = {"path": provider.path, "timeout": _duration(provider.timeout_s),
+            "headers": [{"name": name, "value": value} for name, value in provider.headers]}
+    if provider.kind == "opentelemetry":
+        settings["http"] = http
+    else:
+        settings.update(http)
+    if provider.kind == "zipkin":
+        settings["enable64bitTraceId"] = provider.enable_64bit_trace_id
+        settings["traceContextOption"] = provider.trace_context_option
+    return {"name": provider.name, provider.kind: settings}
+
+
+def _duration(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return f"{seconds:g}s"
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

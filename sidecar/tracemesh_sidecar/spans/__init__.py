@@ -1,0 +1,1 @@
+"""Spans: the model (Zipkin v2 shaped) and its wire codecs."""

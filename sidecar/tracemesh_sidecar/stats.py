@@ -1,0 +1,47 @@
+"""The proxy's counters, shown on the admin port as Envoy-style text and on 15090 for Prometheus."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+class Stats:
+    """Monotonic counters and settable gauges keyed by dotted names (`tracing.spans_dropped`)."""
+
+    def __init__(self) -> None:
+        self.counters: Counter[str] = Counter()
+        self.gauges: dict[str, float] = {}
+
+    def inc(self, name: str, amount: int = 1) -> None:
+        self.counters[name] += amount
+
+    def set_gauge(self, name: str, value: float) -> None:
+        self.gauges[name] = value
+
+    def get(self, name: str) -> float:
+        if name in self.gauges:
+            return self.gauges[name]
+        return self.counters[name]
+
+    def render_text(self) -> str:
+        values = {**self.counters, **self.gauges}
+        return "".join(f"{name}: {_number(values[name])}\n" for name in sorted(values))
+
+    def render_prometheus(self) -> str:
+        lines = []
+        for name in sorted(self.counters):
+            metric = _metric_name(name) + "_total"
+            lines += [f"# TYPE {metric} counter", f"{metric} {self.counters[name]}"]
+        for name in sorted(self.gauges):
+            metric = _metric_name(name)
+            lines += [f"# TYPE {metric} gauge", f"{metric} {_number(self.gauges[name])}"]
+        return "\n".join(lines) + "\n"
+
+
+def _metric_name(name: str) -> str:
+    cleaned = "".join(char if char.isalnum() else "_" for char in name)
+    return f"tracemesh_{cleaned}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)

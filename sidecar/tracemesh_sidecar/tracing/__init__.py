@@ -1,0 +1,1 @@
+"""Pure tracing core: trace context formats, sampling, and building a span for one proxy hop."""

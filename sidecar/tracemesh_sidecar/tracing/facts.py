@@ -1,0 +1,30 @@
+"""What the proxy tells the tracing core about one request and its response (plain data, no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["inbound", "outbound"]
+
+
+@dataclass(slots=True)
+class RequestFacts:
+    method: str
+    target: str  # the request-target as received (origin-form path, or absolute URL from an explicit-proxy client)
+    authority: str  # Host header (or the absolute-form authority)
+    protocol: str  # "HTTP/1.1" or "HTTP/1.0"
+    headers: Mapping[str, str]  # lowercase names; repeated headers joined with ", "
+    peer: tuple[str, int]  # the downstream address
+    destination_host: str  # outbound: the called service's FQDN; inbound: the workload's own service host
+    destination_port: int  # outbound: the port called; inbound: the service port the caller aimed at
+
+
+@dataclass(slots=True)
+class ResponseFacts:
+    status: int  # what the downstream received (the proxy's own 503/504 on upstream failure); 0: none sent
+    request_size: int  # body bytes
+    response_size: int  # body bytes
+    response_flags: str  # "-" when clean, else Envoy's codes ("UF", "UT", "UH", "URX", "DC", "UC", comma-joined)
+    upstream: tuple[str, int] | None  # the address connected to, if any
