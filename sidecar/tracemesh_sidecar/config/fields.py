@@ -145,7 +145,7 @@ class Fields:
     def string_map(self, key: str) -> dict[str, str]:
         fields = self.mapping(key)
         result: dict[str, str] = {}
-        for name in fields.keys():
+        for name in fields.keys():  # noqa: SIM118 (Fields is not a dict)
             result[name] = str(fields.string(name, allow_empty=True))
         return result
 

@@ -271,9 +271,8 @@ def _parse_node(node: Fields) -> NodeIdentity:
 
 def _listen_address(fields: Fields, key: str, default: str | None) -> str | None:
     value = fields.raw(key, default)
-    if value in ("", "off"):
-        return None
-    if value is None:
+    # YAML 1.1 reads a bare `off` as false: both mean "this listener is off".
+    if value is None or value is False or value in ("", "off"):
         return None
     check_host_port(str(value), f"{fields.path}.{key}" if fields.path else key)
     return str(value)
@@ -338,7 +337,8 @@ def _parse_outbound(fields: Fields) -> OutboundConfig:
 
 def _parse_policy(fields: Fields) -> TracingPolicy:
     tags = []
-    for name in fields.mapping("customTags").keys():
+    # A map in the document: sorted by name so that equal documents give equal configs.
+    for name in sorted(fields.mapping("customTags").keys()):
         tags.append(parse_custom_tag(name, fields.mapping("customTags").mapping(name)))
     fields.raw("customTags")
     result = TracingPolicy(

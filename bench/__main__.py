@@ -1,0 +1,28 @@
+"""`python -m bench` (`make bench`): every benchmark in turn; `python -m bench NAME` for one."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "proxy": "bench.proxy",
+    "control_plane": "bench.control_plane",
+    "operator_memory": "bench.operator_memory",
+}
+
+
+def main(names: list[str]) -> int:
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    failures = 0
+    for name in names or list(BENCHMARKS):
+        print(f"\n=== {name} ===", flush=True)
+        failures += int(importlib.import_module(BENCHMARKS[name]).main([]) != 0)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,103 @@
+"""Processes a benchmark starts and measures: free ports, CPU time and peak RSS from /proc."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:.0f} s")
+
+
+def process_tree(pid: int) -> list[int]:
+    """The pid and its descendants (nginx's workers, for instance)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICKS
+
+
+def peak_rss_mb(pids: Sequence[int]) -> float:
+    total_kb = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
+@dataclass
+class Measured:
+    """A process whose CPU time and peak memory a benchmark reports."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+
+    def pids(self) -> list[int]:
+        return process_tree(self.process.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pids())
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb(self.pids())
+
+
+@contextlib.contextmanager
+def started(name: str, argv: Sequence[str], port: int, env: dict[str, str] | None = None) -> Iterator[Measured]:
+    process = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        try:
+            wait_for_port(port)
+        except RuntimeError:
+            process.kill()
+            _, stderr = process.communicate(timeout=5)
+            raise RuntimeError(f"{name} did not start: {stderr.decode(errors='replace')[-2000:]}") from None
+        yield Measured(name, process)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

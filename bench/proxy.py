@@ -1,0 +1,247 @@
+"""`python -m bench proxy`: the sidecar's cost per request, measured against a real peer in one run.
+
+Three paths to the same nginx origin (1 KB request and response bodies):
+  direct         load generator -> origin
+  tracemesh pair load generator -> client sidecar (outbound) -> server sidecar (inbound) -> origin,
+                 tracing on at 100% sampling, spans exported in Zipkin JSON to a sink
+  nginx pair     load generator -> nginx reverse proxy -> nginx reverse proxy -> origin
+For each: saturated throughput and latency (wrk), then latency at a fixed 1000 requests/s
+(open loop), each proxy's CPU milliseconds per 1000 requests and peak RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench import nginx_peers
+from bench.loadgen import run_fixed_rate
+from bench.processes import Measured, free_port, started
+from tracemesh_sidecar.config import (
+    InboundConfig,
+    InboundPort,
+    Listeners,
+    NodeIdentity,
+    OutboundConfig,
+    ProviderConfig,
+    ProxyConfig,
+    ServiceEntry,
+    TracingConfig,
+    TracingPolicy,
+    dump_proxy_config,
+)
+
+SATURATED_SECONDS = 8
+FIXED_RATE = 1000
+FIXED_SECONDS = 8
+WRK_CONNECTIONS = 16
+BACKEND = "backend.default.svc.cluster.local"
+
+
+@dataclass
+class ProxyCost:
+    name: str
+    cpu_ms_per_1000_saturated: float
+    cpu_ms_per_1000_at_fixed_rate: float
+    peak_rss_mb: float
+
+
+@dataclass
+class PathResult:
+    path: str
+    saturated_rps: float
+    saturated_p50_ms: float
+    saturated_p90_ms: float
+    saturated_p99_ms: float
+    fixed_p50_ms: float
+    fixed_p90_ms: float
+    fixed_p99_ms: float
+    fixed_errors: int
+    proxies: list[ProxyCost] = field(default_factory=list)
+    notes: str = ""
+
+
+def _wrk_script(tmp: Path, target: str, host: str) -> Path:
+    script = tmp / f"wrk-{abs(hash(target))}.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = string.rep("y", 1024)\n'
+        'wrk.headers["Content-Type"] = "text/plain"\n'
+        f'wrk.headers["Host"] = "{host}"\n'
+        f'wrk.path = "{target}"\n'
+    )
+    return script
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk(port: int, script: Path, seconds: int) -> dict[str, float]:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script),
+         f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True,
+    ).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
+    result["requests"] = float(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    for percent in ("50", "90", "99"):
+        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        result[f"p{percent}"] = float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    result["non2xx"] = float(errors.group(1)) if errors else 0.0
+    return result
+
+
+def _request_bytes(target: str, host: str) -> bytes:
+    return (f"POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: 1024\r\n\r\n").encode() + b"y" * 1024
+
+
+def _measure(path: str, port: int, target: str, host: str, proxies: list[Measured], tmp: Path) -> PathResult:
+    script = _wrk_script(tmp, target, host)
+    _wrk(port, script, 2)  # warm-up: connection pools, allocator, CPU frequency
+    before = [proxy.cpu_seconds() for proxy in proxies]
+    saturated = _wrk(port, script, SATURATED_SECONDS)
+    after = [proxy.cpu_seconds() for proxy in proxies]
+    saturated_cost = [(a - b) * 1000 / saturated["requests"] * 1000 for a, b in zip(after, before, strict=True)]
+
+    before = [proxy.cpu_seconds() for proxy in proxies]
+    fixed = asyncio.run(run_fixed_rate("127.0.0.1", port, _request_bytes(target, host), FIXED_RATE, FIXED_SECONDS))
+    after = [proxy.cpu_seconds() for proxy in proxies]
+    fixed_cost = [(a - b) * 1000 / max(fixed.completed, 1) * 1000 for a, b in zip(after, before, strict=True)]
+    return PathResult(
+        path=path,
+        saturated_rps=saturated["rps"], saturated_p50_ms=saturated["p50"], saturated_p90_ms=saturated["p90"],
+        saturated_p99_ms=saturated["p99"],
+        fixed_p50_ms=fixed.percentile(0.5), fixed_p90_ms=fixed.percentile(0.9), fixed_p99_ms=fixed.percentile(0.99),
+        fixed_errors=fixed.errors + int(saturated["non2xx"]),
+        proxies=[ProxyCost(p.name, round(s, 1), round(f, 1), round(p.peak_rss_mb(), 1))
+                 for p, s, f in zip(proxies, saturated_cost, fixed_cost, strict=True)],
+    )
+
+
+def _sidecar_configs(tmp: Path, origin_port: int) -> tuple[Path, Path, int, int, int]:
+    client_port, server_port = free_port(), free_port()
+    client_admin, server_admin = free_port(), free_port()
+    zipkin = ProviderConfig(name="zipkin", kind="zipkin", service="127.0.0.1", port=origin_port,
+                            path="/api/v2/spans")
+    tracing = TracingPolicy(provider="zipkin", sampling_percentage=100.0)
+    client = ProxyConfig(
+        node=NodeIdentity(pod_name="bench-client", namespace="default", pod_ip="127.0.0.1",
+                          canonical_service="bench-client"),
+        listeners=Listeners(outbound=f"127.0.0.1:{client_port}", inbound=None, admin=f"127.0.0.1:{client_admin}",
+                            health=None, prometheus=None),
+        outbound=OutboundConfig(services=(ServiceEntry(BACKEND, 9080, (f"127.0.0.1:{server_port}",)),)),
+        tracing=TracingConfig(client=tracing, server=tracing), providers=(zipkin,),
+    )
+    server = ProxyConfig(
+        node=NodeIdentity(pod_name="backend-v1", namespace="default", pod_ip="127.0.0.1",
+                          canonical_service="backend"),
+        listeners=Listeners(outbound=None, inbound=None, admin=f"127.0.0.1:{server_admin}", health=None,
+                            prometheus=None),
+        inbound=InboundConfig(ports=(InboundPort(port=9080, app_port=origin_port, listen=f"127.0.0.1:{server_port}"),)),
+        tracing=TracingConfig(client=tracing, server=tracing), providers=(zipkin,),
+    )
+    paths = []
+    for name, config in (("client", client), ("server", server)):
+        path = tmp / f"sidecar-{name}.json"
+        path.write_text(json.dumps(dump_proxy_config(config)))
+        paths.append(path)
+    return paths[0], paths[1], client_port, server_port, client_admin
+
+
+def _spans_sent(admin_port: int) -> str:
+    import urllib.request
+
+    with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats", timeout=2) as r:
+        lines = r.read().decode().splitlines()
+        return ", ".join(line for line in lines if "spans_sent" in line or "spans_dropped:" in line)
+    return "admin /stats unavailable"
+
+
+@contextlib.contextmanager
+def _origin(tmp: Path) -> Iterator[int]:
+    port = free_port()
+    with started("origin", nginx_peers.argv(nginx_peers.origin_conf(tmp, port)), port):
+        yield port
+
+
+def run() -> list[PathResult]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tracemesh-bench-") as name:
+        tmp = Path(name)
+        with _origin(tmp) as origin_port:
+            results.append(_measure("direct", origin_port, "/", f"127.0.0.1:{origin_port}", [], tmp))
+
+            client_conf, server_conf, client_port, server_port, client_admin = _sidecar_configs(tmp, origin_port)
+            proxy = [sys.executable, "-m", "tracemesh_cli.main", "proxy", "--config"]
+            with started("tracemesh server sidecar", [*proxy, str(server_conf)], server_port) as server, \
+                    started("tracemesh client sidecar", [*proxy, str(client_conf)], client_port) as client:
+                result = _measure("tracemesh pair", client_port, f"http://{BACKEND}:9080/", f"{BACKEND}:9080",
+                                  [client, server], tmp)
+                time.sleep(1.5)  # let the last batch of spans go out before reading the counters
+                result.notes = "client sidecar: " + _spans_sent(client_admin)
+                results.append(result)
+
+            inner, outer = free_port(), free_port()
+            with started("nginx server proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "inner", inner,
+                                                                                        origin_port)), inner) as a, \
+                    started("nginx client proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "outer", outer,
+                                                                                           inner)), outer) as b:
+                results.append(_measure("nginx pair", outer, "/", f"127.0.0.1:{outer}", [b, a], tmp))
+    return results
+
+
+def report(results: list[PathResult]) -> str:
+    by_path = {result.path: result for result in results}
+    lines = [
+        f"{'path':<15} {'sat req/s':>10} {'p50':>7} {'p90':>7} {'p99':>7} | "
+        f"{'@' + str(FIXED_RATE) + '/s p50':>11} {'p90':>7} {'p99':>7} {'errors':>6}",
+    ]
+    for r in results:
+        lines.append(f"{r.path:<15} {r.saturated_rps:>10.0f} {r.saturated_p50_ms:>7.2f} {r.saturated_p90_ms:>7.2f} "
+                     f"{r.saturated_p99_ms:>7.2f} | {r.fixed_p50_ms:>11.2f} {r.fixed_p90_ms:>7.2f} "
+                     f"{r.fixed_p99_ms:>7.2f} {r.fixed_errors:>6}")
+    lines.append("")
+    fixed_header = f"(@{FIXED_RATE}/s)"
+    lines.append(f"{'proxy':<26} {'CPU ms/1000 req (sat)':>22} {fixed_header:>10} {'peak RSS MB':>12}")
+    for r in results:
+        for p in r.proxies:
+            lines.append(f"{p.name:<26} {p.cpu_ms_per_1000_saturated:>22.1f} {p.cpu_ms_per_1000_at_fixed_rate:>10.1f} "
+                         f"{p.peak_rss_mb:>12.1f}")
+    mesh, nginx, direct = by_path.get("tracemesh pair"), by_path.get("nginx pair"), by_path.get("direct")
+    if mesh and nginx and direct:
+        lines += [
+            "",
+            f"tracemesh pair throughput / nginx pair: {mesh.saturated_rps / nginx.saturated_rps:.0%} (target >= 25%)",
+            f"p90 added by the tracemesh pair at {FIXED_RATE}/s: {mesh.fixed_p90_ms - direct.fixed_p90_ms:.2f} ms "
+            f"(target <= 1 ms); by the nginx pair: {nginx.fixed_p90_ms - direct.fixed_p90_ms:.2f} ms",
+            f"per sidecar at {FIXED_RATE}/s: CPU "
+            + ", ".join(f"{p.cpu_ms_per_1000_at_fixed_rate:.0f}" for p in mesh.proxies)
+            + " ms/1000 req (target <= 100), RSS " + ", ".join(f"{p.peak_rss_mb:.0f}" for p in mesh.proxies)
+            + " MB (target <= 60)",
+        ]
+        if mesh.notes:
+            lines.append(mesh.notes)
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    results = run()
+    print(report(results))
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "proxy.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,208 @@
+"""Zipkin v2 JSON (`ListOfSpans`, as `POST /api/v2/spans` takes it) to and from the Span model.
+
+Encoding follows the official API (`zipkin2-api.yaml`): camelCase fields, absent rather than
+empty/zero/false. Decoding validates strictly and is all-or-nothing for a batch; it is
+liberal only where Zipkin's own reader is: uppercase hex is lowercased, `null` means
+absent, unknown fields are ignored, an all-zero `parentId` means no parent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, get_args
+
+from tracemesh_sidecar.spans.errors import SpanDecodeError
+from tracemesh_sidecar.spans.ids import check_hex_id
+from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
+
+SPAN_KINDS: tuple[SpanKind, ...] = get_args(SpanKind)
+TRACE_ID = "16 or 32 lowercase hex characters"
+SPAN_ID = "16 lowercase hex characters"
+_ZERO_SPAN_ID = "0" * 16
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def span_to_zipkin_dict(span: Span) -> dict[str, Any]:
+    """One span as Zipkin v2 JSON; fields without a value are left out, as Zipkin writes them."""
+    result: dict[str, Any] = {"traceId": span.trace_id}
+    if span.parent_id:
+        result["parentId"] = span.parent_id
+    result["id"] = span.id
+    if span.kind:
+        result["kind"] = span.kind
+    if span.name:
+        result["name"] = span.name
+    if span.timestamp:
+        result["timestamp"] = span.timestamp
+    if span.duration:
+        result["duration"] = span.duration
+    local = _endpoint_dict(span.local_endpoint)
+    if local:
+        result["localEndpoint"] = local
+    remote = _endpoint_dict(span.remote_endpoint) if span.remote_endpoint else None
+    if remote:
+        result["remoteEndpoint"] = remote
+    if span.annotations:
+        result["annotations"] = [{"timestamp": a.timestamp, "value": a.value} for a in span.annotations]
+    if span.tags:
+        result["tags"] = dict(span.tags)
+    if span.debug:
+        result["debug"] = True
+    if span.shared:
+        result["shared"] = True
+    return result
+
+
+def _endpoint_dict(endpoint: Endpoint) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if endpoint.service_name:
+        result["serviceName"] = endpoint.service_name
+    if endpoint.ipv4:
+        result["ipv4"] = endpoint.ipv4
+    if endpoint.ipv6:
+        result["ipv6"] = endpoint.ipv6
+    if endpoint.port:  # the spec: "Please don't set to zero"
+        result["port"] = endpoint.port
+    return result
+
+
+def encode_spans(spans: Iterable[Span]) -> bytes:
+    """A `ListOfSpans` request body."""
+    return json.dumps([span_to_zipkin_dict(span) for span in spans], separators=(",", ":")).encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_spans(body: bytes) -> list[Span]:
+    """Spans from a `ListOfSpans` body; raises SpanDecodeError naming the span and the field."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpanDecodeError("body", f"is not valid JSON ({error})") from None
+    if not isinstance(document, list):
+        raise SpanDecodeError("body", f"must be a JSON array of spans (ListOfSpans), got {_type(document)}")
+    return [span_from_zipkin_dict(item, f"span[{index}]") for index, item in enumerate(document)]
+
+
+def span_from_zipkin_dict(data: object, path: str = "span") -> Span:
+    """One Zipkin v2 JSON span; `path` prefixes the field in error messages."""
+    fields = _object(data, path)
+    parent_id = fields.get("parentId")
+    kind = fields.get("kind")
+    if kind is not None and kind not in SPAN_KINDS:
+        raise SpanDecodeError(f"{path}.kind", f"must be one of {', '.join(SPAN_KINDS)}, got {kind!r}")
+    remote = fields.get("remoteEndpoint")
+    local = fields.get("localEndpoint")
+    parent = None
+    if parent_id is not None and parent_id != _ZERO_SPAN_ID:
+        parent = check_hex_id(parent_id, f"{path}.parentId", (16,), SPAN_ID)
+    return Span(
+        trace_id=check_hex_id(fields.get("traceId"), f"{path}.traceId", (16, 32), TRACE_ID),
+        id=check_hex_id(fields.get("id"), f"{path}.id", (16,), SPAN_ID),
+        parent_id=parent,
+        name=_string(fields, "name", path) or "",
+        kind=kind,
+        timestamp=_microseconds(fields, "timestamp", path),
+        duration=_microseconds(fields, "duration", path),
+        local_endpoint=_endpoint(local, f"{path}.localEndpoint") if local is not None else Endpoint(),
+        remote_endpoint=_endpoint(remote, f"{path}.remoteEndpoint") if remote is not None else None,
+        tags=_tags(fields.get("tags"), f"{path}.tags"),
+        annotations=_annotations(fields.get("annotations"), f"{path}.annotations"),
+        debug=_boolean(fields, "debug", path),
+        shared=_boolean(fields, "shared", path),
+    )
+
+
+def _endpoint(data: object, path: str) -> Endpoint:
+    fields = _object(data, path)
+    ipv4 = _string(fields, "ipv4", path)
+    ipv6 = _string(fields, "ipv6", path)
+    if ipv4 is not None:
+        _check_address(ipv4, ipaddress.IPv4Address, f"{path}.ipv4", "an IPv4 address like 10.244.0.5")
+    if ipv6 is not None:
+        _check_address(ipv6, ipaddress.IPv6Address, f"{path}.ipv6", "an IPv6 address like 2001:db8::c001")
+    port = fields.get("port")
+    if port is not None and (not _is_int(port) or not 0 <= port <= 65535):
+        raise SpanDecodeError(f"{path}.port", f"must be an integer port 0-65535, got {port!r}")
+    return Endpoint(service_name=_string(fields, "serviceName", path), ipv4=ipv4, ipv6=ipv6,
+                    port=port or None)
+
+
+def _check_address(value: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address], path: str,
+                   what: str) -> None:
+    try:
+        kind(value)
+    except ValueError:
+        raise SpanDecodeError(path, f"must be {what}, got {value!r}") from None
+
+
+def _tags(data: object, path: str) -> dict[str, str]:
+    if data is None:
+        return {}
+    fields = _object(data, path)
+    for key, value in fields.items():
+        if not isinstance(value, str):
+            raise SpanDecodeError(f"{path}.{key}", f"must be a string, got {_type(value)}")
+    return dict(fields)
+
+
+def _annotations(data: object, path: str) -> list[Annotation]:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise SpanDecodeError(path, f"must be an array of annotations, got {_type(data)}")
+    result = []
+    for index, item in enumerate(data):
+        item_path = f"{path}[{index}]"
+        fields = _object(item, item_path)
+        value = _string(fields, "value", item_path)
+        if value is None:
+            raise SpanDecodeError(f"{item_path}.value", "is required")
+        if fields.get("timestamp") is None:
+            raise SpanDecodeError(f"{item_path}.timestamp", "is required")
+        result.append(Annotation(timestamp=_microseconds(fields, "timestamp", item_path), value=value))
+    return result
+
+
+def _object(data: object, path: str) -> Mapping[str, Any]:
+    if not isinstance(data, dict):
+        raise SpanDecodeError(path, f"must be a JSON object, got {_type(data)}")
+    return data
+
+
+def _string(fields: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = fields.get(key)
+    if value is not None and not isinstance(value, str):
+        raise SpanDecodeError(f"{path}.{key}", f"must be a string, got {_type(value)}")
+    return value
+
+
+def _microseconds(fields: Mapping[str, Any], key: str, path: str) -> int:
+    value = fields.get(key)
+    if value is None:
+        return 0
+    if not _is_int(value) or value < 0:
+        raise SpanDecodeError(f"{path}.{key}", f"must be a non-negative integer of microseconds, got {value!r}")
+    return int(value)
+
+
+def _boolean(fields: Mapping[str, Any], key: str, path: str) -> bool:
+    value = fields.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise SpanDecodeError(f"{path}.{key}", f"must be true or false, got {value!r}")
+    return bool(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")

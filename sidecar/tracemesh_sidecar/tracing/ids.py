@@ -1,0 +1,46 @@
+"""New ids: span ids, trace ids and x-request-id values, as lowercase hex / UUID4 strings.
+
+These ids only need to be unique, not unguessable: nothing is authorised by them. So they come
+from `random.getrandbits` (a Mersenne Twister, ~50 ns a call, and re-seeded in forked children by
+the random module itself) rather than `secrets`/`os.urandom`, which costs a system call per id on
+the request path.
+"""
+
+from __future__ import annotations
+
+from random import getrandbits
+
+_HIGH_64 = 1 << 64
+
+
+def new_span_id() -> str:
+    """A random non-zero 64-bit id as 16 lowercase hex characters."""
+    value = getrandbits(64)
+    while not value:
+        value = getrandbits(64)
+    return f"{value:016x}"
+
+
+def new_trace_id(bits64: bool = False) -> str:
+    """A random trace id: 32 hex characters, or 16 when the provider asks for 64-bit trace ids.
+
+    A 128-bit id always has a non-zero high half: receivers (Zipkin among them) read a 32-character
+    id whose first 16 are zero as the 64-bit id in its low half.
+    """
+    if bits64:
+        return new_span_id()
+    value = getrandbits(128)
+    while value < _HIGH_64:
+        value = getrandbits(128)
+    return f"{value:032x}"
+
+
+def new_request_id() -> str:
+    """A random (version 4, RFC 4122 variant) UUID string for `x-request-id`.
+
+    Formatted by hand from one getrandbits call: uuid.uuid4() reads os.urandom (a system call)
+    and builds a UUID object, several times the cost, for a value that is only ever a string here.
+    """
+    digits = f"{getrandbits(128):032x}"
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
