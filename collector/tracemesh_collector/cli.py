@@ -1,0 +1,68 @@
+"""`tracemesh collector`: run the embedded collector until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from tracemesh_collector.server import OTLP_PORT, QUERY_PORT, ZIPKIN_PORT, ListenError, run_collector
+from tracemesh_collector.store import DEFAULT_MAX_SPANS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 inside a pod)")
+    parser.add_argument("--zipkin-port", type=_port, default=ZIPKIN_PORT,
+                        help=f"Zipkin v2 ingest and query API (default {ZIPKIN_PORT}; 0 picks a free port)")
+    parser.add_argument("--otlp-port", type=_port, default=OTLP_PORT,
+                        help=f"OTLP/HTTP ingest, POST /v1/traces (default {OTLP_PORT})")
+    parser.add_argument("--query-port", type=_port, default=QUERY_PORT,
+                        help=f"Jaeger query API, /api/traces (default {QUERY_PORT})")
+    parser.add_argument("--max-spans", type=_positive, default=DEFAULT_MAX_SPANS,
+                        help=f"spans kept in memory; beyond it the oldest traces go (default {DEFAULT_MAX_SPANS})")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_serve(args))
+    except ListenError as error:
+        print(f"tracemesh collector: {error.strerror}", file=sys.stderr)
+        return 1
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with run_collector(args.host, args.zipkin_port, args.otlp_port, args.query_port, args.max_spans) as c:
+        print(f"tracemesh collector on {args.host}, keeping up to {args.max_spans} spans in memory", flush=True)
+        print(f"  Zipkin v2 API     {c.zipkin_url}  (POST /api/v2/spans, GET /api/v2/traces?serviceName=...)")
+        print(f"  OTLP/HTTP ingest  {c.otlp_url}/v1/traces")
+        print(f"  Jaeger query API  {c.query_url}  (GET /api/traces?service=...)", flush=True)
+        await stop.wait()
+    print("tracemesh collector: stopped", flush=True)
+    return 0
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port 0-65535, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None

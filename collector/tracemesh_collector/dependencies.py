@@ -1,0 +1,68 @@
+"""Service dependency links derived from traces, the way Zipkin's DependencyLinker counts them.
+
+One link per RPC: a SERVER (or CONSUMER) span links its parent span's service to its own; a
+CLIENT (or PRODUCER) span links its service to its remote endpoint's only when no SERVER
+span answers it in the trace (the callee is not instrumented), so an instrumented RPC is
+counted once. A call is an error when either side carries the `error` tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from tracemesh_sidecar.spans.model import Span
+
+_CALLERS = ("CLIENT", "PRODUCER")
+_CALLEES = ("SERVER", "CONSUMER")
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyLink:
+    parent: str
+    child: str
+    call_count: int
+    error_count: int
+
+
+def link_traces(traces: Iterable[Sequence[Span]]) -> list[DependencyLink]:
+    """Links summed over `traces`, sorted by parent then child."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for spans in traces:
+        for parent, child, is_error in _trace_calls(spans):
+            call = counts.setdefault((parent, child), [0, 0])
+            call[0] += 1
+            call[1] += is_error
+    return [DependencyLink(parent, child, calls, errors) for (parent, child), (calls, errors) in sorted(counts.items())]
+
+
+def _trace_calls(spans: Sequence[Span]) -> Iterable[tuple[str, str, bool]]:
+    by_id: dict[str, list[Span]] = {}
+    for span in spans:
+        by_id.setdefault(span.id, []).append(span)
+    # ids of caller spans a callee answered: as its parent, or sharing its id (Zipkin's shared-span model)
+    answered = {span.parent_id for span in spans if span.kind in _CALLEES}
+    answered |= {span.id for span in spans if span.kind in _CALLEES and span.shared}
+    for span in spans:
+        service = span.local_endpoint.service_name
+        remote = span.remote_endpoint.service_name if span.remote_endpoint else None
+        if span.kind in _CALLEES and service:
+            caller = _caller_span(span, by_id)
+            # an uninstrumented caller is known only from the callee's remote endpoint
+            parent = (caller.local_endpoint.service_name if caller else None) or remote
+            is_error = "error" in span.tags or (caller is not None and "error" in caller.tags)
+            if parent:
+                yield parent, service, is_error
+        elif span.kind in _CALLERS and service and remote and span.id not in answered:
+            yield service, remote, "error" in span.tags
+
+
+def _caller_span(span: Span, by_id: dict[str, list[Span]]) -> Span | None:
+    """The span on the calling side: the CLIENT sharing a shared span's id, else the parent span."""
+    if span.shared:
+        for candidate in by_id.get(span.id, ()):
+            if candidate.kind in _CALLERS:
+                return candidate
+    parents = [candidate for candidate in by_id.get(span.parent_id or "", ())
+               if candidate is not span and candidate.local_endpoint.service_name]
+    return next((candidate for candidate in parents if candidate.kind in _CALLERS), parents[0] if parents else None)

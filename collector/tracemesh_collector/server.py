@@ -1,0 +1,111 @@
+"""One collector process: Zipkin ingest and query, OTLP/HTTP ingest and the Jaeger query API, each on its port.
+
+Each API keeps the port the real backend uses (9411, 4318, 16686), so clients and UIs need no
+tracemesh-specific settings. `run_collector` is the one way to start it, for the CLI, the demo
+and tests (port 0 binds an ephemeral port; the bound ports are on the yielded object).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from tracemesh_collector import jaeger_api, zipkin_api
+from tracemesh_collector.index_page import render_index
+from tracemesh_collector.jaeger_api import JaegerApi
+from tracemesh_collector.otlp_api import OtlpApi
+from tracemesh_collector.store import DEFAULT_MAX_SPANS, SpanStore
+from tracemesh_collector.zipkin_api import Clock, ZipkinApi
+
+ZIPKIN_PORT, OTLP_PORT, QUERY_PORT = 9411, 4318, 16686
+MAX_BODY_BYTES = 64 * 1024 * 1024  # after gzip inflation; far above any sane export batch
+
+
+class ListenError(OSError):
+    """A port could not be bound; the message names the API, the address and the option to change."""
+
+
+@dataclass
+class RunningCollector:
+    store: SpanStore
+    host: str
+    zipkin_port: int = 0
+    otlp_port: int = 0
+    query_port: int = 0
+
+    @property
+    def zipkin_url(self) -> str:
+        return self._url(self.zipkin_port)
+
+    @property
+    def otlp_url(self) -> str:
+        return self._url(self.otlp_port)
+
+    @property
+    def query_url(self) -> str:
+        """Where the Jaeger query API answers."""
+        return self._url(self.query_port)
+
+    def _url(self, port: int) -> str:
+        # a wildcard bind is reachable on loopback; that is the address to hand a local client
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@asynccontextmanager
+async def run_collector(
+    host: str = "127.0.0.1",
+    zipkin_port: int = ZIPKIN_PORT,
+    otlp_port: int = OTLP_PORT,
+    query_port: int = QUERY_PORT,
+    max_spans: int = DEFAULT_MAX_SPANS,
+    clock: Clock = time.time,
+) -> AsyncIterator[RunningCollector]:
+    """Serve the three APIs over one store until the block exits."""
+    collector = RunningCollector(store=SpanStore(max_spans), host=host)
+    zipkin = _app(ZipkinApi(collector.store, clock).routes(), [zipkin_api.bad_parameter_as_400], collector)
+    otlp = _app(OtlpApi(collector.store).routes(), [], collector)
+    query = _app(JaegerApi(collector.store, clock).routes(), [jaeger_api.bad_parameter_as_400], collector)
+    async with AsyncExitStack() as stack:
+        collector.zipkin_port = await _serve(stack, zipkin, host, zipkin_port, "Zipkin API", "--zipkin-port")
+        collector.otlp_port = await _serve(stack, otlp, host, otlp_port, "OTLP/HTTP", "--otlp-port")
+        collector.query_port = await _serve(stack, query, host, query_port, "Jaeger query API", "--query-port")
+        yield collector
+
+
+def _app(routes: Sequence[web.RouteDef], middlewares: Sequence[Middleware],
+         collector: RunningCollector) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
+    app.add_routes(routes)
+
+    async def health(request: web.Request) -> web.Response:
+        store = collector.store
+        return web.json_response({"status": "UP", "spans": store.span_count, "traces": store.trace_count,
+                                  "maxSpans": store.max_spans})
+
+    async def index(request: web.Request) -> web.Response:
+        store = collector.store
+        page = render_index(collector.zipkin_url, collector.otlp_url, collector.query_url, store.span_count,
+                            store.max_spans)
+        return web.Response(text=page, content_type="text/html")
+
+    app.add_routes([web.get("/health", health), web.get("/", index)])
+    return app
+
+
+async def _serve(stack: AsyncExitStack, app: web.Application, host: str, port: int, what: str, option: str) -> int:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:
+        raise ListenError(error.errno, f"cannot listen on {host}:{port} for the {what}: {error.strerror}; "
+                                       f"choose another port with {option} (0 picks a free one)") from None
+    address = runner.addresses[0]
+    return int(address[1])

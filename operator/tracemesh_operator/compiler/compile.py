@@ -1,0 +1,84 @@
+"""The Telemetry hierarchy for one workload: root namespace -> namespace -> workload selector.
+
+Each level overrides its parent field by field (customTags whole); a `tracing[]` rule applies to
+the directions its `match.mode` names. A resource with a problem is left out and reported, so one
+broken Telemetry never takes the others down with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tracemesh_operator.compiler.mesh import MeshTracing, read_mesh
+from tracemesh_operator.compiler.model import CompiledTracing, Problem
+from tracemesh_operator.compiler.telemetry import TelemetryRules, object_identity, read_telemetry
+from tracemesh_sidecar.config import ProviderConfig, TracingConfig, TracingPolicy
+
+LEVELS = ("root", "namespace", "workload")
+
+
+def compile_tracing(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, Any]], namespace: str,
+                    labels: Mapping[str, str]) -> CompiledTracing:
+    """The tracing config of a workload in `namespace` with `labels`; `telemetries` may hold any namespaces'."""
+    mesh = read_mesh(mesh_spec)
+    problems = list(mesh.problems)
+    candidates: dict[str, list[TelemetryRules]] = {level: [] for level in LEVELS}
+    for obj in telemetries:
+        if object_identity(obj)[0] not in (mesh.root_namespace, namespace):
+            continue
+        read = read_telemetry(obj, mesh)
+        if isinstance(read, Problem):
+            problems.append(read)
+        elif (level := _level(read, mesh.root_namespace, namespace, labels)) is not None:
+            candidates[level].append(read)
+    chosen: list[TelemetryRules] = []
+    for level in LEVELS:
+        winner, conflicts = pick_oldest(candidates[level])
+        chosen.extend([winner] if winner else [])
+        problems.extend(conflict_problem(loser, winner, level) for loser in conflicts if winner)
+    return _merge(mesh, chosen, tuple(problems))
+
+
+def _level(telemetry: TelemetryRules, root_namespace: str, namespace: str, labels: Mapping[str, str]) -> str | None:
+    if telemetry.targeted:
+        return None
+    if telemetry.selector is None:
+        return "root" if telemetry.namespace == root_namespace else "namespace"
+    # Istio applies a selector only within the Telemetry's own namespace, the root namespace included.
+    return "workload" if telemetry.namespace == namespace and telemetry.selects(labels) else None
+
+
+def pick_oldest(candidates: Sequence[TelemetryRules]) -> tuple[TelemetryRules | None, list[TelemetryRules]]:
+    """Istio's tie-break: the oldest resource (then the first by name) applies, the others conflict."""
+    ordered = sorted(candidates, key=lambda t: (t.created, t.name))
+    return (ordered[0] if ordered else None), ordered[1:]
+
+
+def conflict_problem(loser: TelemetryRules, winner: TelemetryRules, level: str) -> Problem:
+    if level == "workload":
+        return Problem(loser.resource, "spec.selector", "ConflictingSelector",
+                       f"selects a workload that {winner.resource} (older) already selects, so it is ignored there",
+                       "merge the two into one Telemetry or make their selectors select different workloads")
+    return Problem(loser.resource, "spec.selector", "ConflictingTelemetry",
+                   f"is a second Telemetry without a selector in namespace {loser.namespace}; "
+                   f"{winner.resource} (older) applies and this one is ignored",
+                   "merge the two into one Telemetry or delete one of them")
+
+
+def _merge(mesh: MeshTracing, chosen: Sequence[TelemetryRules], problems: tuple[Problem, ...]) -> CompiledTracing:
+    if not mesh.enabled:
+        off = TracingPolicy(enabled=False, provider=None)
+        return CompiledTracing(TracingConfig(client=off, server=off), (), problems)
+    base = TracingPolicy(provider=mesh.default_provider, sampling_percentage=mesh.default_sampling)
+    policies = {"client": base, "server": base}
+    for telemetry in chosen:
+        for rule in telemetry.rules:
+            for direction in rule.directions:
+                policies[direction] = rule.apply(policies[direction])
+    used: dict[str, ProviderConfig] = {}
+    for policy in policies.values():
+        if policy.provider is not None:
+            used.setdefault(policy.provider, mesh.providers[policy.provider])
+    return CompiledTracing(TracingConfig(client=policies["client"], server=policies["server"]),
+                           tuple(used.values()), problems)

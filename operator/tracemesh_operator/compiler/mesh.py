@@ -1,0 +1,119 @@
+"""MeshConfig `spec` -> the mesh-wide tracing settings every compile starts from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tracemesh_operator.compiler.model import Problem
+from tracemesh_sidecar.config import ConfigError, ProviderConfig
+from tracemesh_sidecar.config.fields import Fields
+from tracemesh_sidecar.config.model import PROVIDER_KINDS, parse_provider
+
+DEFAULT_ROOT_NAMESPACE = "istio-system"
+DEFAULT_SAMPLING = 1.0  # Istio's defaultConfig.tracing.sampling default
+MESH_RESOURCE = "MeshConfig"
+# Istio's other tracing provider kinds: named in a MeshConfig, but tracemesh cannot export to them.
+FOREIGN_TRACING_KINDS = ("lightstep", "datadog", "stackdriver", "opencensus", "skywalking")
+
+
+@dataclass(frozen=True, slots=True)
+class MeshTracing:
+    root_namespace: str
+    enabled: bool
+    providers: Mapping[str, ProviderConfig]
+    foreign: Mapping[str, str]  # provider name -> its kind, for tracing providers tracemesh does not support
+    default_provider: str | None
+    default_sampling: float
+    problems: tuple[Problem, ...]
+
+
+def _problem(error: ConfigError, reason: str = "InvalidMeshConfig") -> Problem:
+    return Problem(MESH_RESOURCE, error.field, reason, error.problem, error.fix)
+
+
+def read_mesh(mesh_spec: Mapping[str, Any]) -> MeshTracing:
+    """Never raises: a broken part is left out and reported; the rest is used."""
+    problems: list[Problem] = []
+    spec = Fields(mesh_spec if isinstance(mesh_spec, Mapping) else {}, "spec")
+
+    def attempt(read: Any, default: Any) -> Any:
+        try:
+            return read()
+        except ConfigError as error:
+            problems.append(_problem(error))
+            return default
+
+    root_namespace = attempt(lambda: spec.string("rootNamespace", DEFAULT_ROOT_NAMESPACE), DEFAULT_ROOT_NAMESPACE)
+    enabled = attempt(lambda: spec.boolean("enableTracing", True), True)
+    sampling = attempt(lambda: spec.mapping("defaultConfig").mapping("tracing").number(
+        "sampling", DEFAULT_SAMPLING, minimum=0.0, maximum=100.0), DEFAULT_SAMPLING)
+    providers, foreign = _read_providers(spec, problems)
+    default_provider = _read_default_provider(spec, providers, foreign, problems)
+    return MeshTracing(root_namespace, enabled, providers, foreign, default_provider, sampling, tuple(problems))
+
+
+def _read_providers(spec: Fields, problems: list[Problem]) -> tuple[dict[str, ProviderConfig], dict[str, str]]:
+    providers: dict[str, ProviderConfig] = {}
+    foreign: dict[str, str] = {}
+    try:
+        entries = list(spec.items("extensionProviders"))
+    except ConfigError as error:
+        problems.append(_problem(error))
+        return providers, foreign
+    for path, entry in entries:
+        if not isinstance(entry, Mapping):
+            problems.append(Problem(MESH_RESOURCE, path, "InvalidMeshConfig", "must be a mapping",
+                                    "write it as {name: ..., zipkin: {...}}"))
+            continue
+        name = entry.get("name")
+        if name in providers or name in foreign:
+            problems.append(Problem(MESH_RESOURCE, f"{path}.name", "InvalidMeshConfig",
+                                    f"{name!r} is used by an earlier provider", "give every provider its own name"))
+            continue
+        kinds = set(entry) - {"name"}
+        if not kinds & set(PROVIDER_KINDS):
+            # Not a tracing provider we export to (access-log, ext-authz, or a foreign tracer): keep the name
+            # so that a Telemetry naming it gets an error saying what it is, not "unknown".
+            if isinstance(name, str):
+                foreign[name] = ", ".join(sorted(kinds)) or "empty"
+            continue
+        try:
+            provider = parse_provider(Fields(entry, path))
+        except ConfigError as error:
+            problems.append(_problem(error))
+            continue
+        providers[provider.name] = provider
+    return providers, foreign
+
+
+def _read_default_provider(spec: Fields, providers: Mapping[str, ProviderConfig], foreign: Mapping[str, str],
+                           problems: list[Problem]) -> str | None:
+    try:
+        names = [str(name) for _, name in spec.mapping("defaultProviders").items("tracing")]
+    except ConfigError as error:
+        problems.append(_problem(error))
+        return None
+    if not names:
+        return None
+    # Istio supports one tracing provider per proxy: the first one named.
+    name = names[0]
+    if name not in providers:
+        problems.append(Problem(MESH_RESOURCE, "spec.defaultProviders.tracing[0]", "UnknownProvider",
+                                unknown_provider_problem(name, providers, foreign),
+                                unknown_provider_fix(providers)))
+        return None
+    return name
+
+
+def unknown_provider_problem(name: str, providers: Mapping[str, ProviderConfig], foreign: Mapping[str, str]) -> str:
+    if name in foreign:
+        return f"provider {name!r} is a {foreign[name]} provider, which tracemesh cannot send spans to"
+    return f"provider {name!r} is not in the MeshConfig's extensionProviders"
+
+
+def unknown_provider_fix(providers: Mapping[str, ProviderConfig]) -> str:
+    if providers:
+        return f"use one of: {', '.join(sorted(providers))}, or add it to extensionProviders"
+    return "add a zipkin, opentelemetry or jaeger provider to the MeshConfig's extensionProviders"

@@ -1,0 +1,153 @@
+"""One Telemetry object -> its tracing rules, or the Problem that makes it unusable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tracemesh_operator.compiler.mesh import MeshTracing, unknown_provider_fix, unknown_provider_problem
+from tracemesh_operator.compiler.model import Problem
+from tracemesh_sidecar.config import ConfigError, CustomTag, TracingPolicy
+from tracemesh_sidecar.config.fields import Fields
+from tracemesh_sidecar.config.model import parse_custom_tag
+
+# match.mode -> the directions of the workload's traffic a rule applies to.
+MODES: Mapping[str, tuple[str, ...]] = {
+    "CLIENT": ("client",),
+    "SERVER": ("server",),
+    "CLIENT_AND_SERVER": ("client", "server"),
+}
+TRACING_FIELDS_UNUSED = ("useRequestIdForTraceSampling", "enableIstioTags")  # Istio's; accepted, not acted on
+
+
+@dataclass(frozen=True, slots=True)
+class TracingRule:
+    """One `spec.tracing[]` entry; None means "not set here, inherit from the parent"."""
+
+    directions: tuple[str, ...]
+    provider: str | None = None
+    sampling_percentage: float | None = None
+    disable_span_reporting: bool | None = None
+    disable_context_propagation: bool | None = None
+    custom_tags: tuple[CustomTag, ...] | None = None
+
+    def apply(self, parent: TracingPolicy) -> TracingPolicy:
+        policy = parent
+        if self.provider is not None:
+            policy = replace(policy, provider=self.provider)
+        if self.sampling_percentage is not None:
+            policy = replace(policy, sampling_percentage=self.sampling_percentage)
+        if self.disable_span_reporting is not None:
+            policy = replace(policy, disable_span_reporting=self.disable_span_reporting)
+        if self.disable_context_propagation is not None:
+            policy = replace(policy, disable_context_propagation=self.disable_context_propagation)
+        if self.custom_tags is not None:
+            policy = replace(policy, custom_tags=self.custom_tags)
+        return policy
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryRules:
+    namespace: str
+    name: str
+    created: str  # metadata.creationTimestamp (RFC 3339 sorts as text): the oldest wins a conflict
+    selector: Mapping[str, str] | None  # None: applies to the whole namespace
+    targeted: bool  # targetRef(s): for gateways and waypoints, which have no sidecar
+    rules: tuple[TracingRule, ...]
+
+    @property
+    def resource(self) -> str:
+        return telemetry_resource(self.namespace, self.name)
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        return self.selector is not None and all(labels.get(k) == v for k, v in self.selector.items())
+
+
+def telemetry_resource(namespace: str, name: str) -> str:
+    return f"Telemetry {namespace}/{name}"
+
+
+def object_identity(obj: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
+class _Rejected(Exception):
+    def __init__(self, field: str, reason: str, problem: str, fix: str) -> None:
+        super().__init__(problem)
+        self.field, self.reason, self.problem, self.fix = field, reason, problem, fix
+
+
+def read_telemetry(obj: Mapping[str, Any], mesh: MeshTracing) -> TelemetryRules | Problem:
+    namespace, name = object_identity(obj)
+    try:
+        return _read(obj, namespace, name, mesh)
+    except ConfigError as error:
+        return Problem(telemetry_resource(namespace, name), error.field, "InvalidTelemetry", error.problem, error.fix)
+    except _Rejected as error:
+        return Problem(telemetry_resource(namespace, name), error.field, error.reason, error.problem, error.fix)
+
+
+def _read(obj: Mapping[str, Any], namespace: str, name: str, mesh: MeshTracing) -> TelemetryRules:
+    spec = Fields(obj.get("spec"), "spec")
+    selector = spec.mapping("selector").string_map("matchLabels") if spec.has("selector") else None
+    targets = [key for key in ("targetRef", "targetRefs") if spec.has(key)]
+    if selector is not None and targets:
+        raise _Rejected(f"spec.{targets[0]}", "SelectorWithTargetRef", "is set together with spec.selector",
+                        f"use either selector (for sidecars) or {targets[0]} (for gateways), not both")
+    rules = tuple(_read_rule(Fields(item, path), mesh) for path, item in spec.items("tracing"))
+    metadata = obj.get("metadata")
+    created = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
+    return TelemetryRules(namespace, name, str(created or ""), selector, bool(targets), rules)
+
+
+def _read_rule(entry: Fields, mesh: MeshTracing) -> TracingRule:
+    match = entry.mapping("match")
+    mode = match.choice("mode", tuple(MODES), "CLIENT_AND_SERVER")
+    match.done()
+    provider = _read_provider(entry, mesh)
+    sampling = entry.number("randomSamplingPercentage", None)
+    if sampling is not None and not 0.0 <= sampling <= 100.0:
+        raise _Rejected(f"{entry.path}.randomSamplingPercentage", "SamplingOutOfRange",
+                        f"is {sampling:g}, outside 0-100", "use a percentage from 0 to 100, e.g. 100 or 1.5")
+    tags = None
+    if entry.has("customTags"):
+        table = entry.mapping("customTags")
+        # A map in the resource: sorted by name so that equal resources compile to equal configs.
+        tags = tuple(parse_custom_tag(tag, table.mapping(tag)) for tag in sorted(table.keys()))
+    for unused in TRACING_FIELDS_UNUSED:
+        entry.raw(unused)
+    rule = TracingRule(
+        directions=MODES[mode],
+        provider=provider,
+        sampling_percentage=sampling,
+        disable_span_reporting=_optional_boolean(entry, "disableSpanReporting"),
+        disable_context_propagation=_optional_boolean(entry, "disableContextPropagation"),
+        custom_tags=tags,
+    )
+    entry.done()
+    return rule
+
+
+def _optional_boolean(entry: Fields, key: str) -> bool | None:
+    return bool(entry.boolean(key)) if entry.has(key) else entry.raw(key)
+
+
+def _read_provider(entry: Fields, mesh: MeshTracing) -> str | None:
+    names: list[str] = []
+    for path, item in entry.items("providers"):
+        reference = Fields(item, path)
+        names.append(reference.string("name"))
+        reference.done()
+    if not names:
+        return None
+    if len(names) > 1:
+        raise _Rejected(f"{entry.path}.providers", "MultipleProviders", f"names {len(names)} providers",
+                        "name one provider per tracing rule; a proxy sends its spans to one tracer")
+    if names[0] not in mesh.providers:
+        raise _Rejected(f"{entry.path}.providers[0].name", "UnknownProvider",
+                        unknown_provider_problem(names[0], mesh.providers, mesh.foreign),
+                        unknown_provider_fix(mesh.providers))
+    return names[0]

@@ -1,0 +1,141 @@
+"""The kopf shell: watches pods, namespaces, Telemetry and MeshConfig, feeds MeshState, writes statuses.
+
+Everything is watched through kopf indexes, which kopf fills from its watch streams before any
+handler runs: a restarted operator therefore compiles its first config from the complete
+picture, never from a half-listed one, and nothing is ever re-listed. The handlers are
+`on.event` handlers, which leave no annotations or finalizers on the users' objects.
+
+Run with a `kopf.Memo` holding `state` (MeshState) and `kube` (KubeApi), as `cli` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import aiohttp
+import kopf
+
+from tracemesh_operator.injection.certs import WEBHOOK_CONFIGURATION, sync_ca_bundle
+from tracemesh_operator.kube_api import KubeApi, object_path
+from tracemesh_operator.records import INJECTED_ANNOTATION, object_key, slim_pod, slim_resource
+from tracemesh_operator.state import MeshState, StatusUpdate, World
+
+WEBHOOK_CONFIGURATIONS = ("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
+TELEMETRY = ("telemetry.istio.io", "v1", "telemetries")
+MESHCONFIG = ("tracemesh.io", "v1alpha1", "meshconfigs")
+PLURALS = {"Telemetry": TELEMETRY, "MeshConfig": MESHCONFIG}
+INJECTED = {INJECTED_ANNOTATION: kopf.PRESENT}
+
+registry = kopf.OperatorRegistry()
+log = logging.getLogger(__name__)
+
+
+@kopf.on.login(registry=registry)
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account first, else the kubeconfig; the status writer gets the same credentials."""
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is not None:
+        await memo.kube.connect(info)
+    return info
+
+
+@kopf.on.startup(registry=registry)
+async def share_namespace_index(memo: kopf.Memo, **kwargs: Any) -> None:
+    """The webhook answers outside any handler: hand it the live namespace index (kopf keeps it current)."""
+    memo.namespaces = kwargs["tm_namespaces"]
+
+
+@kopf.on.cleanup(registry=registry)
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    await memo.kube.close()
+
+
+# -- indexes: the operator's view of the cluster ----------------------------------------------------
+
+
+@kopf.index("pods", annotations=INJECTED, registry=registry)
+def tm_pods(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
+    """Injected pods by namespace (a pod without the injection marker has no proxy to configure)."""
+    return {str(namespace): slim_pod(body)}
+
+
+@kopf.index(*TELEMETRY, registry=registry)
+def tm_telemetries(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
+    return {str(namespace): slim_resource(body)}
+
+
+@kopf.index(*MESHCONFIG, registry=registry)
+def tm_meshconfigs(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    return {object_key(body): slim_resource(body)}
+
+
+@kopf.index("namespaces", registry=registry)
+def tm_namespaces(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
+    """Namespace labels by name: `istio-injection` decides injection, and an AdmissionReview does not carry it."""
+    return {name: dict(labels)}
+
+
+def _world(kwargs: Mapping[str, Any]) -> World:
+    return World(pods=kwargs["tm_pods"], telemetries=kwargs["tm_telemetries"], meshconfigs=kwargs["tm_meshconfigs"])
+
+
+def _deleted(event: Mapping[str, Any]) -> bool:
+    return event.get("type") == "DELETED"
+
+
+# -- events -----------------------------------------------------------------------------------------
+
+
+@kopf.on.event("pods", annotations=INJECTED, registry=registry)
+async def pod_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    state: MeshState = memo.state
+    await _write(state.pod_changed(slim_pod(body), _deleted(event), _world(kwargs)), memo.kube)
+
+
+@kopf.on.event(*TELEMETRY, registry=registry)
+async def telemetry_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    state: MeshState = memo.state
+    await _write(state.telemetry_changed(slim_resource(body), _deleted(event), _world(kwargs)), memo.kube)
+
+
+@kopf.on.event(*MESHCONFIG, registry=registry)
+async def meshconfig_event(memo: kopf.Memo, **kwargs: Any) -> None:
+    state: MeshState = memo.state
+    await _write(state.mesh_changed(_world(kwargs)), memo.kube)
+
+
+async def _write(updates: list[StatusUpdate], kube: KubeApi) -> None:
+    """Each changed Ready condition into the object's status; a Warning Event for each rejection."""
+    if not updates:
+        return
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    writes = []
+    for update in updates:
+        body, condition = update.body, update.condition
+        group, version, plural = PLURALS[str(body.get("kind"))]
+        metadata = body.get("metadata", {})
+        path = object_path(f"{group}/{version}", plural, metadata.get("namespace"), metadata["name"], "status")
+        writes.append(kube.patch(path, {"status": condition.to_status(body, now)}))
+        if not condition.ready:
+            kopf.warn(kopf.Body(cast("kopf.RawBody", dict(body))), reason=condition.reason, message=condition.message)
+            log.warning("%s %s: %s", body.get("kind"), metadata.get("name"), condition.message)
+    await asyncio.gather(*writes)
+
+
+@kopf.on.event(*WEBHOOK_CONFIGURATIONS, field="metadata.name", value=WEBHOOK_CONFIGURATION, registry=registry)
+async def webhook_configuration_event(event: Mapping[str, Any], memo: kopf.Memo, logger: kopf.Logger,
+                                      **_: Any) -> None:
+    """Keeps the caBundle in step with the operator's CA: a re-apply of the manifests empties it again."""
+    kube: KubeApi = memo.kube
+    if memo.ca_pem is None or _deleted(event) or kube.session is None or kube.server is None:
+        return
+    try:
+        if await sync_ca_bundle(kube.session, kube.server, memo.ca_pem):
+            logger.info("put the webhook CA into the caBundle of %s", WEBHOOK_CONFIGURATION)
+    except (RuntimeError, aiohttp.ClientError, TimeoutError) as error:
+        # The next change of the configuration (or the operator's restart) tries again.
+        logger.warning("could not update the caBundle of %s: %s", WEBHOOK_CONFIGURATION, error)

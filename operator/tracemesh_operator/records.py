@@ -1,0 +1,67 @@
+"""What the operator keeps of each watched object: the few fields it reads, not the whole body.
+
+A pod body is 5-20 KB (managedFields, container specs); the slim record is a few hundred
+bytes, which is what keeps 1000 pods well inside the operator's memory budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tracemesh_operator.conditions import ready_condition
+
+INJECTED_ANNOTATION = "sidecar.istio.io/status"
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _identity(body: Mapping[str, Any]) -> dict[str, Any]:
+    """apiVersion, kind and the metadata that names the object (enough for status patches and Events)."""
+    metadata = _mapping(body.get("metadata"))
+    kept = {key: metadata[key] for key in ("name", "namespace", "uid", "generation", "creationTimestamp")
+            if metadata.get(key) is not None}
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": kept}
+
+
+def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What workload.proxy_config_for_pod reads: identity, labels, owner, service account, ports, IP."""
+    record = _identity(body)
+    metadata = _mapping(body.get("metadata"))
+    record["metadata"]["labels"] = dict(_mapping(metadata.get("labels")))
+    owners = [_mapping(owner) for owner in _list(metadata.get("ownerReferences"))]
+    record["metadata"]["ownerReferences"] = [
+        {"kind": owner.get("kind"), "name": owner.get("name"), "controller": owner.get("controller")}
+        for owner in owners if owner.get("controller")
+    ]
+    spec = _mapping(body.get("spec"))
+    record["spec"] = {
+        "serviceAccountName": spec.get("serviceAccountName"),
+        "containers": [{"ports": [{"containerPort": port.get("containerPort"), "protocol": port.get("protocol")}
+                                  for port in map(_mapping, _list(_mapping(container).get("ports")))]}
+                       for container in _list(spec.get("containers"))],
+    }
+    record["status"] = {"podIP": _mapping(body.get("status")).get("podIP")}
+    return record
+
+
+def slim_resource(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Telemetry or MeshConfig: identity, the whole spec, and the Ready condition last written."""
+    record = _identity(body)
+    record["spec"] = body.get("spec")
+    ready = ready_condition(body)
+    record["status"] = {"conditions": [dict(ready)]} if ready is not None else {}
+    return record
+
+
+def object_key(body: Mapping[str, Any]) -> str:
+    """`namespace/name` (just `name` for cluster-scoped objects): the ConfigHub's pod key shape."""
+    metadata = _mapping(body.get("metadata"))
+    namespace = metadata.get("namespace")
+    return f"{namespace}/{metadata.get('name')}" if namespace else str(metadata.get("name"))

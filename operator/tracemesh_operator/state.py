@@ -1,0 +1,238 @@
+"""The operator's memory between events, and what each event changes.
+
+kopf's indexes hold the objects (pods, Telemetry, MeshConfig) as they are now; MeshState adds
+what only history can tell: each resource's last good version, and the Ready condition last
+written. Each event recompiles only the pods it can affect and hands every result to the
+ConfigHub, which versions a config only when it really changed. The methods return the status
+updates to write; the kopf shell in `handlers` does the writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tracemesh_operator.compiler import CompiledTracing, Problem, compile_tracing, read_mesh, read_telemetry
+from tracemesh_operator.compiler.compile import conflict_problem, pick_oldest
+from tracemesh_operator.compiler.mesh import MeshTracing
+from tracemesh_operator.compiler.telemetry import TelemetryRules
+from tracemesh_operator.conditions import Condition
+from tracemesh_operator.records import object_key
+from tracemesh_operator.workload import pod_labels, proxy_config_for_pod
+from tracemesh_sidecar.config import ProxyConfig
+
+# The one MeshConfig that configures the mesh, where Istio keeps its `istio` ConfigMap.
+DEFAULT_MESH_CONFIG = "istio-system/default"
+Body = Mapping[str, Any]
+
+
+class ConfigSink(Protocol):
+    """The part of the ConfigHub the state drives."""
+
+    def set(self, pod_key: str, config: ProxyConfig) -> ProxyConfig: ...
+
+    def remove(self, pod_key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    """The objects as they are now (kopf indexes, or plain dicts in tests)."""
+
+    pods: Mapping[str, Iterable[Body]]  # injected pods by namespace
+    telemetries: Mapping[str, Iterable[Body]]  # by namespace
+    meshconfigs: Mapping[str, Iterable[Body]]  # by `namespace/name`
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    body: Body  # the object as last seen (identity and current status)
+    condition: Condition
+
+
+def _namespace(body: Body) -> str:
+    return str(body.get("metadata", {}).get("namespace") or "")
+
+
+class MeshState:
+    def __init__(self, hub: ConfigSink, discovery_address: str | None,
+                 mesh_config: str = DEFAULT_MESH_CONFIG) -> None:
+        self._hub = hub
+        self._mesh_config = mesh_config
+        self._discovery_address = discovery_address
+        self._last_good_mesh: Body | None = None
+        self._last_good: dict[str, Body] = {}  # Telemetry key -> its last version that compiled
+        self._handled_specs: dict[str, Any] = {}  # Telemetry key -> spec last acted on (skips status-only events)
+        self._selector_conflicts: dict[str, tuple[Problem, ...]] = {}  # pod key -> its selector conflicts
+        self._written: dict[str, Condition] = {}  # resource key -> Ready condition last written
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def mesh_changed(self, world: World) -> list[StatusUpdate]:
+        """A MeshConfig was added, changed or deleted: every pod may be affected."""
+        latest = self._latest_mesh(world)
+        if latest is not None and not read_mesh(latest.get("spec") or {}).problems:
+            self._last_good_mesh = latest
+        elif latest is None:
+            self._last_good_mesh = None
+        self._push(self._all_pods(world), world)
+        updates = [self._mesh_update(body) for bodies in world.meshconfigs.values() for body in bodies]
+        updates += [self._telemetry_update(body, world) for bodies in world.telemetries.values() for body in bodies]
+        return self._changed(updates)
+
+    def telemetry_changed(self, body: Body, deleted: bool, world: World) -> list[StatusUpdate]:
+        key, namespace = object_key(body), _namespace(body)
+        previous_spec = self._handled_specs.get(key)
+        spec = None if deleted else body.get("spec")
+        if deleted:
+            self._last_good.pop(key, None)
+            self._handled_specs.pop(key, None)
+            self._written.pop(key, None)
+        elif spec != previous_spec or key not in self._handled_specs:
+            self._handled_specs[key] = spec
+            if not isinstance(read_telemetry(body, self._mesh(world)), Problem):
+                self._last_good[key] = body
+        else:
+            # Our own status write (or a label change) came back as an event: nothing to recompile.
+            return self._changed([self._telemetry_update(body, world)])
+        self._push(self._touched_pods(namespace, [previous_spec, spec], world), world)
+        return self._changed([self._telemetry_update(other, world) for other in world.telemetries.get(namespace, ())])
+
+    def pod_changed(self, body: Body, deleted: bool, world: World) -> list[StatusUpdate]:
+        key, namespace = object_key(body), _namespace(body)
+        before = self._selector_conflicts.get(key, ())
+        if deleted:
+            self._hub.remove(key)
+            self._selector_conflicts.pop(key, None)
+        else:
+            self._push([body], world)
+        if self._selector_conflicts.get(key, ()) == before:
+            return []
+        return self._changed([self._telemetry_update(other, world) for other in world.telemetries.get(namespace, ())])
+
+    # -- compiling and pushing ---------------------------------------------------------------------
+
+    def _latest_mesh(self, world: World) -> Body | None:
+        return next(iter(world.meshconfigs.get(self._mesh_config, ())), None)
+
+    def mesh_spec(self, world: World) -> Mapping[str, Any]:
+        """The MeshConfig in force: the latest if it is sound or nothing better is known, else the last good."""
+        latest = self._latest_mesh(world)
+        if latest is None:
+            return {}
+        chosen = latest
+        if self._last_good_mesh is not None and read_mesh(latest.get("spec") or {}).problems:
+            chosen = self._last_good_mesh
+        spec = chosen.get("spec")
+        return spec if isinstance(spec, Mapping) else {}
+
+    def _mesh(self, world: World) -> MeshTracing:
+        return read_mesh(self.mesh_spec(world))
+
+    def _effective_telemetries(self, namespace: str, world: World, mesh: MeshTracing) -> list[Body]:
+        """A namespace's Telemetry in force: each one's latest version, or its last good one if the latest is broken."""
+        result = []
+        for body in world.telemetries.get(namespace, ()):
+            if not isinstance(read_telemetry(body, mesh), Problem):
+                result.append(body)
+            elif (good := self._last_good.get(object_key(body))) is not None:
+                result.append(good)
+        return result
+
+    def _all_pods(self, world: World) -> list[Body]:
+        return [pod for pods in world.pods.values() for pod in pods]
+
+    def _touched_pods(self, namespace: str, specs: Iterable[Any], world: World) -> list[Body]:
+        mesh = self._mesh(world)
+        specs = [spec if isinstance(spec, Mapping) else {} for spec in specs if spec is not None]
+        if any(spec.get("selector") is None for spec in specs):
+            return self._all_pods(world) if namespace == mesh.root_namespace else list(world.pods.get(namespace, ()))
+        selectors = [spec["selector"].get("matchLabels") or {} for spec in specs
+                     if isinstance(spec.get("selector"), Mapping)]
+        return [pod for pod in world.pods.get(namespace, ())
+                if any(_matches(selector, pod_labels(pod)) for selector in selectors)]
+
+    def _push(self, pods: Iterable[Body], world: World) -> None:
+        mesh_spec = self.mesh_spec(world)
+        mesh = read_mesh(mesh_spec)
+        telemetries: dict[str, list[Body]] = {}
+        compiled: dict[tuple[str, frozenset[tuple[str, str]]], CompiledTracing] = {}
+        for pod in pods:
+            namespace, labels = _namespace(pod), pod_labels(pod)
+            # Replicas share their labels: one compile serves them all.
+            cache_key = (namespace, frozenset(labels.items()))
+            result = compiled.get(cache_key)
+            if result is None:
+                for scope in {mesh.root_namespace, namespace} - telemetries.keys():
+                    telemetries[scope] = self._effective_telemetries(scope, world, mesh)
+                scoped = telemetries[mesh.root_namespace] + (
+                    telemetries[namespace] if namespace != mesh.root_namespace else [])
+                result = compiled[cache_key] = compile_tracing(mesh_spec, scoped, namespace, labels)
+            key = object_key(pod)
+            conflicts = tuple(p for p in result.problems if p.reason == "ConflictingSelector")
+            if conflicts:
+                self._selector_conflicts[key] = conflicts
+            else:
+                self._selector_conflicts.pop(key, None)
+            self._hub.set(key, proxy_config_for_pod(pod, result, mesh_spec, self._discovery_address, "0"))
+
+    # -- status ------------------------------------------------------------------------------------
+
+    def _changed(self, updates: Iterable[StatusUpdate]) -> list[StatusUpdate]:
+        """Only the conditions that differ from what the object carries (or what was written since)."""
+        result = []
+        for update in updates:
+            key = f"{update.body.get('kind')}:{object_key(update.body)}"
+            current = self._written.get(key) or Condition.observed(update.body)
+            if update.condition != current:
+                self._written[key] = update.condition
+                result.append(update)
+        return result
+
+    def _mesh_update(self, body: Body) -> StatusUpdate:
+        if object_key(body) != self._mesh_config:
+            return StatusUpdate(body, Condition(False, "NotUsed", (
+                f"only the MeshConfig {self._mesh_config} configures the mesh; "
+                f"put these settings into it and delete this one")))
+        problems = read_mesh(body.get("spec") or {}).problems
+        if not problems:
+            return StatusUpdate(body, Condition(True, "Accepted", "the mesh configuration is in force"))
+        kept = ("the previous MeshConfig stays in force" if self._last_good_mesh is not None
+                else "the rest of this MeshConfig is in force")
+        return StatusUpdate(body, Condition(False, problems[0].reason,
+                                            "; ".join(p.message for p in problems) + f" ({kept})"))
+
+    def _telemetry_update(self, body: Body, world: World) -> StatusUpdate:
+        mesh = self._mesh(world)
+        read = read_telemetry(body, mesh)
+        if isinstance(read, Problem):
+            kept = ("its previous version stays in force" if object_key(body) in self._last_good
+                    else "it is not applied; workloads keep their configuration")
+            return StatusUpdate(body, Condition(False, read.reason, f"{read.message} ({kept})"))
+        conflict = self._conflict(read, world, mesh)
+        if conflict is not None:
+            return StatusUpdate(body, Condition(False, conflict.reason, conflict.message))
+        if read.targeted and read.selector is None:
+            return StatusUpdate(body, Condition(True, "Accepted", (
+                "targetRef selects gateways or waypoints, which tracemesh does not run; no sidecar is affected")))
+        return StatusUpdate(body, Condition(True, "Accepted", "the configuration is valid and in force"))
+
+    def _conflict(self, telemetry: TelemetryRules, world: World, mesh: MeshTracing) -> Problem | None:
+        resource = telemetry.resource
+        if telemetry.selector is None and not telemetry.targeted:
+            peers = [read for body in self._effective_telemetries(telemetry.namespace, world, mesh)
+                     if not isinstance(read := read_telemetry(body, mesh), Problem)
+                     and read.selector is None and not read.targeted]
+            winner, _ = pick_oldest(peers)
+            if winner is not None and winner.resource != resource:
+                return conflict_problem(telemetry, winner, "namespace")
+        for key, problems in self._selector_conflicts.items():
+            if key.startswith(f"{telemetry.namespace}/"):
+                for problem in problems:
+                    if problem.resource == resource:
+                        return problem
+        return None
+
+
+def _matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(str(k)) == str(v) for k, v in selector.items())

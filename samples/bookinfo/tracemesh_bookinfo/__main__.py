@@ -1,0 +1,5 @@
+import sys
+
+from tracemesh_bookinfo.server import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""The sidecar's admin (15000), health (15021) and Prometheus (15090) endpoints. Not on the request path.
+
+- admin, bound to 127.0.0.1 only: GET /config_dump (the ProxyConfig in force, with its version),
+  /stats (Envoy-style text), /clusters (routes and pools), plus /ready and /stats/prometheus;
+- health: GET /healthz/ready, 200 once a config is in force and its listeners are up, else 503;
+- prometheus: GET /stats/prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from tracemesh_sidecar.config.model import Listeners, dump_proxy_config
+
+if TYPE_CHECKING:
+    from tracemesh_sidecar.proxy.runtime import Runtime
+
+log = logging.getLogger("tracemesh.proxy")
+
+ROLES = ("admin", "health", "prometheus")
+
+
+class AdminServers:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._runners: dict[str, tuple[str, web.AppRunner]] = {}
+
+    async def apply(self, listeners: Listeners) -> None:
+        """Bind each endpoint whose address changed (raises OSError when one cannot be bound)."""
+        for role in ROLES:
+            address: str | None = getattr(listeners, role)
+            current = self._runners.get(role)
+            if current is not None and current[0] == address:
+                continue
+            if current is not None:
+                await current[1].cleanup()
+                del self._runners[role]
+            if address is not None:
+                self._runners[role] = (address, await self._start(role, address))
+
+    def bound_port(self, role: str) -> int:
+        """The port an endpoint is bound to (tests bind port 0)."""
+        addresses = self._runners[role][1].addresses
+        return int(addresses[0][1])
+
+    async def close(self) -> None:
+        for _, runner in self._runners.values():
+            await runner.cleanup()
+        self._runners.clear()
+
+    async def _start(self, role: str, address: str) -> web.AppRunner:
+        host, _, port = address.rpartition(":")
+        app = web.Application()
+        if role == "admin":
+            app.router.add_get("/config_dump", self._config_dump)
+            app.router.add_get("/stats", self._stats)
+            app.router.add_get("/clusters", self._clusters)
+            app.router.add_get("/ready", self._ready)
+            app.router.add_get("/stats/prometheus", self._prometheus)
+        elif role == "health":
+            app.router.add_get("/healthz/ready", self._ready)
+        else:
+            app.router.add_get("/stats/prometheus", self._prometheus)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True).start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        return runner
+
+    async def _config_dump(self, request: web.Request) -> web.Response:
+        config = self._runtime.config
+        if config is None:
+            return web.json_response({"error": "no config in force yet"}, status=503)
+        return web.Response(text=json.dumps(dump_proxy_config(config), indent=2) + "\n",
+                            content_type="application/json")
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.Response(text=self._runtime.stats.render_text())
+
+    async def _clusters(self, request: web.Request) -> web.Response:
+        return web.json_response(self._runtime.clusters())
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        if self._runtime.ready:
+            return web.Response(text="LIVE\n")
+        return web.Response(text="NOT READY: no config in force\n", status=503)
+
+    async def _prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(text=self._runtime.stats.render_prometheus(), content_type="text/plain")

@@ -1,0 +1,126 @@
+"""Where a request goes: pure routing decisions from the config in force (no I/O).
+
+Built once per config (Runtime.apply); looked up per request. Normalized authorities are
+cached because the same few hosts repeat on every request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tracemesh_sidecar.config.model import ProxyConfig, check_host_port
+from tracemesh_sidecar.tracing.hosts import normalize_host
+
+_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    host: str  # where to connect
+    port: int
+    span_host: str  # what names the span and the cluster
+    span_port: int
+
+
+class _Endpoints:
+    """Round-robin over one service's endpoints."""
+
+    __slots__ = ("_addresses", "_next")
+
+    def __init__(self, endpoints: tuple[str, ...]) -> None:
+        self._addresses = [check_host_port(endpoint, "endpoint") for endpoint in endpoints]
+        self._next = 0
+
+    def pick(self) -> tuple[str, int] | None:
+        if not self._addresses:
+            return None
+        address = self._addresses[self._next % len(self._addresses)]
+        self._next += 1
+        return address
+
+    def __len__(self) -> int:
+        return len(self._addresses)
+
+
+class OutboundRouter:
+    def __init__(self, config: ProxyConfig) -> None:
+        self._namespace = config.node.namespace
+        self._domain = config.node.cluster_domain
+        self._normalized: dict[str, tuple[str, int | None]] = {}
+        self.services: dict[tuple[str, int], _Endpoints] = {}
+        for service in config.outbound.services:
+            fqdn, _ = normalize_host(service.host, self._namespace, self._domain)
+            self.services[(fqdn, service.port)] = _Endpoints(service.endpoints)
+
+    def normalize(self, authority: str) -> tuple[str, int | None]:
+        result = self._normalized.get(authority)
+        if result is None:
+            if len(self._normalized) >= _CACHE_LIMIT:
+                self._normalized.clear()
+            result = self._normalized[authority] = normalize_host(authority, self._namespace, self._domain)
+        return result
+
+    def by_authority(self, authority: str, default_port: int = 80) -> Destination | None:
+        """Explicit proxy: a registered service's next endpoint, else the host itself (DNS/IP).
+
+        None when the authority has no usable host (the caller answers 503 UH)."""
+        fqdn, port = self.normalize(authority)
+        if not fqdn:
+            return None
+        if port is None:
+            if _has_port(authority):
+                return None  # a port that is not a number in 1-65535
+            port = default_port
+        endpoints = self.services.get((fqdn, port))
+        if endpoints is not None:
+            address = endpoints.pick()
+            if address is None:
+                return None
+            return Destination(address[0], address[1], fqdn, port)
+        return Destination(_host_part(authority) or fqdn, port, fqdn, port)
+
+    def transparent(self, authority: str, original: tuple[str, int]) -> Destination:
+        """Captured traffic goes where the client aimed; the Host header only names the span."""
+        fqdn = self.normalize(authority)[0] if authority else ""
+        return Destination(original[0], original[1], fqdn or original[0], original[1])
+
+
+class InboundRouter:
+    def __init__(self, config: ProxyConfig) -> None:
+        self._app_address = config.inbound.app_address
+        self._own_host = config.node.own_host
+        self._app_ports = {entry.port: entry.app_port for entry in config.inbound.ports}
+
+    def to_app(self, service_port: int) -> Destination:
+        return Destination(self._app_address, self._app_ports.get(service_port, service_port),
+                           self._own_host, service_port)
+
+
+def _has_port(authority: str) -> bool:
+    if authority.startswith("["):
+        return "]:" in authority
+    return authority.count(":") == 1
+
+
+def _host_part(authority: str) -> str:
+    """The host as the client wrote it (what DNS resolves), without brackets or port."""
+    if authority.startswith("["):
+        return authority[1:].partition("]")[0]
+    return authority.partition(":")[0] if authority.count(":") == 1 else authority
+
+
+def split_absolute_target(target: bytes) -> tuple[str, bytes] | None:
+    """`http://reviews:9080/x?y` -> ("reviews:9080", b"/x?y"); None when `target` is not absolute-form http."""
+    if target[:7].lower() != b"http://":
+        return None
+    rest = target[7:]
+    end = len(rest)
+    for delimiter in (b"/", b"?", b"#"):
+        index = rest.find(delimiter)
+        if 0 <= index < end:
+            end = index
+    authority = rest[:end].rpartition(b"@")[2]  # userinfo is never forwarded
+    path = rest[end:]
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return authority.decode("latin-1"), path

@@ -1,0 +1,28 @@
+"""Deciding from a connection's first bytes whether it speaks HTTP/1.x (and so can be traced)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Protocol = Literal["http1", "opaque", "undecided"]
+
+# A request line: method token SP request-target SP HTTP/1.x CRLF (RFC 9112 section 3).
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/1\.[0-9]\r?\n")
+_TOKEN_START = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+# Longer than any request line we accept; a client that sends more without a newline is not HTTP/1.
+MAX_REQUEST_LINE = 16384
+
+
+def classify(first_bytes: bytes) -> Protocol:
+    """`http1`, `opaque` (TLS ClientHello, the HTTP/2 preface, ...) or `undecided` (need more bytes)."""
+    if not first_bytes:
+        return "undecided"
+    if first_bytes[0] not in _TOKEN_START:
+        return "opaque"
+    end = first_bytes.find(b"\n")
+    if end < 0:
+        if len(first_bytes) > MAX_REQUEST_LINE or not first_bytes.isascii():
+            return "opaque"
+        return "undecided"
+    return "http1" if _REQUEST_LINE.match(first_bytes, 0, end + 1) else "opaque"

@@ -1,0 +1,103 @@
+"""What connections read from the config in force: one DirectionContext per direction, swapped whole on apply.
+
+A request takes the context current when it starts and keeps it to the end, so a reload
+never changes a request midway (its tracer, timeouts and routes stay those it began with).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from tracemesh_sidecar.config.model import ProxyConfig
+from tracemesh_sidecar.proxy.routing import Destination, InboundRouter, OutboundRouter
+from tracemesh_sidecar.proxy.upstream import UpstreamPool
+from tracemesh_sidecar.spans.model import Span
+from tracemesh_sidecar.stats import Stats
+from tracemesh_sidecar.tracing import Hop, HopTracer, RequestFacts, ResponseFacts
+
+if TYPE_CHECKING:
+    from tracemesh_sidecar.proxy.downstream import DownstreamConnection
+
+log = logging.getLogger("tracemesh.proxy")
+
+ListenerKind = Literal["outbound", "inbound-capture", "inbound-port"]
+
+
+class SpanSink(Protocol):
+    """Where finished spans go (tracemesh_sidecar.export.ExporterSet)."""
+
+    def submit(self, provider_name: str, span: Span) -> None: ...
+
+
+class DirectionContext:
+    """The config in force for one direction, and the plumbing every request of it shares."""
+
+    def __init__(self, config: ProxyConfig, direction: Literal["inbound", "outbound"], stats: Stats,
+                 pool: UpstreamPool, spans: SpanSink) -> None:
+        self.config = config
+        self.direction = direction
+        self.stats = stats
+        self.pool = pool
+        self.spans = spans
+        self.tracer = HopTracer(config, direction, stats)
+        settings = config.inbound if direction == "inbound" else config.outbound
+        self.connect_timeout_s = settings.connect_timeout_s
+        self.request_timeout_s = settings.request_timeout_s
+        self.inbound = InboundRouter(config)
+        self.outbound = OutboundRouter(config)
+        # Stat names built once, not per request.
+        self.rq_total = f"{direction}.downstream_rq_total"
+        self._flag_stats: dict[str, str] = {}
+
+    def flag_stat(self, flag: str) -> str:
+        name = self._flag_stats.get(flag)
+        if name is None:
+            name = self._flag_stats[flag] = f"{self.direction}.response_flags.{flag}"
+        return name
+
+    # -- routing
+    def route(self, authority: str, conn: DownstreamConnection) -> Destination | None:
+        if self.direction == "inbound":
+            port = conn.service_port
+            return None if port is None else self.inbound.to_app(port)
+        if conn.original is not None:
+            return self.outbound.transparent(authority, conn.original)
+        if not authority:
+            return None
+        destination = self.outbound.by_authority(authority)
+        if destination is not None and conn.is_own_address(destination.host, destination.port):
+            return None  # a request for the proxy itself would loop forever
+        return destination
+
+    def route_connect(self, authority: str, conn: DownstreamConnection) -> Destination | None:
+        if self.direction == "inbound" or conn.original is not None:
+            return None
+        destination = self.outbound.by_authority(authority, default_port=443)
+        if destination is not None and conn.is_own_address(destination.host, destination.port):
+            return None
+        return destination
+
+    def unrouted_host(self, authority: str) -> str:
+        if self.direction == "inbound":
+            return self.config.node.own_host
+        return self.outbound.normalize(authority)[0] if authority else "unknown"
+
+    # -- tracing: a fault in the tracing core must never fail a request
+    def start_hop(self, facts: RequestFacts, start_us: int) -> Hop | None:
+        try:
+            return self.tracer.start(facts, start_us)
+        except Exception:
+            self.stats.inc("tracing.errors")
+            log.exception("tracing failed to start a span; the request goes on untraced")
+            return None
+
+    def finish_hop(self, hop: Hop, facts: ResponseFacts, end_us: int) -> None:
+        try:
+            span = hop.finish(facts, end_us)
+        except Exception:
+            self.stats.inc("tracing.errors")
+            log.exception("tracing failed to finish a span; it is not reported")
+            return
+        if span is not None and hop.provider is not None:
+            self.spans.submit(hop.provider, span)

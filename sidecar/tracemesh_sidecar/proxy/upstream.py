@@ -1,0 +1,219 @@
+"""Connections to upstreams (the app, or the called service) and the keep-alive pool that reuses them.
+
+An UpstreamConnection is an asyncio.Protocol that hands what it reads to whoever owns it right
+now: the Exchange whose response it carries (through that exchange's own response parser), or
+the downstream transport of a tunnel. Idle in the pool it owns nothing; a peer that closes or
+talks while idle gets the connection dropped from the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import httptools
+
+from tracemesh_sidecar.stats import Stats
+
+if TYPE_CHECKING:
+    from tracemesh_sidecar.proxy.exchange import Exchange
+    from tracemesh_sidecar.proxy.tunnel import Tunnel
+
+log = logging.getLogger("tracemesh.proxy")
+
+Key = tuple[str, int]
+
+
+class FlowControlled(Protocol):
+    """The downstream side an upstream connection throttles when the upstream cannot keep up."""
+
+    def pause_reading_for_upstream(self) -> None: ...
+
+    def resume_reading_for_upstream(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = ("closed", "exchange", "idle_since", "key", "owner", "parser", "pool", "reading_paused",
+                 "transport", "tunnel", "tunnel_peer")
+
+    def __init__(self, pool: UpstreamPool, key: Key) -> None:
+        self.pool = pool
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.parser: Any = None  # the owning exchange's HttpResponseParser
+        self.exchange: Exchange | None = None
+        self.owner: FlowControlled | None = None
+        self.tunnel: Tunnel | None = None
+        self.tunnel_peer: asyncio.Transport | None = None
+        self.idle_since = 0.0
+        self.closed = False
+        self.reading_paused = False
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        set_nodelay(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel_peer is not None:
+            self.tunnel_peer.write(data)
+            return
+        exchange = self.exchange
+        if exchange is None:  # bytes from an idle upstream: it is confused, never reuse it
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            exchange.upstream_upgraded(data[upgrade.args[0]:])
+        except httptools.HttpParserCallbackError:  # a bug of ours, not the upstream's
+            log.exception("internal error relaying a response from %s:%d", *self.key)
+            exchange.upstream_malformed(RuntimeError("internal error"))
+        except httptools.HttpParserError as error:
+            exchange.upstream_malformed(error)
+        exchange.flush()
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel is not None:
+            self.tunnel.ended(from_upstream=True)
+            return True
+        return None  # close; connection_lost tells the exchange
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.connection_closed(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+        elif self.exchange is not None:
+            self.exchange.upstream_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.pause_reading_for_upstream()
+
+    def resume_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.resume_reading_for_upstream()
+
+    # -- used by exchanges
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Small request and response heads must leave at once, not wait for Nagle's timer."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per endpoint, newest first, each dropped after `idle_timeout_s`."""
+
+    def __init__(self, stats: Stats, idle_timeout_s: float = 30.0, max_idle_per_endpoint: int = 128) -> None:
+        self._stats = stats
+        self._idle: dict[Key, list[UpstreamConnection]] = {}
+        self._idle_timeout_s = idle_timeout_s
+        self._max_idle = max_idle_per_endpoint
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.open_connections = 0  # idle or busy
+
+    def take(self, key: Key) -> UpstreamConnection | None:
+        idle = self._idle.get(key)
+        if not idle:
+            return None
+        deadline = asyncio.get_running_loop().time() - self._idle_timeout_s
+        while idle:
+            connection = idle.pop()
+            if connection.closed or connection.idle_since < deadline:
+                connection.close()
+                continue
+            self._stats.inc("upstream.cx_reused")
+            return connection
+        return None
+
+    def give(self, connection: UpstreamConnection) -> None:
+        connection.exchange = None
+        connection.owner = None
+        connection.parser = None
+        if connection.closed:
+            return
+        connection.resume_reading()  # an idle connection must notice its peer closing
+        idle = self._idle.setdefault(connection.key, [])
+        if len(idle) >= self._max_idle:
+            connection.close()
+            return
+        loop = asyncio.get_running_loop()
+        connection.idle_since = loop.time()
+        idle.append(connection)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._idle_timeout_s, self._sweep)
+
+    def connection_closed(self, connection: UpstreamConnection) -> None:
+        self.open_connections -= 1
+        idle = self._idle.get(connection.key)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    async def connect(self, key: Key, timeout_s: float) -> UpstreamConnection:
+        """A fresh connection; raises OSError (refused, unreachable, unresolvable) or TimeoutError."""
+        loop = asyncio.get_running_loop()
+        self._stats.inc("upstream.cx_total")
+        try:
+            async with asyncio.timeout(timeout_s):
+                _, protocol = await loop.create_connection(lambda: UpstreamConnection(self, key), key[0], key[1])
+        except (OSError, TimeoutError):
+            self._stats.inc("upstream.cx_connect_fail")
+            raise
+        self.open_connections += 1
+        return protocol
+
+    def idle_counts(self) -> dict[str, int]:
+        return {f"{host}:{port}": len(idle) for (host, port), idle in self._idle.items() if idle}
+
+    def close_idle(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() - self._idle_timeout_s
+        remaining = False
+        for key, idle in list(self._idle.items()):
+            keep = [connection for connection in idle if not connection.closed and connection.idle_since >= deadline]
+            for connection in idle:
+                if connection not in keep:
+                    connection.close()
+            if keep:
+                self._idle[key] = keep
+                remaining = True
+            else:
+                del self._idle[key]
+        if remaining:
+            self._sweeper = loop.call_later(self._idle_timeout_s / 2, self._sweep)

@@ -1,0 +1,293 @@
+"""OTLP/HTTP trace export requests (`ExportTraceServiceRequest`) to and from the Span model.
+
+The mapping is the one the OpenTelemetry Collector's Zipkin translator uses (the code Jaeger
+runs when it ingests Zipkin), so a span reads the same whichever way it reached a backend:
+
+- one ResourceSpans per `localEndpoint.serviceName`, carried as resource attribute `service.name`;
+- kind CLIENT/SERVER/PRODUCER/CONSUMER <-> SPAN_KIND_*, no kind <-> SPAN_KIND_INTERNAL;
+- ids as bytes; a 64-bit trace id is left-padded with zeros to the 16 bytes OTLP requires, and a
+  trace id whose high half is zero is read back as 64-bit (a random 128-bit id has such a high
+  half with probability 2^-64);
+- microseconds <-> nanoseconds; tags <-> string attributes; annotations <-> events;
+- tag `error=true` <-> status ERROR;
+- endpoints as the (pre-1.21 semantic conventions) attributes that translator uses:
+  remote `net.peer.ip` / `net.peer.port` / `peer.service`, local `net.host.ip` / `net.host.port`.
+  The newer `network.peer.*` names would not be understood by that translator.
+
+`debug` and `shared` have no OTLP counterpart and are not carried.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
+
+from tracemesh_sidecar.spans.errors import SpanDecodeError
+from tracemesh_sidecar.spans.ids import check_hex_id, id_from_bytes
+from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
+
+SERVICE_NAME = "service.name"
+PEER_IP, PEER_PORT, PEER_SERVICE = "net.peer.ip", "net.peer.port", "peer.service"
+HOST_IP, HOST_PORT = "net.host.ip", "net.host.port"
+SCOPE_NAME = "tracemesh"
+
+_KIND_TO_OTLP: dict[SpanKind | None, int] = {
+    None: OtlpSpan.SPAN_KIND_INTERNAL,
+    "SERVER": OtlpSpan.SPAN_KIND_SERVER,
+    "CLIENT": OtlpSpan.SPAN_KIND_CLIENT,
+    "PRODUCER": OtlpSpan.SPAN_KIND_PRODUCER,
+    "CONSUMER": OtlpSpan.SPAN_KIND_CONSUMER,
+}
+_KIND_FROM_OTLP: dict[int, SpanKind | None] = {
+    value: kind for kind, value in _KIND_TO_OTLP.items()} | {OtlpSpan.SPAN_KIND_UNSPECIFIED: None}
+_ZERO_HIGH_HALF = bytes(8)
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def encode_request(spans: Iterable[Span]) -> bytes:
+    """An OTLP/HTTP protobuf request body (`POST /v1/traces`)."""
+    by_service: dict[str | None, ResourceSpans] = {}
+    request = ExportTraceServiceRequest()
+    for span in spans:
+        service = span.local_endpoint.service_name
+        resource_spans = by_service.get(service)
+        if resource_spans is None:
+            resource_spans = request.resource_spans.add()
+            if service is not None:
+                _add_attribute(resource_spans.resource.attributes, SERVICE_NAME, service)
+            resource_spans.scope_spans.add().scope.name = SCOPE_NAME
+            by_service[service] = resource_spans
+        _fill_span(resource_spans.scope_spans[0].spans.add(), span)
+    result: bytes = request.SerializeToString()
+    return result
+
+
+def _fill_span(target: Any, span: Span) -> None:
+    target.trace_id = bytes.fromhex(span.trace_id.rjust(32, "0"))
+    target.span_id = bytes.fromhex(span.id)
+    if span.parent_id:
+        target.parent_span_id = bytes.fromhex(span.parent_id)
+    target.name = span.name
+    target.kind = _KIND_TO_OTLP[span.kind]
+    target.start_time_unix_nano = span.timestamp * 1000
+    target.end_time_unix_nano = (span.timestamp + span.duration) * 1000
+    attributes = target.attributes
+    for key, value in span.tags.items():
+        _add_attribute(attributes, key, value)
+    local = span.local_endpoint
+    _add_endpoint_attributes(attributes, local.ipv4 or local.ipv6, local.port, HOST_IP, HOST_PORT)
+    remote = span.remote_endpoint
+    if remote is not None:
+        if remote.service_name:
+            _add_attribute(attributes, PEER_SERVICE, remote.service_name)
+        _add_endpoint_attributes(attributes, remote.ipv4 or remote.ipv6, remote.port, PEER_IP, PEER_PORT)
+    for annotation in span.annotations:
+        event = target.events.add()
+        event.time_unix_nano = annotation.timestamp * 1000
+        event.name = annotation.value
+    if span.tags.get("error") == "true":
+        target.status.code = Status.STATUS_CODE_ERROR
+
+
+def _add_endpoint_attributes(attributes: Any, ip: str | None, port: int | None, ip_key: str,
+                             port_key: str) -> None:
+    if ip:
+        _add_attribute(attributes, ip_key, ip)
+    if port:
+        attribute = attributes.add()
+        attribute.key = port_key
+        attribute.value.int_value = port
+
+
+def _add_attribute(attributes: Any, key: str, value: str) -> None:
+    attribute = attributes.add()
+    attribute.key = key
+    attribute.value.string_value = value
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_request_proto(body: bytes) -> list[Span]:
+    """Spans from an OTLP/HTTP protobuf body; raises SpanDecodeError naming the field."""
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as error:
+        raise SpanDecodeError("body", f"is not an OTLP ExportTraceServiceRequest in protobuf ({error})") from None
+    return _spans_from_request(request)
+
+
+def decode_request_json(body: bytes) -> list[Span]:
+    """Spans from an OTLP/HTTP JSON body; raises SpanDecodeError naming the field.
+
+    OTLP JSON writes trace and span ids as hex, where protobuf's JSON mapping (json_format)
+    expects base64 for `bytes`; the ids are therefore turned into base64 before json_format
+    reads the rest (camelCase or snake_case names, enums as names or numbers, int64 as strings).
+    """
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpanDecodeError("body", f"is not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise SpanDecodeError("body", "must be a JSON object (an OTLP ExportTraceServiceRequest)")
+    for path, span in _json_spans(document):
+        _hex_ids_to_base64(span, path, (("traceId", "trace_id", 32), ("spanId", "span_id", 16),
+                                        ("parentSpanId", "parent_span_id", 16)))
+        for link_path, link in _json_items(span, "links", path):
+            _hex_ids_to_base64(link, link_path, (("traceId", "trace_id", 32), ("spanId", "span_id", 16)))
+    request = ExportTraceServiceRequest()
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except json_format.ParseError as error:
+        raise SpanDecodeError("body", f"is not an OTLP ExportTraceServiceRequest ({error})") from None
+    return _spans_from_request(request)
+
+
+def _json_spans(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for resource_path, resource_spans in _json_items(document, "resourceSpans", ""):
+        for scope_path, scope_spans in _json_items(resource_spans, "scopeSpans", resource_path):
+            yield from _json_items(scope_spans, "spans", scope_path)
+
+
+def _json_items(parent: dict[str, Any], key: str, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The objects in list `key` (camelCase or proto name) of `parent`, each with its path."""
+    snake = "".join(f"_{char.lower()}" if char.isupper() else char for char in key)
+    name = key if key in parent else snake
+    items = parent.get(name)
+    prefix = f"{path}.{key}" if path else key
+    if items is None:
+        return
+    if not isinstance(items, list):
+        raise SpanDecodeError(prefix, "must be an array")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise SpanDecodeError(f"{prefix}[{index}]", "must be a JSON object")
+        yield f"{prefix}[{index}]", item
+
+
+def _hex_ids_to_base64(item: dict[str, Any], path: str, keys: tuple[tuple[str, str, int], ...]) -> None:
+    for camel, snake, length in keys:
+        key = camel if camel in item else snake
+        value = item.get(key)
+        if value is None or value == "":
+            continue
+        what = f"{length} hex characters"
+        hex_id = check_hex_id(value, f"{path}.{camel}", (length,), what)
+        item[key] = base64.b64encode(binascii.unhexlify(hex_id)).decode()
+
+
+def _spans_from_request(request: Any) -> list[Span]:
+    spans = []
+    for resource_index, resource_spans in enumerate(request.resource_spans):
+        service = _service_name(resource_spans.resource.attributes)
+        resource_path = f"resourceSpans[{resource_index}]"
+        for scope_index, scope_spans in enumerate(resource_spans.scope_spans):
+            scope_path = f"{resource_path}.scopeSpans[{scope_index}]"
+            for span_index, otlp_span in enumerate(scope_spans.spans):
+                spans.append(_span(otlp_span, service, f"{scope_path}.spans[{span_index}]"))
+    return spans
+
+
+def _service_name(attributes: Any) -> str | None:
+    for attribute in attributes:
+        if attribute.key == SERVICE_NAME:
+            return _attribute_text(attribute.value)
+    return None
+
+
+def _span(otlp: Any, service: str | None, path: str) -> Span:
+    trace_id = id_from_bytes(otlp.trace_id, f"{path}.traceId", (16,))
+    if otlp.trace_id[:8] == _ZERO_HIGH_HALF:
+        trace_id = trace_id[16:]
+    parent_id = None
+    if otlp.parent_span_id:
+        parent_id = id_from_bytes(otlp.parent_span_id, f"{path}.parentSpanId", (8,))
+    if otlp.kind not in _KIND_FROM_OTLP:
+        raise SpanDecodeError(f"{path}.kind", f"is {otlp.kind}, not a known SpanKind")
+    start, end = otlp.start_time_unix_nano, otlp.end_time_unix_nano
+    if end < start:
+        raise SpanDecodeError(f"{path}.endTimeUnixNano", f"({end}) is before startTimeUnixNano ({start})")
+    tags = {attribute.key: _attribute_text(attribute.value) for attribute in otlp.attributes}
+    local = _pop_endpoint(tags, HOST_IP, HOST_PORT)
+    local.service_name = service
+    remote = _pop_endpoint(tags, PEER_IP, PEER_PORT)
+    remote.service_name = tags.pop(PEER_SERVICE, None)
+    if otlp.status.code == Status.STATUS_CODE_ERROR:
+        tags.setdefault("error", otlp.status.message or "true")
+    return Span(
+        trace_id=trace_id,
+        id=id_from_bytes(otlp.span_id, f"{path}.spanId", (8,)),
+        parent_id=parent_id,
+        name=otlp.name,
+        kind=_KIND_FROM_OTLP[otlp.kind],
+        timestamp=start // 1000,
+        duration=(end - start) // 1000,
+        local_endpoint=local,
+        remote_endpoint=remote if remote != Endpoint() else None,
+        tags=tags,
+        annotations=[Annotation(timestamp=event.time_unix_nano // 1000, value=event.name)
+                     for event in otlp.events],
+    )
+
+
+def _pop_endpoint(tags: dict[str, str], ip_key: str, port_key: str) -> Endpoint:
+    """The endpoint described by attributes `ip_key`/`port_key`, taken out of `tags` when well-formed."""
+    endpoint = Endpoint()
+    ip_text = tags.get(ip_key)
+    if ip_text is not None:
+        try:
+            address = ipaddress.ip_address(ip_text)
+        except ValueError:
+            pass  # not an address: it stays an ordinary tag
+        else:
+            del tags[ip_key]
+            if address.version == 4:
+                endpoint.ipv4 = ip_text
+            else:
+                endpoint.ipv6 = ip_text
+    port_text = tags.get(port_key)
+    if port_text is not None and port_text.isdigit() and 0 < int(port_text) < 65536:
+        del tags[port_key]
+        endpoint.port = int(port_text)
+    return endpoint
+
+
+def _attribute_text(value: Any) -> str:
+    """An attribute value as the string a Zipkin tag holds."""
+    return _text(_python_value(value))
+
+
+def _python_value(value: Any) -> object:
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return [_python_value(item) for item in value.array_value.values]
+    if which == "kvlist_value":
+        return {item.key: _python_value(item.value) for item in value.kvlist_value.values}
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return getattr(value, which) if which else ""
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"))
+

@@ -1,0 +1,83 @@
+"""Reading the incoming trace context from request headers, across every format the proxy knows.
+
+Formats are read in the mesh contract's order: B3 multi, B3 single, W3C, then Jaeger and OT when
+configured. A present but malformed format is treated as absent and named in the result (the
+caller counts it); extraction never raises. The first format carrying ids gives the trace and
+parent span; the first carrying a sampling decision gives the decision, unless it names another
+trace (a stale header left over from an unrelated request must not steer this one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from typing import NamedTuple
+
+from tracemesh_sidecar.tracing import b3, jaeger, ot, w3c
+from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext
+
+Extractor = Callable[[Mapping[str, str]], TraceContext | None]
+
+# Format names as they appear in stats (`tracing.malformed.<name>`) and in ExtractResult.malformed.
+B3_MULTI = "b3"
+B3_SINGLE = "b3_single"
+W3C = "w3c"
+JAEGER = "jaeger"
+OT = "ot"
+ALWAYS_READ: tuple[tuple[str, Extractor], ...] = (
+    (B3_MULTI, b3.extract_multi), (B3_SINGLE, b3.extract_single), (W3C, w3c.extract),
+)
+OPTIONAL: dict[str, Extractor] = {JAEGER: jaeger.extract, OT: ot.extract}
+
+# Every header that carries trace context in some format (baggage is not context and passes).
+TRACE_HEADERS = frozenset((*b3.MULTI_HEADERS, b3.SINGLE, *w3c.HEADERS, jaeger.HEADER, *ot.HEADERS))
+
+
+class ExtractResult(NamedTuple):
+    context: TraceContext | None
+    malformed: tuple[str, ...]  # names of formats present but unusable, in reading order
+
+
+def readers(extra_formats: Collection[str]) -> tuple[tuple[str, Extractor], ...]:
+    """The formats to read, in order; unknown names in `extra_formats` are ignored."""
+    return ALWAYS_READ + tuple((name, OPTIONAL[name]) for name in OPTIONAL if name in extra_formats)
+
+
+def extract(headers: Mapping[str, str], extra_formats: Collection[str] = ()) -> ExtractResult:
+    return extract_with(headers, readers(extra_formats))
+
+
+def extract_with(headers: Mapping[str, str], formats: tuple[tuple[str, Extractor], ...]) -> ExtractResult:
+    """`extract` with the reader list already built (the hop tracer builds it once per config)."""
+    ids: TraceContext | None = None
+    decision: TraceContext | None = None
+    tracestate: str | None = None
+    malformed: tuple[str, ...] = ()  # grown only on the rare malformed path
+    for name, read in formats:
+        try:
+            found = read(headers)
+        except MalformedHeader:
+            malformed += (name,)
+            continue
+        if found is None:
+            continue
+        if found.trace_id is not None:
+            if ids is None:
+                ids = found
+            elif found.trace_id != ids.trace_id:
+                continue
+        if decision is None and found.sampled is not None:
+            decision = found
+        if tracestate is None:
+            tracestate = found.tracestate
+    if ids is None and decision is None:
+        return ExtractResult(None, malformed)
+    if decision is ids and ids is not None and tracestate is ids.tracestate:
+        return ExtractResult(ids, malformed)  # the usual case: one format carried it all
+    context = TraceContext(
+        trace_id=ids.trace_id if ids is not None else None,
+        span_id=ids.span_id if ids is not None else None,
+        sampled=decision.sampled if decision is not None else None,
+        debug=decision is not None and decision.debug,
+        tracestate=tracestate,
+    )
+    return ExtractResult(context, malformed)

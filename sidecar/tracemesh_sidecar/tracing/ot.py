@@ -1,0 +1,33 @@
+"""The OpenTracing basic tracer's `ot-tracer-traceid`, `ot-tracer-spanid`, `ot-tracer-sampled` headers.
+
+Read only, when configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_id, trace_id
+
+TRACE_ID = "ot-tracer-traceid"
+SPAN_ID = "ot-tracer-spanid"
+SAMPLED = "ot-tracer-sampled"
+HEADERS = (TRACE_ID, SPAN_ID, SAMPLED)
+
+_SAMPLED = {"true": True, "false": False, "1": True, "0": False}
+
+
+def extract(headers: Mapping[str, str]) -> TraceContext | None:
+    raw_trace = headers.get(TRACE_ID)
+    raw_span = headers.get(SPAN_ID)
+    raw_sampled = headers.get(SAMPLED)
+    sampled = None
+    if raw_sampled is not None:
+        sampled = _SAMPLED.get(raw_sampled.lower())
+        if sampled is None:
+            raise MalformedHeader(f"{SAMPLED} is {raw_sampled!r}; expected true or false")
+    if raw_trace is None and raw_span is None:
+        return None if sampled is None else TraceContext(None, None, sampled)
+    if raw_trace is None or raw_span is None:
+        raise MalformedHeader(f"{TRACE_ID} and {SPAN_ID} must come together")
+    return TraceContext(trace_id(raw_trace), span_id(raw_span), sampled)

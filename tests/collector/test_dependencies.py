@@ -1,0 +1,64 @@
+"""Dependency links: one per RPC whether one or both sides reported, errors from either side."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from collector_samples import NOW_US, bookinfo_trace, rpc, span, trace_id
+
+from tracemesh_collector.dependencies import DependencyLink, link_traces
+from tracemesh_collector.store import SpanStore
+from tracemesh_sidecar.spans.model import Endpoint
+
+MINUTE = 60_000_000
+
+
+def test_bookinfo_traces_count_each_rpc_once() -> None:
+    traces = [bookinfo_trace(trace_id(1), NOW_US), bookinfo_trace(trace_id(2), NOW_US, with_ratings=False),
+              bookinfo_trace(trace_id(3), NOW_US, ratings_status="503")]
+    assert link_traces(traces) == [
+        DependencyLink("productpage.default", "details.default", 3, 0),
+        DependencyLink("productpage.default", "reviews.default", 3, 0),
+        DependencyLink("reviews.default", "ratings.default", 2, 1),
+    ]
+
+
+def test_an_error_on_the_client_side_only_counts() -> None:
+    client, server = rpc(trace_id(1), None, "a.default", "b.default", NOW_US, 1000)
+    client.tags["error"] = "true"
+    assert link_traces([[client, server]]) == [DependencyLink("a.default", "b.default", 1, 1)]
+
+
+def test_a_callee_that_reports_nothing_is_linked_from_the_client_span() -> None:
+    client, _ = rpc(trace_id(1), None, "a.default", "mysql.default", NOW_US, 1000)
+    assert link_traces([[client]]) == [DependencyLink("a.default", "mysql.default", 1, 0)]
+
+
+def test_a_client_span_without_a_remote_service_and_no_server_makes_no_link() -> None:
+    client, _ = rpc(trace_id(1), None, "a.default", "b.default", NOW_US, 1000)
+    assert link_traces([[replace(client, remote_endpoint=Endpoint(ipv4="10.0.0.9"))]]) == []
+
+
+def test_a_caller_that_reports_nothing_is_known_from_the_servers_remote_endpoint() -> None:
+    root = span(trace_id(1), "00000000000000a1", None, "productpage.default", "x", "SERVER", NOW_US, 10,
+                remote="istio-ingressgateway.istio-system")
+    assert link_traces([[root]]) == [DependencyLink("istio-ingressgateway.istio-system", "productpage.default", 1, 0)]
+
+
+def test_zipkin_shared_spans_count_once() -> None:
+    client = span(trace_id(1), "00000000000000a1", None, "a.default", "x", "CLIENT", NOW_US, 10, remote="b.default")
+    server = replace(client, kind="SERVER", local_endpoint=Endpoint("b.default"), remote_endpoint=None, shared=True)
+    assert link_traces([[client, server]]) == [DependencyLink("a.default", "b.default", 1, 0)]
+
+
+def test_local_spans_make_no_links() -> None:
+    local = span(trace_id(1), "00000000000000a1", None, "a.default", "compute", None, NOW_US, 10)
+    assert link_traces([[local]]) == []
+
+
+def test_the_store_links_only_traces_inside_the_window() -> None:
+    store = SpanStore()
+    store.add(bookinfo_trace(trace_id(1), NOW_US - 10 * MINUTE))
+    store.add(bookinfo_trace(trace_id(2), NOW_US - MINUTE, with_ratings=False))
+    assert [link.call_count for link in store.dependencies(NOW_US, 5 * MINUTE)] == [1, 1]
+    assert [link.call_count for link in store.dependencies(NOW_US, 20 * MINUTE)] == [2, 2, 1]

@@ -1,0 +1,168 @@
+"""`tracemesh demo` end to end: real collector, six real sidecars, real Bookinfo, on free loopback ports.
+
+The traces are read back through the backends' own APIs (Zipkin's and Jaeger's) with code
+independent of the demo's, and checked with the shared Bookinfo trace-shape check. Ctrl-C must
+leave no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tracemesh_bookinfo.trace_shape import check_bookinfo_trace, inspect_bookinfo_trace
+from tracemesh_cli.demo.ports import pick_free
+from tracemesh_collector.jaeger_json import trace_from_jaeger
+from tracemesh_sidecar.spans.model import Span
+from tracemesh_sidecar.spans.zipkin_json import span_from_zipkin_dict
+
+REQUESTS = 20
+RUNNING = "Running; press Ctrl-C to stop."
+
+
+@dataclass
+class Demo:
+    process: subprocess.Popen[str]
+    port: int
+    zipkin: int
+    otlp: int
+    query: int
+    output: str = ""
+
+
+def read_until(demo: Demo, marker: str, timeout_s: float = 90.0) -> str:
+    """Demo output up to the line holding `marker`; fails with the output so far if it never comes."""
+    assert demo.process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(demo.process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout_s
+    while marker not in demo.output:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {marker!r} within {timeout_s} s; output:\n{demo.output}"
+        if selector.select(remaining):
+            line = demo.process.stdout.readline()
+            assert line, f"the demo exited ({demo.process.wait()}) before {marker!r}; output:\n{demo.output}"
+            demo.output += line
+    return demo.output
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, stack = set(), [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+@contextmanager
+def demo_running(*flags: str) -> Iterator[Demo]:
+    """Runs `tracemesh demo` until the block ends, then presses Ctrl-C and checks that nothing is left."""
+    port, zipkin, otlp, query = pick_free(4)
+    command = [sys.executable, "-m", "tracemesh_cli.main", "demo", "--port", str(port), "--zipkin-port", str(zipkin),
+               "--otlp-port", str(otlp), "--query-port", str(query), *flags]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    demo = Demo(process, port, zipkin, otlp, query)
+    try:
+        yield demo
+        children = descendants(process.pid)
+        assert len(children) == 13, children  # the collector, six apps, six sidecars
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 130
+        deadline = time.monotonic() + 5
+        while not all(gone(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in children if not gone(pid)] == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def assert_bookinfo_traces(traces: list[list[Span]]) -> None:
+    assert len(traces) == REQUESTS
+    problems = {trace[0].trace_id: check_bookinfo_trace(trace) for trace in traces}
+    assert {trace_id: found for trace_id, found in problems.items() if found} == {}
+    assert all(len(trace) in (5, 7) for trace in traces)
+    assert {inspect_bookinfo_trace(trace).reviews_version for trace in traces} == {"v1", "v2", "v3"}
+
+
+def test_demo_traces_reach_zipkin_complete_and_ctrl_c_leaves_nothing_behind() -> None:
+    with demo_running("--requests", str(REQUESTS)) as demo:
+        output = read_until(demo, RUNNING)
+        assert f"sent {REQUESTS} requests to http://127.0.0.1:{demo.port}/productpage: {REQUESTS} x 200" in output
+        assert f"traces: {REQUESTS}/{REQUESTS} complete" in output
+        assert "productpage.default.svc.cluster.local:9080/*  SERVER" in output  # the tree
+        body = get_json(f"http://127.0.0.1:{demo.zipkin}/api/v2/traces?serviceName=productpage.default&limit=20")
+        assert_bookinfo_traces([[span_from_zipkin_dict(item) for item in trace] for trace in body])
+
+
+def test_demo_with_jaeger_provider_sends_otlp_and_the_jaeger_api_serves_it() -> None:
+    with demo_running("--requests", str(REQUESTS), "--provider", "jaeger") as demo:
+        output = read_until(demo, RUNNING)
+        assert f"traces: {REQUESTS}/{REQUESTS} complete" in output
+        assert f"tracing to provider 'jaeger' (jaeger, http://127.0.0.1:{demo.otlp}/v1/traces)" in output
+        # Each sidecar exports to the OTLP port only: that is the one provider in force.
+        admin = re.search(r"productpage-v1 .* admin (http://127\.0\.0\.1:\d+)/config_dump", output)
+        assert admin is not None
+        dump = get_json(f"{admin.group(1)}/config_dump")
+        [provider] = dump["providers"]
+        assert provider["name"] == "jaeger" and provider["jaeger"]["port"] == demo.otlp
+        body = get_json(f"http://127.0.0.1:{demo.query}/api/traces?service=productpage.default&limit=20")
+        assert_bookinfo_traces([trace_from_jaeger(trace) for trace in body["data"]])
+
+
+def test_demo_once_fails_with_the_problems_when_traces_are_incomplete(tmp_path: Path) -> None:
+    telemetry = tmp_path / "telemetry.yaml"
+    telemetry.write_text((Path(__file__).resolve().parents[2] / "samples/bookinfo/telemetry.yaml").read_text() + """
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: ratings-quiet, namespace: default}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  tracing:
+  - disableSpanReporting: true
+""")
+    port, zipkin, otlp, query = pick_free(4)
+    result = subprocess.run(
+        [sys.executable, "-m", "tracemesh_cli.main", "demo", "--once", "--requests", "3", "--trace-timeout", "2",
+         "--telemetry", str(telemetry), "--port", str(port), "--zipkin-port", str(zipkin), "--otlp-port", str(otlp),
+         "--query-port", str(query)], capture_output=True, text=True, timeout=90)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "expected one SERVER span of ratings.default named 'ratings.default.svc.cluster.local:9080/*', found 0" \
+        in result.stdout
+    assert "logs and proxy configs kept in" in result.stderr

@@ -1,0 +1,161 @@
+"""The demo's plan: proxy configs wired by explicit proxy and the local registry, tracing from the sample YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tracemesh_cli.demo.inputs import (
+    DEFAULT_MESH_CONFIG,
+    DEFAULT_TELEMETRY,
+    InputError,
+    read_mesh_spec,
+    read_telemetries,
+)
+from tracemesh_cli.demo.plan import (
+    WORKLOADS,
+    CollectorPorts,
+    DemoPlan,
+    PlanError,
+    WorkloadPorts,
+    plan_demo,
+    with_provider,
+)
+from tracemesh_sidecar.config import dump_proxy_config, parse_proxy_config
+
+COLLECTOR = CollectorPorts(zipkin=19411, otlp=14318, query=26686)
+
+
+def ports() -> dict[Any, WorkloadPorts]:
+    result = {}
+    for index, workload in enumerate(WORKLOADS):
+        base = 30000 + 10 * index
+        inbound = 9080 if workload.service == "productpage" else base + 1
+        result[workload] = WorkloadPorts(app=base, inbound=inbound, outbound=base + 2, admin=base + 3)
+    return result
+
+
+def sample_plan(provider: str | None = None) -> DemoPlan:
+    telemetries, mesh = read_telemetries(DEFAULT_TELEMETRY), read_mesh_spec(DEFAULT_MESH_CONFIG)
+    if provider:
+        telemetries, mesh = with_provider(telemetries, mesh, provider)
+    return plan_demo(mesh, telemetries, ports(), COLLECTOR)
+
+
+def test_every_workload_gets_a_sidecar_in_front_of_its_app() -> None:
+    plan = sample_plan()
+    assert [(p.workload.service, p.workload.version) for p in plan.workloads] == [
+        ("productpage", "v1"), ("details", "v1"), ("ratings", "v1"), ("reviews", "v1"), ("reviews", "v2"),
+        ("reviews", "v3")]
+    assert plan.entry_url == "http://127.0.0.1:9080/productpage"
+    for workload in plan.workloads:
+        config = workload.proxy_config
+        node = config.node
+        assert (node.pod_name, node.namespace, node.pod_ip) == (f"{workload.workload.name}-local", "default",
+                                                                "127.0.0.1")
+        assert (node.canonical_service, node.canonical_revision) == (workload.workload.service,
+                                                                     workload.workload.version)
+        assert node.service_name == f"{workload.workload.service}.default"
+        [port] = config.inbound.ports
+        assert (port.port, port.app_port, port.listen) == (9080, workload.ports.app,
+                                                           f"127.0.0.1:{workload.ports.inbound}")
+        assert config.listeners.outbound == f"127.0.0.1:{workload.ports.outbound}"
+        assert config.listeners.inbound is None and config.listeners.health is None
+        assert config.listeners.admin == f"127.0.0.1:{workload.ports.admin}"
+        env = workload.app_environment()
+        assert env["HTTP_PROXY"] == env["http_proxy"] == f"http://127.0.0.1:{workload.ports.outbound}"
+        assert (env["PORT"], env["SERVICE_VERSION"]) == (str(workload.ports.app), workload.workload.version)
+        # what the sidecar reads back is what was planned
+        assert parse_proxy_config(dump_proxy_config(config)) == config
+
+
+def test_registry_maps_services_to_sidecars_and_reviews_round_robins() -> None:
+    plan = sample_plan()
+    inbound = {p.workload.name: f"127.0.0.1:{p.ports.inbound}" for p in plan.workloads}
+    services = {(s.host, s.port): s.endpoints for s in plan.workloads[0].proxy_config.outbound.services}
+    assert services[("reviews.default.svc.cluster.local", 9080)] == (
+        inbound["reviews-v1"], inbound["reviews-v2"], inbound["reviews-v3"])
+    assert services[("details.default.svc.cluster.local", 9080)] == (inbound["details-v1"],)
+    assert services[("ratings.default.svc.cluster.local", 9080)] == (inbound["ratings-v1"],)
+    assert services[("zipkin.istio-system.svc.cluster.local", 9411)] == ("127.0.0.1:19411",)
+    assert services[("jaeger-collector.istio-system.svc.cluster.local", 4318)] == ("127.0.0.1:14318",)
+    assert all(p.proxy_config.outbound == plan.workloads[0].proxy_config.outbound for p in plan.workloads)
+
+
+def test_tracing_comes_from_the_telemetry_and_the_provider_resolves_to_the_collector() -> None:
+    plan = sample_plan()
+    assert (plan.provider.kind, plan.provider.url) == ("zipkin", "http://127.0.0.1:19411/api/v2/spans")
+    assert plan.sampling_percentage == 100
+    for workload in plan.workloads:
+        tracing = workload.proxy_config.tracing
+        assert tracing.client.provider == tracing.server.provider == "zipkin"
+        assert tracing.client.sampling_percentage == tracing.server.sampling_percentage == 100
+
+
+@pytest.mark.parametrize(("provider", "kind"), [("jaeger", "jaeger"), ("otel", "opentelemetry")])
+def test_provider_override_sends_otlp_to_the_collector(provider: str, kind: str) -> None:
+    plan = sample_plan(provider)
+    assert (plan.provider.name, plan.provider.kind) == (provider, kind)
+    assert plan.provider.url == "http://127.0.0.1:14318/v1/traces"
+    assert all(p.proxy_config.tracing.client.provider == provider for p in plan.workloads)
+
+
+def test_unknown_provider_is_reported_with_the_compilers_words() -> None:
+    with pytest.raises(PlanError, match=r"the mesh configuration has problems:\n.*'lightstep'"):
+        sample_plan("lightstep")
+
+
+def test_provider_host_that_local_mode_does_not_run() -> None:
+    mesh = read_mesh_spec(DEFAULT_MESH_CONFIG)
+    mesh["extensionProviders"][0]["zipkin"]["service"] = "tempo.observability.svc.cluster.local"
+    with pytest.raises(PlanError, match=r"'zipkin' sends to tempo.observability.svc.cluster.local:9411, which "
+                                        r"local mode does not run; point it at one of zipkin.istio-system"):
+        plan_demo(mesh, read_telemetries(DEFAULT_TELEMETRY), ports(), COLLECTOR)
+
+
+def test_short_provider_host_resolves_like_cluster_dns() -> None:
+    mesh = read_mesh_spec(DEFAULT_MESH_CONFIG)
+    mesh["extensionProviders"][0]["zipkin"]["service"] = "zipkin.istio-system"
+    plan = plan_demo(mesh, read_telemetries(DEFAULT_TELEMETRY), ports(), COLLECTOR)
+    assert plan.provider.url == "http://127.0.0.1:19411/api/v2/spans"
+
+
+def test_tracing_switched_off_is_refused() -> None:
+    mesh = {**read_mesh_spec(DEFAULT_MESH_CONFIG), "enableTracing": False}
+    with pytest.raises(PlanError, match="reports no spans for productpage"):
+        plan_demo(mesh, read_telemetries(DEFAULT_TELEMETRY), ports(), COLLECTOR)
+
+
+def test_with_provider_without_telemetry_sets_the_mesh_default() -> None:
+    telemetries, mesh = with_provider([], {"defaultProviders": {"tracing": ["zipkin"]}}, "jaeger")
+    assert (telemetries, mesh) == ([], {"defaultProviders": {"tracing": ["jaeger"]}})
+    original = read_telemetries(DEFAULT_TELEMETRY)
+    changed, _ = with_provider(original, {}, "jaeger")
+    assert changed[0]["spec"]["tracing"][0]["providers"] == [{"name": "jaeger"}]
+    assert original[0]["spec"]["tracing"][0]["providers"] == [{"name": "zipkin"}]  # input left alone
+
+
+# --------------------------------------------------------------------------------------------- input files
+
+
+def test_missing_file_names_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"--telemetry .*nope.yaml: cannot read it"):
+        read_telemetries(tmp_path / "nope.yaml")
+
+
+def test_bad_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text("spec: [unclosed\n")
+    with pytest.raises(InputError, match=r"--mesh-config .*mesh.yaml: not valid YAML"):
+        read_mesh_spec(path)
+
+
+def test_wrong_kind_and_document_count(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("kind: Telemetry\nspec: {}\n---\nkind: ConfigMap\n")
+    with pytest.raises(InputError, match=r"document 2 is 'ConfigMap', not a Telemetry"):
+        read_telemetries(path)
+    with pytest.raises(InputError, match="holds 2 documents; give exactly one MeshConfig"):
+        read_mesh_spec(path)

@@ -1,0 +1,92 @@
+"""Plain applications for netns pods, knowing nothing of the mesh (stdlib only).
+
+    python netns_apps.py echo PORT            TCP: sends `peer=<ip>` then echoes bytes back
+    python netns_apps.py send HOST PORT       TCP client: sends binary bytes, half-closes, prints
+                                              the peer line and whether the echo came back intact
+    python netns_apps.py http PORT [--no-propagate]
+        GET /call?url=U   calls U and answers with its status and body, copying the trace
+                          headers of the inbound request (unless --no-propagate)
+        GET /anything     answers {"peer": <client ip>, "headers": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TRACE_HEADERS = ("x-request-id", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled",
+                 "x-b3-flags", "b3", "traceparent", "tracestate")
+
+
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.sendall(f"peer={self.client_address[0]}\n".encode())
+        while data := self.request.recv(65536):
+            self.request.sendall(data)
+
+
+class App(BaseHTTPRequestHandler):
+    propagate = True
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/call":
+            target = urllib.parse.parse_qs(url.query)["url"][0]
+            headers = {name: value for name in TRACE_HEADERS if self.propagate and (value := self.headers.get(name))}
+            try:
+                with urllib.request.urlopen(urllib.request.Request(target, headers=headers), timeout=10) as response:
+                    status, body = response.status, response.read()
+            except urllib.error.HTTPError as error:
+                status, body = error.code, error.read()
+            self._answer(200, {"status": status, "body": body.decode(errors="replace")})
+        else:
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            self._answer(200, {"peer": self.client_address[0], "headers": headers})
+
+    def _answer(self, status: int, document: object) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+PAYLOAD = bytes(range(256)) * 64 + b"\r\n\r\nnot HTTP at all"
+
+
+def send(host: str, port: int) -> None:
+    with socket.create_connection((host, port), timeout=10) as conn:
+        conn.sendall(PAYLOAD)
+        conn.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    peer, _, echoed = received.partition(b"\n")
+    print(peer.decode(), echoed == PAYLOAD, len(received))
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "send":
+        send(argv[1], int(argv[2]))
+        return
+    kind, port = argv[0], int(argv[1])
+    if kind == "echo":
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        socketserver.ThreadingTCPServer(("0.0.0.0", port), Echo).serve_forever()
+    App.propagate = "--no-propagate" not in argv
+    ThreadingHTTPServer(("0.0.0.0", port), App).serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,70 @@
+"""The control plane of the netns cluster: the operator's own event core (MeshState) and
+ConfigHub, fed the objects kopf's indexes would hold, with the discovery server (port 15010)
+listening inside its own namespace as tracemesh-discovery.istio-system.
+
+Only kopf and the Kubernetes API are left out; what gets compiled, versioned and pushed to
+each sidecar is the operator's code.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from netns_net import listening_socket
+
+from tracemesh_operator.discovery.hub import ConfigHub
+from tracemesh_operator.discovery.server import DEFAULT_PORT, create_app
+from tracemesh_operator.records import object_key
+from tracemesh_operator.state import DEFAULT_MESH_CONFIG, MeshState, World
+
+Body = dict[str, Any]
+
+
+class ControlPlane:
+    def __init__(self, mesh_spec: Mapping[str, Any], discovery_address: str) -> None:
+        namespace, name = DEFAULT_MESH_CONFIG.split("/")
+        self.hub = ConfigHub()
+        self.state = MeshState(self.hub, discovery_address)
+        self.mesh: Body = {"apiVersion": "tracemesh.io/v1alpha1", "kind": "MeshConfig",
+                           "metadata": {"name": name, "namespace": namespace}, "spec": copy.deepcopy(dict(mesh_spec))}
+        self.pods: dict[str, dict[str, Body]] = {}
+        self.telemetries: dict[str, dict[str, Body]] = {}
+        self._runner: web.AppRunner | None = None
+
+    def world(self) -> World:
+        return World(pods={ns: list(pods.values()) for ns, pods in self.pods.items()},
+                     telemetries={ns: list(items.values()) for ns, items in self.telemetries.items()},
+                     meshconfigs={DEFAULT_MESH_CONFIG: [self.mesh]})
+
+    def pod_added(self, body: Body) -> None:
+        namespace = body["metadata"]["namespace"]
+        self.pods.setdefault(namespace, {})[body["metadata"]["name"]] = body
+        self.state.pod_changed(body, False, self.world())
+
+    def apply_telemetry(self, body: Body) -> None:
+        body = copy.deepcopy(body)
+        metadata = body.setdefault("metadata", {})
+        metadata.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        metadata.setdefault("uid", f"uid-{object_key(body)}")
+        self.telemetries.setdefault(metadata["namespace"], {})[metadata["name"]] = body
+        self.state.telemetry_changed(body, False, self.world())
+
+    def delete_telemetry(self, namespace: str, name: str) -> None:
+        body = self.telemetries[namespace].pop(name)
+        self.state.telemetry_changed(body, True, self.world())
+
+    def set_mesh(self, spec: Mapping[str, Any]) -> None:
+        self.mesh = {**self.mesh, "spec": copy.deepcopy(dict(spec))}
+        self.state.mesh_changed(self.world())
+
+    async def serve(self, netns: str) -> None:
+        self._runner = web.AppRunner(create_app(self.hub), access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.SockSite(self._runner, listening_socket(netns, DEFAULT_PORT)).start()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,38 @@
+"""The real control plane (kopf, the unmodified handlers) against kmock's Kubernetes emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import kmock
+import pytest
+
+from tracemesh_operator.control_plane import ControlPlane, Options
+from tracemesh_operator.kmock_cluster import operator_ready, write_kubeconfig
+
+
+@pytest.fixture
+def control_plane(kmock: kmock.KubernetesEmulator, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[ControlPlane]:
+    """The operator as `tracemesh operator --no-webhook` runs it, logged in through a kubeconfig.
+
+    In a thread with its own event loop, as in its own process: when kopf stops, it cancels
+    every task its loop started after it, which must not include the test's.
+    """
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))))
+    with operator_ready(kmock):
+        plane = ControlPlane(Options(host="127.0.0.1", discovery_port=0, webhook_port=None, liveness=None))
+        ready, stop = threading.Event(), threading.Event()
+        thread = threading.Thread(target=asyncio.run, args=(plane.run(stop_flag=stop, ready_flag=ready),),
+                                  name="operator")
+        thread.start()
+        try:
+            assert ready.wait(10), "the operator did not start within 10s"
+            yield plane
+        finally:
+            stop.set()
+            thread.join(15)
+            assert not thread.is_alive(), "the operator did not stop within 15s"

@@ -1,0 +1,187 @@
+"""Upstream and downstream failures: Envoy's local replies, response flags on spans and stats, no crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from dataclasses import replace
+
+from conftest import Origin
+from proxy_harness import (
+    RawOrigin,
+    client_config,
+    ok,
+    pair,
+    read_request_head,
+    read_response,
+    request,
+    server_config,
+    sidecar,
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_connection_refused_is_503_uf_with_an_error_span() -> None:
+    async with sidecar(client_config([f"127.0.0.1:{_free_port()}"])) as client_side:
+        response = await request(client_side.outbound_port,
+                                 b"GET http://reviews:9080/x HTTP/1.1\r\nHost: reviews:9080\r\n\r\n")
+        span = (await client_side.exporters.wait_spans(1))[0]
+        assert client_side.stats.get("outbound.response_flags.UF") == 1
+        assert client_side.stats.get("upstream.cx_connect_fail") == 1
+    assert response.status == 503
+    assert b"reset reason: connection failure" in response.body
+    assert span.tags["response_flags"] == "UF"
+    assert span.tags["http.status_code"] == "503"
+    assert span.tags["error"] == "true"
+
+
+async def test_unresolvable_host_is_503_uh() -> None:
+    async with sidecar(client_config([])) as client_side:
+        response = await request(client_side.outbound_port,
+                                 b"GET http://no-such-host.invalid/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        span = (await client_side.exporters.wait_spans(1))[0]
+    assert response.status == 503
+    assert span.tags["response_flags"] == "UH"
+
+
+async def test_request_to_the_proxy_itself_is_refused_not_looped() -> None:
+    async with sidecar(client_config([])) as client_side:
+        port = client_side.outbound_port
+        response = await request(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
+    assert response.status == 503
+
+
+async def test_upstream_reset_before_headers_is_503_uc() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.transport.abort()
+
+    async with RawOrigin(reset) as app, sidecar(server_config(app.port)) as server_side:
+        response = await request(server_side.inbound_port, b"GET /x HTTP/1.1\r\nHost: reviews\r\n\r\n")
+        span = (await server_side.exporters.wait_spans(1))[0]
+    assert response.status == 503
+    assert b"connection termination" in response.body
+    assert span.tags["response_flags"] == "UC"
+
+
+async def test_upstream_reset_mid_response_closes_the_downstream_with_uc() -> None:
+    async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"a" * 10)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.transport.abort()
+
+    async with RawOrigin(half) as app, sidecar(server_config(app.port)) as server_side:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
+        writer.write(b"GET /x HTTP/1.1\r\nHost: reviews\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        rest = await asyncio.wait_for(reader.read(), 5)  # ends: the proxy closed the connection
+        writer.close()
+        span = (await server_side.exporters.wait_spans(1))[0]
+    assert head.startswith(b"HTTP/1.1 200")
+    assert rest == b"a" * 10
+    assert span.tags["response_flags"] == "UC"
+
+
+async def test_request_timeout_is_504_ut(origin: Origin) -> None:
+    config = server_config(origin.port)
+    config = replace(config, inbound=replace(config.inbound, request_timeout_s=0.2))
+    async with sidecar(config) as server_side:
+        response = await request(server_side.inbound_port, b"GET /slow?delay=0.6 HTTP/1.1\r\nHost: r\r\n\r\n")
+        span = (await server_side.exporters.wait_spans(1))[0]
+        assert server_side.stats.get("inbound.response_flags.UT") == 1
+    assert response.status == 504
+    assert response.body == b"upstream request timeout"
+    assert span.tags["response_flags"] == "UT"
+    assert span.tags["http.status_code"] == "504"
+
+
+async def test_connect_timeout_is_503_uf() -> None:
+    # A listener that never accepts, with its accept queue full: the kernel drops further SYNs.
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(0)
+        port = blackhole.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        await asyncio.sleep(0.05)
+        config = server_config(port)
+        config = replace(config, inbound=replace(config.inbound, connect_timeout_s=0.2))
+        try:
+            async with sidecar(config) as server_side:
+                response = await request(server_side.inbound_port, b"GET / HTTP/1.1\r\nHost: r\r\n\r\n")
+                span = (await server_side.exporters.wait_spans(1))[0]
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert response.status == 503
+    assert span.tags["response_flags"] == "UF"
+    assert span.duration >= 150_000  # it waited for the connect timeout
+
+
+async def test_downstream_gone_before_the_response_is_flagged_dc(origin: Origin) -> None:
+    async with sidecar(server_config(origin.port)) as server_side:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
+        writer.write(b"GET /slow?delay=0.3 HTTP/1.1\r\nHost: r\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.transport.abort()
+        span = (await server_side.exporters.wait_spans(1))[0]
+    assert span.tags["response_flags"] == "DC"
+
+
+async def test_pooled_connection_closed_by_the_peer_is_retried_once_on_a_fresh_one() -> None:
+    """The keep-alive race: the app closes an idle connection just as the proxy reuses it."""
+
+    async def one_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(ok(b"first"))
+        await writer.drain()
+        await read_request_head(reader)  # the second request on this connection: hang up without answering
+        writer.transport.abort()
+
+    async with RawOrigin(one_per_connection) as app, sidecar(server_config(app.port)) as server_side:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
+        writer.write(b"GET /a HTTP/1.1\r\nHost: r\r\n\r\n")
+        first = await asyncio.wait_for(read_response(reader), 5)
+        writer.write(b"GET /b HTTP/1.1\r\nHost: r\r\n\r\n")
+        second = await asyncio.wait_for(read_response(reader), 5)
+        writer.close()
+        assert server_side.stats.get("upstream.rq_retry") == 1
+    assert (first.status, second.status) == (200, 200)
+    assert app.connections == 2
+
+
+async def test_malformed_requests_get_400_are_counted_and_the_proxy_keeps_serving(origin: Origin) -> None:
+    garbage = [
+        b"GET /x HTTP/1.1\r\nHost: r\r\nContent-Length: abc\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nBad Header Line\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+    async with sidecar(server_config(origin.port)) as server_side:
+        for raw in garbage:
+            response = await request(server_side.inbound_port, raw)
+            assert response.status == 400
+        good = await request(server_side.inbound_port, b"GET /echo HTTP/1.1\r\nHost: r\r\n\r\n")
+        assert server_side.stats.get("inbound.downstream_rq_malformed") == len(garbage)
+    assert good.status == 200
+
+
+async def test_malformed_trace_headers_are_counted_and_the_request_is_served(origin: Origin) -> None:
+    async with pair(origin.port) as (client_side, _):
+        response = await request(client_side.outbound_port, (
+            b"GET http://reviews:9080/echo HTTP/1.1\r\nHost: reviews:9080\r\n"
+            b"x-b3-traceid: not-hex-at-all\r\nx-b3-spanid: 123\r\ntraceparent: 00-zz-zz-01\r\nb3: \xff\xfe\r\n\r\n"))
+        assert client_side.stats.get("tracing.malformed_trace_headers") >= 1
+    assert response.status == 200
+    forwarded = dict(json.loads(response.body)["headers"])
+    assert forwarded["x-b3-traceid"] != "not-hex-at-all"

@@ -1,0 +1,129 @@
+"""The proxy's pure pieces: protocol sniffing, header handling, routing, SO_ORIGINAL_DST parsing, file loading."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+from proxy_harness import client_config, server_config
+
+from tracemesh_sidecar.config.fields import ConfigError
+from tracemesh_sidecar.config.loader import load_proxy_config
+from tracemesh_sidecar.proxy.headers import build_head, chunked, header_fields, hop_by_hop_names, local_reply
+from tracemesh_sidecar.proxy.origdst import parse_sockaddr_in
+from tracemesh_sidecar.proxy.routing import Destination, InboundRouter, OutboundRouter, split_absolute_target
+from tracemesh_sidecar.proxy.sniff import MAX_REQUEST_LINE, classify
+
+
+@pytest.mark.parametrize(("first_bytes", "verdict"), [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "http1"),
+    (b"GET http://reviews:9080/x HTTP/1.0\r\n", "http1"),
+    (b"CONNECT reviews:443 HTTP/1.1\r\n", "http1"),
+    (b"GET / HTTP/1.1\n", "http1"),
+    (b"GET /x HT", "undecided"),
+    (b"", "undecided"),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "opaque"),
+    (b"\x16\x03\x01\x02\x00\x01\x00", "opaque"),
+    (b"SSH-2.0-OpenSSH_9.2\r\n", "opaque"),
+    (b"GET / HTTP/1.1 extra\r\n", "opaque"),
+    (b"G\xc3\xa9T / HT", "opaque"),
+    (b"A" * (MAX_REQUEST_LINE + 1), "opaque"),
+])
+def test_classify_tells_http1_from_everything_else(first_bytes: bytes, verdict: str) -> None:
+    assert classify(first_bytes) == verdict
+
+
+def _headers(*pairs: tuple[bytes, bytes]) -> list[tuple[str, bytes, bytes]]:
+    return [(name.decode().lower(), name, value) for name, value in pairs]
+
+
+def test_hop_by_hop_names_include_what_connection_names() -> None:
+    names = hop_by_hop_names(_headers((b"Connection", b"keep-alive, X-Secret"), (b"connection", b"Upgrade")))
+    assert {"connection", "keep-alive", "te", "proxy-authorization", "x-secret", "upgrade"} <= names
+    assert hop_by_hop_names(_headers((b"Connection", b"close"))) == hop_by_hop_names([])
+
+
+def test_build_head_keeps_order_and_case_drops_and_appends() -> None:
+    head = build_head(b"GET / HTTP/1.1\r\n", _headers((b"Host", b"a"), (b"X-B3-TraceId", b"old"), (b"TE", b"x")),
+                      frozenset({"te", "x-b3-traceid"}), [("x-b3-traceid", "new")], b"\r\n")
+    assert head == b"GET / HTTP/1.1\r\nHost: a\r\nx-b3-traceid: new\r\n\r\n"
+
+
+def test_header_fields_lowercases_and_joins_repeats() -> None:
+    fields = header_fields(_headers((b"Accept", b"a"), (b"accept", b"b"), (b"Host", b"h")))
+    assert fields == {"accept": "a, b", "host": "h"}
+
+
+def test_chunked_and_local_reply_framing() -> None:
+    assert b"".join(chunked(b"x" * 26)) == b"1a\r\n" + b"x" * 26 + b"\r\n"
+    reply = local_reply(503, "no healthy upstream", close=True)
+    assert reply.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"content-length: 19\r\n" in reply and b"connection: close\r\n" in reply
+    assert reply.endswith(b"\r\n\r\nno healthy upstream")
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    (b"http://reviews:9080/x?y=1", ("reviews:9080", b"/x?y=1")),
+    (b"HTTP://Reviews", ("Reviews", b"/")),
+    (b"http://reviews?q", ("reviews", b"/?q")),
+    (b"http://user:pw@reviews:9080/", ("reviews:9080", b"/")),
+    (b"/origin/form", None),
+    (b"https://secure/", None),
+])
+def test_split_absolute_target(target: bytes, expected: tuple[str, bytes] | None) -> None:
+    assert split_absolute_target(target) == expected
+
+
+def test_outbound_router_round_robins_registered_endpoints_and_falls_back_to_dns() -> None:
+    router = OutboundRouter(client_config(["10.0.0.1:9080", "10.0.0.2:9080"]))
+    picks = [router.by_authority("reviews:9080") for _ in range(3)]
+    assert [(pick.host, pick.port) for pick in picks if pick] == [
+        ("10.0.0.1", 9080), ("10.0.0.2", 9080), ("10.0.0.1", 9080)]
+    assert picks[0] is not None and picks[0].span_host == "reviews.default.svc.cluster.local"
+    assert router.by_authority("reviews.default.svc.cluster.local:9080") is not None
+    assert router.by_authority("www.example.com") == Destination("www.example.com", 80, "www.example.com", 80)
+    assert router.by_authority("[::1]:8080") == Destination("::1", 8080, "::1", 8080)
+    assert router.by_authority("reviews:99999") is None
+    assert router.by_authority("") is None
+
+
+def test_outbound_router_transparent_goes_where_the_client_aimed() -> None:
+    router = OutboundRouter(client_config(["10.0.0.1:9080"]))
+    assert router.transparent("ratings:9080", ("10.96.0.7", 9080)) == Destination(
+        "10.96.0.7", 9080, "ratings.default.svc.cluster.local", 9080)
+    assert router.transparent("", ("10.96.0.7", 80)).span_host == "10.96.0.7"
+
+
+def test_inbound_router_maps_service_ports_to_app_ports() -> None:
+    router = InboundRouter(server_config(18080))
+    assert router.to_app(9080) == Destination("127.0.0.1", 18080, "reviews.default.svc.cluster.local", 9080)
+    assert router.to_app(7070).port == 7070  # undeclared ports pass through as is
+
+
+def test_parse_sockaddr_in() -> None:
+    raw = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 9080) + socket.inet_aton("10.96.0.7") + b"\0" * 8
+    assert parse_sockaddr_in(raw) == ("10.96.0.7", 9080)
+    assert parse_sockaddr_in(b"\0\0") is None
+
+
+def test_load_proxy_config_reports_file_and_syntax_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_proxy_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("node: {podName: x\n")
+    with pytest.raises(ConfigError, match="not valid YAML/JSON at line"):
+        load_proxy_config(broken)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_proxy_config(empty)
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"node": {"podName": "p", "namespace": "default", "canonicalService": "s"}, "listners": {}}')
+    with pytest.raises(ConfigError) as error:
+        load_proxy_config(wrong)
+    assert "listners" in str(error.value)
+    good = tmp_path / "good.json"
+    good.write_text('{"version": "7", "node": {"podName": "p", "namespace": "default", "canonicalService": "s"}}')
+    assert load_proxy_config(good).version == "7"
