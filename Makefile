@@ -31,3 +31,49 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# --- Kubernetes end-to-end on kind (needs docker, kind, kubectl) -------------------------------
+# make kind-up images kind-load deploy bookinfo e2e-kind; make kind-down when done.
+KIND      ?= kind
+KUBECTL   ?= kubectl
+DOCKER    ?= docker
+CLUSTER   ?= tracemesh
+VERSION   ?= 0.1.0
+BOOKINFO  := productpage details reviews ratings
+ALL_IMAGES := tracemesh/operator:$(VERSION) tracemesh/proxy:$(VERSION) \
+              $(foreach s,$(BOOKINFO),tracemesh/bookinfo-$(s):$(VERSION))
+
+.PHONY: kind-up images kind-load deploy bookinfo e2e-kind kind-down
+
+kind-up:
+	$(KIND) create cluster --name $(CLUSTER) --config kind/cluster.yaml --wait 180s
+
+images:
+	$(DOCKER) build -f images/operator/Dockerfile -t tracemesh/operator:$(VERSION) .
+	$(DOCKER) build -f images/proxy/Dockerfile -t tracemesh/proxy:$(VERSION) .
+	$(foreach s,$(BOOKINFO),$(DOCKER) build -f samples/bookinfo/images/$(s)/Dockerfile -t tracemesh/bookinfo-$(s):$(VERSION) . &&) true
+
+kind-load:
+	$(KIND) load docker-image --name $(CLUSTER) $(ALL_IMAGES)
+
+# The CRDs first and established, so that the MeshConfig in the kustomization maps on the first apply.
+deploy:
+	$(KUBECTL) apply -f manifests/crds/
+	$(KUBECTL) wait --for condition=established --timeout=60s crd/telemetries.telemetry.istio.io crd/meshconfigs.tracemesh.io
+	$(KUBECTL) apply -k manifests/
+	$(KUBECTL) apply -f manifests/addons/zipkin.yaml -f manifests/addons/jaeger.yaml -f manifests/addons/meshconfig-providers.yaml
+	$(KUBECTL) -n istio-system rollout status deployment/tracemesh-operator --timeout=180s
+	$(KUBECTL) -n istio-system rollout status deployment/zipkin --timeout=300s
+	$(KUBECTL) -n istio-system rollout status deployment/jaeger --timeout=300s
+
+bookinfo:
+	$(KUBECTL) label namespace default istio-injection=enabled --overwrite
+	$(KUBECTL) apply -f samples/bookinfo/telemetry.yaml
+	$(KUBECTL) apply -f samples/bookinfo/platform/kube/bookinfo.yaml
+	$(KUBECTL) wait --for condition=available --timeout=300s deployment --all -n default
+
+e2e-kind: $(STAMP)
+	$(BIN)/pytest -m kind tests/kind
+
+kind-down:
+	$(KIND) delete cluster --name $(CLUSTER)

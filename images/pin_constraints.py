@@ -1,5 +1,5 @@
 """Write images/constraints.txt: every runtime dependency of tracemesh, transitively, pinned to
-the version installed in this environment (`make constraints` after changing pyproject.toml).
+the version installed in this environment (rerun it after changing pyproject.toml).
 
 The images build with `pip wheel -c images/constraints.txt`, so what was tested here is what ships.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 import kopf
@@ -56,5 +57,13 @@ def options_from(args: argparse.Namespace) -> Options:
 
 def run(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose)
-    asyncio.run(ControlPlane(options_from(args)).run())
+    try:
+        asyncio.run(ControlPlane(options_from(args)).run())
+    except kopf.LoginError:
+        print("tracemesh operator: no Kubernetes credentials: run it in a pod with a service account, "
+              "or point KUBECONFIG (or ~/.kube/config) at the cluster", file=sys.stderr)
+        return 1
+    except OSError as error:  # a port in use, an unwritable certificate directory
+        print(f"tracemesh operator: {error}", file=sys.stderr)
+        return 1
     return 0

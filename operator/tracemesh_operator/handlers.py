@@ -5,7 +5,8 @@ handler runs: a restarted operator therefore compiles its first config from the 
 picture, never from a half-listed one, and nothing is ever re-listed. The handlers are
 `on.event` handlers, which leave no annotations or finalizers on the users' objects.
 
-Run with a `kopf.Memo` holding `state` (MeshState) and `kube` (KubeApi), as `cli` does.
+Run with a `kopf.Memo` holding `state` (MeshState), `kube` (KubeApi) and `ca_pem` (the webhook's
+CA, or None), as `control_plane` does; a startup handler adds `namespaces` for the webhook.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ import aiohttp
 import kopf
 
 from tracemesh_operator.injection.certs import WEBHOOK_CONFIGURATION, sync_ca_bundle
+from tracemesh_operator.injection.mutation import STATUS_ANNOTATION
 from tracemesh_operator.kube_api import KubeApi, object_path
-from tracemesh_operator.records import INJECTED_ANNOTATION, object_key, slim_pod, slim_resource
+from tracemesh_operator.records import object_key, slim_pod, slim_resource
 from tracemesh_operator.state import MeshState, StatusUpdate, World
 
 WEBHOOK_CONFIGURATIONS = ("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
 TELEMETRY = ("telemetry.istio.io", "v1", "telemetries")
 MESHCONFIG = ("tracemesh.io", "v1alpha1", "meshconfigs")
 PLURALS = {"Telemetry": TELEMETRY, "MeshConfig": MESHCONFIG}
-INJECTED = {INJECTED_ANNOTATION: kopf.PRESENT}
+INJECTED = {STATUS_ANNOTATION: kopf.PRESENT}  # only an injected pod has a proxy to configure
 
 registry = kopf.OperatorRegistry()
 log = logging.getLogger(__name__)
@@ -93,23 +95,26 @@ def _deleted(event: Mapping[str, Any]) -> bool:
 @kopf.on.event("pods", annotations=INJECTED, registry=registry)
 async def pod_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     state: MeshState = memo.state
-    await _write(state.pod_changed(slim_pod(body), _deleted(event), _world(kwargs)), memo.kube)
+    await _write(state.pod_changed(slim_pod(body), _deleted(event), _world(kwargs)), state, memo.kube)
 
 
 @kopf.on.event(*TELEMETRY, registry=registry)
 async def telemetry_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     state: MeshState = memo.state
-    await _write(state.telemetry_changed(slim_resource(body), _deleted(event), _world(kwargs)), memo.kube)
+    await _write(state.telemetry_changed(slim_resource(body), _deleted(event), _world(kwargs)), state, memo.kube)
 
 
 @kopf.on.event(*MESHCONFIG, registry=registry)
 async def meshconfig_event(memo: kopf.Memo, **kwargs: Any) -> None:
     state: MeshState = memo.state
-    await _write(state.mesh_changed(_world(kwargs)), memo.kube)
+    await _write(state.mesh_changed(_world(kwargs)), state, memo.kube)
 
 
-async def _write(updates: list[StatusUpdate], kube: KubeApi) -> None:
-    """Each changed Ready condition into the object's status; a Warning Event for each rejection."""
+async def _write(updates: list[StatusUpdate], state: MeshState, kube: KubeApi) -> None:
+    """Each changed Ready condition into the object's status; a Warning Event for each rejection.
+
+    A write that failed is forgotten, so that the object's next event writes it again.
+    """
     if not updates:
         return
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -123,7 +128,9 @@ async def _write(updates: list[StatusUpdate], kube: KubeApi) -> None:
         if not condition.ready:
             kopf.warn(kopf.Body(cast("kopf.RawBody", dict(body))), reason=condition.reason, message=condition.message)
             log.warning("%s %s: %s", body.get("kind"), metadata.get("name"), condition.message)
-    await asyncio.gather(*writes)
+    for update, written in zip(updates, await asyncio.gather(*writes), strict=True):
+        if not written:
+            state.status_not_written(update)
 
 
 @kopf.on.event(*WEBHOOK_CONFIGURATIONS, field="metadata.name", value=WEBHOOK_CONFIGURATION, registry=registry)

@@ -11,8 +11,6 @@ from typing import Any
 
 from tracemesh_operator.conditions import ready_condition
 
-INJECTED_ANNOTATION = "sidecar.istio.io/status"
-
 
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}

@@ -54,6 +54,12 @@ def _namespace(body: Body) -> str:
     return str(body.get("metadata", {}).get("namespace") or "")
 
 
+def _incarnation(body: Body) -> str:
+    """One object's life: a resource deleted and created again under its name is another."""
+    metadata = body.get("metadata", {})
+    return f"{body.get('kind')}:{object_key(body)}:{metadata.get('uid') or metadata.get('creationTimestamp')}"
+
+
 class MeshState:
     def __init__(self, hub: ConfigSink, discovery_address: str | None,
                  mesh_config: str = DEFAULT_MESH_CONFIG) -> None:
@@ -64,7 +70,7 @@ class MeshState:
         self._last_good: dict[str, Body] = {}  # Telemetry key -> its last version that compiled
         self._handled_specs: dict[str, Any] = {}  # Telemetry key -> spec last acted on (skips status-only events)
         self._selector_conflicts: dict[str, tuple[Problem, ...]] = {}  # pod key -> its selector conflicts
-        self._written: dict[str, Condition] = {}  # resource key -> Ready condition last written
+        self._written: dict[str, Condition] = {}  # object incarnation -> Ready condition last written
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -87,7 +93,7 @@ class MeshState:
         if deleted:
             self._last_good.pop(key, None)
             self._handled_specs.pop(key, None)
-            self._written.pop(key, None)
+            self._written.pop(_incarnation(body), None)
         elif spec != previous_spec or key not in self._handled_specs:
             self._handled_specs[key] = spec
             if not isinstance(read_telemetry(body, self._mesh(world)), Problem):
@@ -134,6 +140,8 @@ class MeshState:
         result = []
         for body in world.telemetries.get(namespace, ()):
             if not isinstance(read_telemetry(body, mesh), Problem):
+                # Also after a MeshConfig change made a rejected version valid: it is the last good one now.
+                self._last_good[object_key(body)] = body
                 result.append(body)
             elif (good := self._last_good.get(object_key(body))) is not None:
                 result.append(good)
@@ -182,12 +190,17 @@ class MeshState:
         """Only the conditions that differ from what the object carries (or what was written since)."""
         result = []
         for update in updates:
-            key = f"{update.body.get('kind')}:{object_key(update.body)}"
+            key = _incarnation(update.body)
             current = self._written.get(key) or Condition.observed(update.body)
             if update.condition != current:
                 self._written[key] = update.condition
                 result.append(update)
         return result
+
+    def status_not_written(self, update: StatusUpdate) -> None:
+        """The write of `update` failed: ask for it again on the object's next event."""
+        if self._written.get(_incarnation(update.body)) == update.condition:
+            del self._written[_incarnation(update.body)]
 
     def _mesh_update(self, body: Body) -> StatusUpdate:
         if object_key(body) != self._mesh_config:
@@ -207,7 +220,7 @@ class MeshState:
         read = read_telemetry(body, mesh)
         if isinstance(read, Problem):
             kept = ("its previous version stays in force" if object_key(body) in self._last_good
-                    else "it is not applied; workloads keep their configuration")
+                    else "it is ignored until it is fixed")
             return StatusUpdate(body, Condition(False, read.reason, f"{read.message} ({kept})"))
         conflict = self._conflict(read, world, mesh)
         if conflict is not None:

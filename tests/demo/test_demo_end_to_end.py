@@ -34,7 +34,7 @@ RUNNING = "Running; press Ctrl-C to stop."
 
 @dataclass
 class Demo:
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     port: int
     zipkin: int
     otlp: int
@@ -45,16 +45,17 @@ class Demo:
 def read_until(demo: Demo, marker: str, timeout_s: float = 90.0) -> str:
     """Demo output up to the line holding `marker`; fails with the output so far if it never comes."""
     assert demo.process.stdout is not None
+    fd = demo.process.stdout.fileno()  # read the pipe unbuffered, so select() sees everything not yet read
     selector = selectors.DefaultSelector()
-    selector.register(demo.process.stdout, selectors.EVENT_READ)
+    selector.register(fd, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout_s
     while marker not in demo.output:
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"no {marker!r} within {timeout_s} s; output:\n{demo.output}"
         if selector.select(remaining):
-            line = demo.process.stdout.readline()
-            assert line, f"the demo exited ({demo.process.wait()}) before {marker!r}; output:\n{demo.output}"
-            demo.output += line
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the demo exited ({demo.process.wait()}) before {marker!r}; output:\n{demo.output}"
+            demo.output += chunk.decode(errors="replace")
     return demo.output
 
 
@@ -82,14 +83,18 @@ def gone(pid: int) -> bool:
     return state == "Z"
 
 
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    """The demo keeps its logs when something fails: keep them in the test's directory, not in /tmp."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
+
+
 @contextmanager
-def demo_running(*flags: str) -> Iterator[Demo]:
+def demo_running(tmp_path: Path, *flags: str) -> Iterator[Demo]:
     """Runs `tracemesh demo` until the block ends, then presses Ctrl-C and checks that nothing is left."""
     port, zipkin, otlp, query = pick_free(4)
     command = [sys.executable, "-m", "tracemesh_cli.main", "demo", "--port", str(port), "--zipkin-port", str(zipkin),
                "--otlp-port", str(otlp), "--query-port", str(query), *flags]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=demo_env(tmp_path))
     demo = Demo(process, port, zipkin, otlp, query)
     try:
         yield demo
@@ -120,20 +125,48 @@ def assert_bookinfo_traces(traces: list[list[Span]]) -> None:
     assert {inspect_bookinfo_trace(trace).reviews_version for trace in traces} == {"v1", "v2", "v3"}
 
 
-def test_demo_traces_reach_zipkin_complete_and_ctrl_c_leaves_nothing_behind() -> None:
-    with demo_running("--requests", str(REQUESTS)) as demo:
-        output = read_until(demo, RUNNING)
-        assert f"sent {REQUESTS} requests to http://127.0.0.1:{demo.port}/productpage: {REQUESTS} x 200" in output
-        assert f"traces: {REQUESTS}/{REQUESTS} complete" in output
-        assert "productpage.default.svc.cluster.local:9080/*  SERVER" in output  # the tree
-        body = get_json(f"http://127.0.0.1:{demo.zipkin}/api/v2/traces?serviceName=productpage.default&limit=20")
+@contextmanager
+def collector_running() -> Iterator[tuple[int, int, int]]:
+    """`tracemesh collector` on free ports, outliving the demos run against it."""
+    zipkin, otlp, query = pick_free(3)
+    process = subprocess.Popen([sys.executable, "-m", "tracemesh_cli.main", "collector", "--zipkin-port", str(zipkin),
+                                "--otlp-port", str(otlp), "--query-port", str(query)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get_json(f"http://127.0.0.1:{zipkin}/api/v2/services")
+                get_json(f"http://127.0.0.1:{query}/api/services")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "the collector did not start"
+                time.sleep(0.1)
+        yield zipkin, otlp, query
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_demo_once_then_zipkin_api_returns_every_trace_complete(tmp_path: Path) -> None:
+    """The acceptance sequence: `tracemesh demo --requests 20 --once`, then GET /api/v2/traces on the collector."""
+    with collector_running() as (zipkin, otlp, query):
+        port = pick_free(1)[0]
+        result = subprocess.run(
+            [sys.executable, "-m", "tracemesh_cli.main", "demo", "--requests", str(REQUESTS), "--once",
+             "--external-collector", "--port", str(port), "--zipkin-port", str(zipkin), "--otlp-port", str(otlp),
+             "--query-port", str(query)], capture_output=True, text=True, timeout=120, env=demo_env(tmp_path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"traces: {REQUESTS}/{REQUESTS} complete" in result.stdout
+        assert "productpage.default.svc.cluster.local:9080/*  SERVER" in result.stdout  # the tree
+        body = get_json(f"http://127.0.0.1:{zipkin}/api/v2/traces?serviceName=productpage.default&limit=20")
         assert_bookinfo_traces([[span_from_zipkin_dict(item) for item in trace] for trace in body])
 
 
-def test_demo_with_jaeger_provider_sends_otlp_and_the_jaeger_api_serves_it() -> None:
-    with demo_running("--requests", str(REQUESTS), "--provider", "jaeger") as demo:
+def test_demo_with_jaeger_provider_sends_otlp_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
+    with demo_running(tmp_path, "--requests", str(REQUESTS), "--provider", "jaeger") as demo:
         output = read_until(demo, RUNNING)
-        assert f"traces: {REQUESTS}/{REQUESTS} complete" in output
+        assert f"sent {REQUESTS} requests to http://127.0.0.1:{demo.port}/productpage: {REQUESTS} x 200" in output
+        assert f"traces: {REQUESTS}/{REQUESTS} complete" in output, output
         assert f"tracing to provider 'jaeger' (jaeger, http://127.0.0.1:{demo.otlp}/v1/traces)" in output
         # Each sidecar exports to the OTLP port only: that is the one provider in force.
         admin = re.search(r"productpage-v1 .* admin (http://127\.0\.0\.1:\d+)/config_dump", output)
@@ -161,8 +194,8 @@ spec:
     result = subprocess.run(
         [sys.executable, "-m", "tracemesh_cli.main", "demo", "--once", "--requests", "3", "--trace-timeout", "2",
          "--telemetry", str(telemetry), "--port", str(port), "--zipkin-port", str(zipkin), "--otlp-port", str(otlp),
-         "--query-port", str(query)], capture_output=True, text=True, timeout=90)
+         "--query-port", str(query)], capture_output=True, text=True, timeout=90, env=demo_env(tmp_path))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "expected one SERVER span of ratings.default named 'ratings.default.svc.cluster.local:9080/*', found 0" \
         in result.stdout
-    assert "logs and proxy configs kept in" in result.stderr
+    assert f"logs and proxy configs kept in {tmp_path}/tracemesh-demo-" in result.stderr

@@ -53,6 +53,11 @@ def test_pick_free_gives_distinct_bindable_ports() -> None:
     check_free({f"--p{index}": (port, "test") for index, port in enumerate(ports)})
 
 
+def test_pick_free_skips_ports_promised_elsewhere() -> None:
+    promised = set(pick_free(50))
+    assert not promised & set(pick_free(50, exclude=promised))
+
+
 PYTHON_SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 # Ignores SIGTERM and starts a grandchild in its own process group: only SIGKILL to the group ends both.
 STUBBORN = [sys.executable, "-c", textwrap.dedent("""

@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 
 from tracemesh_bookinfo.trace_shape import BookinfoTrace
+from tracemesh_cli.backend_client import BackendError
 from tracemesh_cli.demo import traffic
 from tracemesh_cli.demo.traffic import Sent, match_traces, request_id_of, send_requests, wait_for_traces
 from tracemesh_sidecar.spans.model import Endpoint, Span
@@ -75,7 +76,7 @@ async def test_wait_for_traces_polls_until_every_trace_is_complete(monkeypatch: 
     async def source(limit: int, lookback_ms: int) -> list[list[Span]]:
         calls.append((limit, lookback_ms))
         if len(calls) == 1:
-            raise ValueError("backend not ready")
+            raise BackendError("cannot reach the backend")
         second = [span("2" * 16, "r1")] if len(calls) >= 3 else []
         return [[span("1" * 16, "r1"), *second]]
 
@@ -94,3 +95,14 @@ async def test_wait_for_traces_gives_up_after_the_timeout() -> None:
     found = await wait_for_traces(nothing, [Sent("r1", 200)], time.time(), timeout_s=0.5)
     assert found == {"r1": None}
     assert 0.5 <= time.monotonic() - started < 3
+
+
+async def test_wait_for_traces_stops_once_incomplete_traces_settle() -> None:
+    async def always_partial(limit: int, lookback_ms: int) -> list[list[Span]]:
+        return [[span("1" * 16, "r1")]]
+
+    started = time.monotonic()
+    found = await wait_for_traces(always_partial, [Sent("r1", 200)], time.time(), timeout_s=30)
+    result = found["r1"]
+    assert result is not None and not result.shape.complete
+    assert traffic.SETTLE_S <= time.monotonic() - started < traffic.SETTLE_S + 2

@@ -28,7 +28,7 @@ class Clock:
 def test_set_versions_only_real_changes() -> None:
     hub = ConfigHub()
     first = hub.set("default/a", config())
-    assert hub.get("default/a") == first
+    assert hub.get("default/a") == first and hub.keys() == ["default/a"]
     assert hub.set("default/a", config()) is first  # same content: same version
     assert hub.set("default/a", config().with_version("999")) is first  # the caller's version is ignored
     second = hub.set("default/a", config(sampling=100.0))

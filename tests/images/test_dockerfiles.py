@@ -96,7 +96,7 @@ def test_constraints_pin_every_runtime_dependency() -> None:
     for text in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
         requirement = Requirement(text)
         name = canonicalize_name(requirement.name)
-        assert name in pinned, f"{requirement.name} is not in images/constraints.txt: run make constraints"
+        assert name in pinned, f"{requirement.name} is not in images/constraints.txt: run images/pin_constraints.py"
         assert requirement.specifier.contains(pinned[name]), f"{name}=={pinned[name]} breaks {text}"
 
 

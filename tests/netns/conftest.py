@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The Bookinfo assertions shared with tests/kind.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e_common"))
 from netns_cluster import PREFIX, Cluster, delete_netns, remove_leftovers
 from netns_pods import Kubelet
 
@@ -33,11 +37,25 @@ def netns_unavailable() -> str | None:
 
 
 _UNAVAILABLE = netns_unavailable()
+_CHECKED: list[str] = []  # what the end-to-end tests checked, for the summary at the end of the run
+
+
+@pytest.fixture(scope="session")
+def summary() -> list[str]:
+    """Tests append one line each saying how many pods, spans and traces they checked."""
+    return _CHECKED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _CHECKED:
+        terminalreporter.section("netns end-to-end: what was checked")
+        for line in _CHECKED:
+            terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "netns" in item.keywords and _UNAVAILABLE:
+        if item.get_closest_marker("netns") is not None and _UNAVAILABLE:
             item.add_marker(pytest.mark.skip(reason=f"netns e2e: {_UNAVAILABLE}"))
 
 
@@ -45,7 +63,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def cluster() -> Iterator[Cluster]:
     removed = remove_leftovers()
     if removed:
-        print(f"removed {len(removed)} namespaces left by an earlier run: {', '.join(removed)}")
+        _CHECKED.append(f"removed {len(removed)} namespaces left by an earlier run: {', '.join(removed)}")
     built = Cluster()
     try:
         built.up()

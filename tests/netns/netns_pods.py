@@ -243,9 +243,16 @@ class Kubelet:
         _terminate(process.popen)
 
     def restart(self, pod: RunningPod, container_name: str) -> Process:
-        container = next(c for c in [*(pod.body["spec"].get("initContainers") or ()), *pod.body["spec"]["containers"]]
-                         if c["name"] == container_name)
-        return self._spawn(pod, container)
+        return self._spawn(pod, self._container(pod, container_name))
+
+    async def wait_ready(self, pod: RunningPod, container_name: str, timeout_s: float = 30.0) -> None:
+        await self._wait_ready(pod, self._container(pod, container_name), timeout_s)
+
+    def _container(self, pod: RunningPod, name: str) -> dict[str, Any]:
+        spec = pod.body["spec"]
+        container: dict[str, Any] = next(c for c in [*(spec.get("initContainers") or ()), *spec["containers"]]
+                                         if c["name"] == name)
+        return container
 
     def stop_all(self) -> None:
         for pod in self.pods:

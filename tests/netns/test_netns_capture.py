@@ -4,9 +4,10 @@ and the netns cluster's own plumbing (ClusterIP DNAT, names) that the end-to-end
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
-from netns_cluster import Cluster
+from netns_cluster import PREFIX, Cluster, remove_leftovers
 from netns_pods import exec_in_pod
 
 from tracemesh_sidecar.iptables import count_our_rules
@@ -83,3 +84,14 @@ def test_a_cluster_ip_name_reaches_an_endpoint_with_the_callers_pod_ip(cluster: 
     finally:
         serve.kill()
         serve.wait()
+
+
+def test_namespaces_left_by_a_crashed_run_are_removed(cluster: Cluster) -> None:
+    dead_pid = 4_000_000  # above any pid_max: no such process
+    leftover = f"{PREFIX}{dead_pid}-p0"
+    subprocess.run(["ip", "netns", "add", leftover], check=True)
+    (Path("/etc/netns") / leftover).mkdir(parents=True, exist_ok=True)
+    assert leftover in remove_leftovers()
+    assert leftover not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not (Path("/etc/netns") / leftover).exists()
+    assert cluster.node in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

@@ -17,14 +17,15 @@ from tracemesh_operator.kmock_cluster import operator_ready, write_kubeconfig
 @pytest.fixture
 def control_plane(kmock: kmock.KubernetesEmulator, tmp_path: Path,
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[ControlPlane]:
-    """The operator as `tracemesh operator --no-webhook` runs it, logged in through a kubeconfig.
+    """The operator as `tracemesh operator` runs it (ephemeral ports), logged in through a kubeconfig.
 
     In a thread with its own event loop, as in its own process: when kopf stops, it cancels
     every task its loop started after it, which must not include the test's.
     """
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))))
     with operator_ready(kmock):
-        plane = ControlPlane(Options(host="127.0.0.1", discovery_port=0, webhook_port=None, liveness=None))
+        plane = ControlPlane(Options(host="127.0.0.1", discovery_port=0, webhook_port=0, liveness=None,
+                                     work_dir=tmp_path / "webhook"))
         ready, stop = threading.Event(), threading.Event()
         thread = threading.Thread(target=asyncio.run, args=(plane.run(stop_flag=stop, ready_flag=ready),),
                                   name="operator")

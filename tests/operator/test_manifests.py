@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,16 @@ def custom_resource_errors(doc: dict[str, Any]) -> list[str]:
     crd_file = {"telemetry.istio.io": "telemetry", "tracemesh.io": "meshconfig"}[group]
     validator = jsonschema.Draft7Validator(schema(crd_file, version))
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def test_kubectl_kustomize_builds_what_the_kustomization_lists() -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed")
+    built = subprocess.run([kubectl, "kustomize", str(MANIFESTS)], capture_output=True, text=True, timeout=60,
+                           check=True).stdout
+    names = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(built) if d)
+    assert names == sorted((d["kind"], d["metadata"]["name"]) for d in installed())
 
 
 def test_kustomization_lists_every_manifest_and_nothing_missing() -> None:

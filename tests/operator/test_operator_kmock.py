@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kmock
 import pytest
 import yaml
@@ -213,3 +215,39 @@ async def test_an_invalid_telemetry_gets_ready_false_and_changes_nothing(
     # Nothing changed for the sidecar: no new config, same sampling.
     await asyncio.sleep(0.2)
     assert len(reviews.configs) == configs_before and reviews.sampling == expected
+
+
+def admission_review(namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"generateName": "reviews-v1-", "namespace": namespace, "labels": labels},
+           "spec": {"containers": [{"name": "reviews", "image": "reviews:1", "ports": [{"containerPort": 9080}]}]}}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "8c8e1b9c-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                        "resource": {"group": "", "version": "v1", "resource": "pods"},
+                        "namespace": namespace, "operation": "CREATE", "object": pod}}
+
+
+async def test_the_webhook_decides_by_the_namespace_labels_the_operator_watches(
+        mesh: tuple[kmock.KubernetesEmulator, ControlPlane]) -> None:
+    _, control_plane = mesh
+    ca_pem = control_plane.memo.ca_pem
+    assert ca_pem is not None and control_plane.webhook_port is not None
+    url = f"https://127.0.0.1:{control_plane.webhook_port}/inject"
+    # The API server verifies the webhook against the caBundle: so does this client.
+    context = ssl.create_default_context(cadata=ca_pem.decode())
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+
+        async def review(namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+            async with session.post(url, json=admission_review(namespace, labels), ssl=context) as reply:
+                assert reply.status == 200
+                answer: dict[str, Any] = (await reply.json())["response"]
+                return answer
+
+        await until(lambda: control_plane.memo.get("namespaces") is not None
+                    and bool(control_plane.memo.namespaces.get("default")))
+        injected = await review("default", {"app": "reviews"})
+        assert injected["allowed"] and injected["patchType"] == "JSONPatch"
+        opted_out = await review("default", {"app": "reviews", "sidecar.istio.io/inject": "false"})
+        assert opted_out["allowed"] and "patch" not in opted_out
+        unknown = await review("not-yet-seen", {"app": "reviews"})
+        assert not unknown["allowed"] and "not known to the operator yet" in unknown["status"]["message"]

@@ -155,7 +155,7 @@ def test_a_new_broken_telemetry_changes_nothing() -> None:
     before = cluster.versions()
     updates = cluster.apply(telemetry("default", "bad", {"randomSamplingPercentage": 500}))
     assert conditions(updates) == {"bad": (False, "SamplingOutOfRange")}
-    assert "not applied" in updates[0].condition.message
+    assert "ignored until it is fixed" in updates[0].condition.message
     assert cluster.versions() == before
 
 
@@ -211,3 +211,35 @@ def test_a_deleted_pod_leaves_the_hub() -> None:
     cluster._drop(cluster.pods, "other", body)
     cluster.state.pod_changed(body, True, cluster.world)
     assert cluster.hub.get("other/web-1") is None
+
+
+def test_a_telemetry_waiting_for_its_provider_applies_once_the_mesh_config_adds_it() -> None:
+    cluster = bookinfo()
+    waiting = telemetry("default", "ns", {"randomSamplingPercentage": 30, "providers": [{"name": "otel"}]})
+    assert conditions(cluster.apply(waiting)) == {"ns": (False, "UnknownProvider")}
+    assert cluster.sampling("default/reviews-1") == 1.0
+    with_otel = copy.deepcopy(MESH)
+    with_otel["spec"]["extensionProviders"].append(
+        {"name": "otel", "opentelemetry": {"service": "otel-collector.observability", "port": 4318}})
+    assert conditions(cluster.mesh(with_otel)) == {"ns": (True, "Accepted")}
+    config = cluster.hub.get("default/reviews-1")
+    assert config is not None and config.tracing.client.provider == "otel"
+    assert cluster.sampling("default/reviews-1") == 30.0
+
+
+def test_a_telemetry_deleted_and_created_again_gets_its_status_again() -> None:
+    cluster = bookinfo()
+    body = telemetry("default", "ns", {"randomSamplingPercentage": 50})
+    assert conditions(cluster.apply(body)) == {"ns": (True, "Accepted")}
+    cluster.delete(body)
+    again = telemetry("default", "ns", {"randomSamplingPercentage": 50}, created="2026-03-01T00:00:00Z")
+    assert conditions(cluster.apply(again)) == {"ns": (True, "Accepted")}
+
+
+def test_a_status_that_could_not_be_written_is_asked_for_again() -> None:
+    cluster = bookinfo()
+    body = telemetry("default", "ns", {"randomSamplingPercentage": 50})
+    [update] = cluster.apply(body)
+    assert cluster.apply(body) == []  # written (as far as the state knows): not asked for twice
+    cluster.state.status_not_written(update)
+    assert conditions(cluster.apply(body)) == {"ns": (True, "Accepted")}

@@ -1,7 +1,8 @@
-"""The proxy's pure pieces: protocol sniffing, header handling, routing, SO_ORIGINAL_DST parsing, file loading."""
+"""The proxy's small parts: protocol sniffing, headers, routing, SO_ORIGINAL_DST parsing, file loading, the pool."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 from pathlib import Path
@@ -11,10 +12,20 @@ from proxy_harness import client_config, server_config
 
 from tracemesh_sidecar.config.fields import ConfigError
 from tracemesh_sidecar.config.loader import load_proxy_config
-from tracemesh_sidecar.proxy.headers import build_head, chunked, header_fields, hop_by_hop_names, local_reply
+from tracemesh_sidecar.proxy.headers import (
+    ResponseHeaders,
+    build_head,
+    chunked,
+    header_fields,
+    hop_by_hop_names,
+    local_reply,
+    response_headers,
+)
 from tracemesh_sidecar.proxy.origdst import parse_sockaddr_in
 from tracemesh_sidecar.proxy.routing import Destination, InboundRouter, OutboundRouter, split_absolute_target
 from tracemesh_sidecar.proxy.sniff import MAX_REQUEST_LINE, classify
+from tracemesh_sidecar.proxy.upstream import UpstreamPool
+from tracemesh_sidecar.stats import Stats
 
 
 @pytest.mark.parametrize(("first_bytes", "verdict"), [
@@ -49,6 +60,17 @@ def test_build_head_keeps_order_and_case_drops_and_appends() -> None:
     head = build_head(b"GET / HTTP/1.1\r\n", _headers((b"Host", b"a"), (b"X-B3-TraceId", b"old"), (b"TE", b"x")),
                       frozenset({"te", "x-b3-traceid"}), [("x-b3-traceid", "new")], b"\r\n")
     assert head == b"GET / HTTP/1.1\r\nHost: a\r\nx-b3-traceid: new\r\n\r\n"
+
+
+def test_response_headers_drop_hop_by_hop_and_report_framing() -> None:
+    scanned = response_headers([(b"Content-Length", b"5"), (b"Connection", b"keep-alive"), (b"Keep-Alive", b"t=5"),
+                                (b"X-App", b"1")])
+    assert scanned == ResponseHeaders(b"Content-Length: 5\r\nX-App: 1\r\n", chunked=False, has_length=True)
+    named = response_headers([(b"X-Hop", b"1"), (b"Connection", b"X-Hop"), (b"Upgrade", b"websocket")],
+                             keep_upgrade=True)
+    assert named.lines == b"Upgrade: websocket\r\n"
+    both = response_headers([(b"Content-Length", b"5"), (b"Transfer-Encoding", b"Chunked")])
+    assert both == ResponseHeaders(b"", chunked=True, has_length=False)
 
 
 def test_header_fields_lowercases_and_joins_repeats() -> None:
@@ -127,3 +149,19 @@ def test_load_proxy_config_reports_file_and_syntax_problems(tmp_path: Path) -> N
     good = tmp_path / "good.json"
     good.write_text('{"version": "7", "node": {"podName": "p", "namespace": "default", "canonicalService": "s"}}')
     assert load_proxy_config(good).version == "7"
+
+
+async def test_pool_drops_idle_connections_after_the_idle_timeout() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    key = ("127.0.0.1", int(server.sockets[0].getsockname()[1]))
+    pool = UpstreamPool(Stats(), idle_timeout_s=0.1)
+    connection = await pool.connect(key, 1.0)
+    pool.give(connection)
+    assert pool.idle_counts() == {f"{key[0]}:{key[1]}": 1}
+    assert pool.take(key) is connection
+    pool.give(connection)
+    await asyncio.sleep(0.25)
+    assert pool.take(key) is None
+    assert connection.closed
+    pool.close_idle()
+    server.close()

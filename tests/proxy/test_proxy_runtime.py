@@ -68,12 +68,16 @@ async def test_a_changed_listener_address_is_rebound(origin: Origin) -> None:
         config = server_config(origin.port)
         moved = replace(config, version="2", inbound=replace(
             config.inbound, ports=(replace(config.inbound.ports[0], listen="127.0.0.2:0"),)))
+        old_reader, old_writer = await asyncio.open_connection("127.0.0.1", old_port)
         await server_side.runtime.apply(moved)
         new_port = server_side.inbound_port
         reader, writer = await asyncio.open_connection("127.0.0.2", new_port)
         writer.write(b"GET /echo HTTP/1.1\r\nHost: r\r\n\r\n")
         assert (await asyncio.wait_for(read_response(reader), 5)).status == 200
         writer.close()
+        old_writer.write(b"GET /echo HTTP/1.1\r\nHost: r\r\n\r\n")  # accepted before the move: still served
+        assert (await asyncio.wait_for(read_response(old_reader), 5)).status == 200
+        old_writer.close()
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", old_port)
 
@@ -86,8 +90,10 @@ async def test_health_is_ready_once_a_config_is_in_force_and_stats_are_served(or
         await asyncio.wait_for(read_response(reader), 5)
         status, text = await _get(server_side.admin_port(), "/stats")
         _, clusters = await _get(server_side.admin_port(), "/clusters")
+        prometheus_status, prometheus = await _get(server_side.admin_port("prometheus"), "/stats/prometheus")
         writer.close()
     assert status == 200
+    assert prometheus_status == 200 and "tracemesh_inbound_downstream_rq_total_total 1" in prometheus
     assert "inbound.downstream_rq_total: 1\n" in text
     assert "inbound.downstream_cx_active: 1\n" in text
     assert json.loads(clusters)["idle_connections"] == {f"127.0.0.1:{origin.port}": 1}

@@ -72,6 +72,26 @@ async def test_large_chunked_download_arrives_intact(origin: Origin) -> None:
     assert span.tags["response_size"] == str(size)
 
 
+async def test_a_slow_reader_throttles_the_upstream_instead_of_buffering(origin: Origin) -> None:
+    size = 128 * MIB
+    async with pair(origin.port) as (client_side, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client_side.outbound_port, limit=MIB)
+        writer.write(b"GET /stream?size=%d&chunk=65536 HTTP/1.1\r\nHost: reviews:9080\r\n\r\n" % size)
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        baseline = _rss_bytes()
+        await asyncio.sleep(0.5)  # not reading: the app must be stopped by flow control, not buffered
+        stalled_growth = _rss_bytes() - baseline
+        received = 0
+        async with asyncio.timeout(30):
+            while chunk := await reader.read(MIB):
+                received += len(chunk)
+                if chunk.endswith(b"0\r\n\r\n"):
+                    break
+        writer.close()
+    assert stalled_growth < 16 * MIB
+    assert received > size
+
+
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while data := await reader.read(65536):
         writer.write(data)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from tracemesh_cli.demo.plan import LOOPBACK
 
@@ -38,11 +39,35 @@ def check_free(ports: Mapping[str, tuple[int, str]]) -> None:
                             "with another port (0 picks a free one)") from None
 
 
-def pick_free(count: int) -> list[int]:
-    """`count` distinct ports that were free a moment ago (held together so none is handed out twice)."""
-    sockets = [_listen(0) for _ in range(count)]
+async def check_listening(ports: Mapping[str, tuple[int, str]], fix: str) -> None:
+    """Like `check_free`, the other way round: each port must already have a listener."""
+    for flag, (port, what) in ports.items():
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, port), timeout=2.0)
+        except (OSError, TimeoutError):
+            raise PortError(f"nothing listens on {LOOPBACK}:{port} ({what}, {flag}); {fix}") from None
+        writer.close()
+
+
+def pick_free(count: int, exclude: Collection[int] = ()) -> list[int]:
+    """`count` distinct ports that were free a moment ago, none of them in `exclude` (ports given to others).
+
+    The sockets stay bound until all are chosen, so none is handed out twice; a port the kernel
+    offers from `exclude` (free right now, but promised to a collector about to start) is skipped.
+    """
+    sockets: list[socket.socket] = []
     try:
-        return [sock.getsockname()[1] for sock in sockets]
+        chosen: list[int] = []
+        for _ in range(count + len(exclude) + 16):  # every excluded port can come up at most once
+            if len(chosen) == count:
+                break
+            sockets.append(_listen(0))
+            port = sockets[-1].getsockname()[1]
+            if port not in exclude:
+                chosen.append(port)
+        if len(chosen) < count:
+            raise PortError(f"could not find {count} free ports on {LOOPBACK}")
+        return chosen
     finally:
         for sock in sockets:
             sock.close()

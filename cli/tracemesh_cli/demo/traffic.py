@@ -16,11 +16,22 @@ from dataclasses import dataclass
 import aiohttp
 
 from tracemesh_bookinfo.trace_shape import BookinfoTrace, inspect_bookinfo_trace
+from tracemesh_cli.backend_client import Api, BackendError, TraceSearch, fetch_traces
 from tracemesh_sidecar.spans.model import Span
 
+ENTRY_SERVICE = "productpage.default"
 REQUEST_ID_TAG = "guid:x-request-id"
+SETTLE_S = 2.0  # several export flush intervals (0.5 s by default) without a new span
 # Fetches the traces of productpage from the backend: (limit, lookback in ms) -> traces.
 TraceSource = Callable[[int, int], Awaitable[list[list[Span]]]]
+
+
+def backend_source(url: str, api: Api) -> TraceSource:
+    """productpage's traces from a backend's own query API (Zipkin's, or Jaeger's)."""
+    async def fetch(limit: int, lookback_ms: int) -> list[list[Span]]:
+        return await fetch_traces(url, TraceSearch(ENTRY_SERVICE, limit=limit, lookback_us=lookback_ms * 1000),
+                                  api=api)
+    return fetch
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +89,26 @@ def match_traces(sent: Sequence[Sent], traces: Sequence[Sequence[Span]]) -> dict
 
 async def wait_for_traces(source: TraceSource, sent: Sequence[Sent], started_at: float,
                           timeout_s: float) -> dict[str, Found | None]:
-    """Polls until every request's trace is complete or `timeout_s` passes; returns the last look.
+    """Polls until every request's trace is complete, or settled, or `timeout_s` passes; returns the last look.
 
     Spans reach the backend in batches from six proxies, so a trace fills up over a second or so.
+    Settled: every request has a trace and no new span arrived for SETTLE_S, so an incomplete trace
+    will stay that way and waiting longer only delays the verdict.
     """
     deadline = time.monotonic() + timeout_s
+    span_count, unchanged_since = -1, time.monotonic()
     while True:
         lookback_ms = int((time.time() - started_at) * 1000) + 60_000
         try:
             found = match_traces(sent, await source(max(len(sent), 1) * 2, lookback_ms))
-        except (TimeoutError, aiohttp.ClientError, ValueError):
+        except BackendError:  # not up yet, or briefly busy: look again
             found = dict.fromkeys((item.request_id for item in sent), None)
-        if all(trace is not None and trace.shape.complete for trace in found.values()) or time.monotonic() > deadline:
+        now = time.monotonic()
+        count = sum(len(trace.spans) for trace in found.values() if trace is not None)
+        if count != span_count:
+            span_count, unchanged_since = count, now
+        every_trace_here = all(trace is not None for trace in found.values())
+        if all(trace is not None and trace.shape.complete for trace in found.values()) or now > deadline or \
+                (every_trace_here and now - unchanged_since >= SETTLE_S):
             return found
         await asyncio.sleep(0.3)

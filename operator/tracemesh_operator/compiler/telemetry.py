@@ -75,6 +75,8 @@ def object_identity(obj: Mapping[str, Any]) -> tuple[str, str]:
 
 
 class _Rejected(Exception):
+    """A Telemetry problem with its own status reason (ConfigError's are all InvalidTelemetry)."""
+
     def __init__(self, field: str, reason: str, problem: str, fix: str) -> None:
         super().__init__(problem)
         self.field, self.reason, self.problem, self.fix = field, reason, problem, fix
@@ -132,7 +134,11 @@ def _read_rule(entry: Fields, mesh: MeshTracing) -> TracingRule:
 
 
 def _optional_boolean(entry: Fields, key: str) -> bool | None:
-    return bool(entry.boolean(key)) if entry.has(key) else entry.raw(key)
+    """None when unset, which inherits the parent level's value; an explicit null counts as unset."""
+    if not entry.has(key):
+        entry.raw(key)
+        return None
+    return bool(entry.boolean(key))
 
 
 def _read_provider(entry: Fields, mesh: MeshTracing) -> str | None:

@@ -101,6 +101,10 @@ class ConfigHub:
         entry = self._entries.get(pod_key)
         return entry.config if entry is not None else None
 
+    def keys(self) -> list[str]:
+        """The pods that have a config."""
+        return list(self._entries)
+
     def encoded(self, pod_key: str, config: ProxyConfig) -> bytes:
         """The JSON document of `config`, from the cache when it is the pod's current one."""
         entry = self._entries.get(pod_key)

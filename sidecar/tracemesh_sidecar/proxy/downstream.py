@@ -158,15 +158,17 @@ class DownstreamConnection(asyncio.Protocol):
         return current.upstream if current is not None else None
 
     def _pause(self, reason: int) -> None:
-        if not self._paused and self.transport is not None:
-            self.transport.pause_reading()
+        transport = self.transport
+        if not self._paused and transport is not None and not transport.is_closing():
+            transport.pause_reading()
         self._paused |= reason
 
     def _resume(self, reason: int) -> None:
         if self._paused & reason:
             self._paused &= ~reason
-            if not self._paused and self.transport is not None and self.mode != _CLOSED:
-                self.transport.resume_reading()
+            transport = self.transport
+            if not self._paused and transport is not None and not transport.is_closing():
+                transport.resume_reading()
 
     def pause_reading_for_upstream(self) -> None:
         self._pause(_PAUSE_UPSTREAM)
@@ -314,6 +316,8 @@ class DownstreamConnection(asyncio.Protocol):
             self._queue.clear()
             self.close()
             return
+        # Whatever the finished exchange's upstream or buffer had paused no longer applies.
+        self._resume(_PAUSE_UPSTREAM | _PAUSE_BUFFER)
         queue = self._queue
         while queue and self.current is None and self.mode == _HTTP:
             following = queue.popleft()

@@ -96,7 +96,7 @@ class Exchange:
         self.timer: asyncio.TimerHandle | None = None
         self.status = 0
         self.reason = b""
-        self.resp_headers: list[h.Header] = []
+        self.resp_headers: list[tuple[bytes, bytes]] = []
         # Response bytes produced while the parser runs, written in one go when it returns: the
         # head and the first body bytes usually leave in one send() instead of two.
         self.out: list[bytes] = []
@@ -135,7 +135,7 @@ class Exchange:
         pending = self.pending
         if pending is None:
             upstream = self.upstream
-            if upstream is not None and upstream.transport is not None:
+            if upstream is not None and upstream.transport is not None and not upstream.closed:
                 upstream.transport.writelines(pieces)
             return
         pending.extend(pieces)
@@ -271,7 +271,7 @@ class Exchange:
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.resp_headers.append((name.decode("latin-1").lower(), name, value))
+        self.resp_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         upstream = self.upstream
@@ -280,11 +280,10 @@ class Exchange:
         status: int = upstream.parser.get_status_code()
         headers, self.resp_headers = self.resp_headers, []
         reason, self.reason = self.reason, b""
-        drop = h.hop_by_hop_names(headers)
         if status < 200 and status != 101:  # interim (100 Continue, 103 Early Hints): relay, keep waiting
             self.interim = True
             if self.version == "1.1":
-                self.out.append(h.build_head(h.status_line(status, reason), headers, drop, (), h.CRLF))
+                self.out += (h.status_line(status, reason), h.response_headers(headers).lines, h.CRLF)
             return
         self.status = status
         if status == 101:
@@ -293,31 +292,23 @@ class Exchange:
                 return
             self.upgrading = True
             self.response_started = True
-            self.out.append(h.build_head(h.status_line(status, reason), headers, drop.difference(("upgrade",)), (),
-                                         _UPGRADE_TAIL + h.CRLF))
+            self.out += (h.status_line(status, reason), h.response_headers(headers, keep_upgrade=True).lines,
+                         _UPGRADE_TAIL, h.CRLF)
             return
+        scanned = h.response_headers(headers)
         tail = b""
-        if self.method != b"HEAD" and status not in (204, 304):
-            chunked_in = has_length = False
-            for lname, _, value in headers:
-                if lname == "content-length":
-                    has_length = True
-                elif lname == "transfer-encoding" and b"chunked" in value.lower():
-                    chunked_in = True
-            if chunked_in or not has_length:
-                self.until_eof = not chunked_in
-                if chunked_in:
-                    drop = drop.union(("content-length",))
-                if self.version == "1.1":
-                    self.chunk_out = True  # re-chunk what the parser de-chunked (or what runs to EOF)
-                    tail = b"transfer-encoding: chunked\r\n"
-                else:
-                    self.keep_alive = False  # HTTP/1.0 client: the body ends when we close
+        if self.method != b"HEAD" and status not in (204, 304) and (scanned.chunked or not scanned.has_length):
+            self.until_eof = not scanned.chunked
+            if self.version == "1.1":
+                self.chunk_out = True  # re-chunk what the parser de-chunked (or what runs to EOF)
+                tail = b"transfer-encoding: chunked\r\n"
+            else:
+                self.keep_alive = False  # HTTP/1.0 client: the body ends when we close
         if not self.keep_alive:
             tail += b"connection: close\r\n"
         elif self.version == "1.0":
             tail += b"connection: keep-alive\r\n"
-        self.out.append(h.build_head(h.status_line(status, reason), headers, drop, (), tail + h.CRLF))
+        self.out += (h.status_line(status, reason), scanned.lines, tail, h.CRLF)
         self.response_started = True
         if self.method == b"HEAD":  # the parser cannot know a HEAD response has no body
             self._response_complete(reuse=False)
@@ -377,6 +368,7 @@ class Exchange:
             ctx.stats.inc("upstream.rq_retry")
             self.retried = True
             self.upstream = None
+            self.conn.resume_reading_for_upstream()  # the dead connection will never resume it
             self.pending = list(self.sent)
             self.pending_size = self.sent_size
             self._connect()
@@ -394,7 +386,7 @@ class Exchange:
         if out:
             self.out = []
             transport = self.conn.transport
-            if transport is not None:
+            if transport is not None and not transport.is_closing():
                 transport.writelines(out)
 
     def _response_complete(self, reuse: bool) -> None:
@@ -430,8 +422,8 @@ class Exchange:
             return
         close = not (self.keep_alive and self.request_done)
         transport = self.conn.transport
-        assert transport is not None
-        transport.write(h.local_reply(status, body, close))
+        if transport is not None and not transport.is_closing():
+            transport.write(h.local_reply(status, body, close))
         self.status = status
         self.response_size = len(body)
         self._finish(flag)

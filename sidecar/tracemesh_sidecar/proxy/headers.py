@@ -9,6 +9,7 @@ is a str because the tracing core speaks str; values stay bytes so the forwarded
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 from http import HTTPStatus
 
 Header = tuple[str, bytes, bytes]
@@ -32,6 +33,57 @@ def hop_by_hop_names(headers: Iterable[Header]) -> frozenset[str]:
                 if token and token not in HOP_BY_HOP and token != "close":
                     extra.append(token)
     return HOP_BY_HOP.union(extra) if extra else HOP_BY_HOP
+
+
+_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+class ResponseHeaders(NamedTuple):
+    lines: bytes  # the end-to-end header lines, each with CRLF, in the order received
+    chunked: bool  # Transfer-Encoding: chunked
+    has_length: bool  # Content-Length present (and not overridden by chunked)
+
+
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+
+
+def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = False) -> ResponseHeaders:
+    """Filter a response's raw headers in one pass (hot path: bytes only, no per-header decoding).
+
+    Only the rare response whose Connection header names further headers, or that has both
+    Content-Length and chunked coding, takes a second pass.
+    """
+    parts: list[bytes] = []
+    chunked = has_length = False
+    named: set[bytes] | None = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _HOP_BY_HOP_BYTES:
+            if lname == b"transfer-encoding":
+                chunked = chunked or b"chunked" in value.lower()
+            elif lname == b"connection":
+                tokens = value.lower()
+                if tokens not in _PLAIN_CONNECTION:
+                    named = named or set()
+                    named.update(token.strip() for token in tokens.split(b","))
+            elif keep_upgrade and lname == b"upgrade":
+                parts += (name, b": ", value, CRLF)
+            continue
+        if lname == b"content-length":
+            has_length = True
+        parts += (name, b": ", value, CRLF)
+    if named or (chunked and has_length):
+        drop = set(_HOP_BY_HOP_BYTES).union(named or ())
+        if keep_upgrade:
+            drop.discard(b"upgrade")
+        if chunked:
+            drop.add(b"content-length")
+        parts = []
+        for name, value in headers:
+            if name.lower() not in drop:
+                parts += (name, b": ", value, CRLF)
+        has_length = has_length and not chunked
+    return ResponseHeaders(b"".join(parts), chunked, has_length)
 
 
 def header_fields(headers: Iterable[Header]) -> dict[str, str]:
@@ -59,8 +111,17 @@ def build_head(first_line: bytes, headers: Iterable[Header], drop: frozenset[str
     return b"".join(parts)
 
 
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+
+
 def status_line(status: int, reason: bytes) -> bytes:
-    return b"HTTP/1.1 %d %s\r\n" % (status, reason or reason_phrase(status))
+    """`HTTP/1.1 200 OK\\r\\n`; the few distinct lines a proxy sees are built once."""
+    line = _STATUS_LINES.get((status, reason))
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason or reason_phrase(status))
+        if len(_STATUS_LINES) < 1024:
+            _STATUS_LINES[(status, reason)] = line
+    return line
 
 
 def reason_phrase(status: int) -> bytes:

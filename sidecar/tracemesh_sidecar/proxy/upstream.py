@@ -100,14 +100,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- used by exchanges
     def pause_reading(self) -> None:
-        if not self.reading_paused and self.transport is not None and not self.closed:
+        transport = self.transport
+        if not self.reading_paused and transport is not None and not self.closed and not transport.is_closing():
             self.reading_paused = True
-            self.transport.pause_reading()
+            transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.reading_paused and self.transport is not None and not self.closed:
+        transport = self.transport
+        if self.reading_paused and transport is not None and not self.closed and not transport.is_closing():
             self.reading_paused = False
-            self.transport.resume_reading()
+            transport.resume_reading()
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
