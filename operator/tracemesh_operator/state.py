@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from tracemesh_operator.compiler import CompiledTracing, Problem, compile_tracing, read_mesh, read_telemetry
 from tracemesh_operator.compiler.compile import conflict_problem, pick_oldest
 from tracemesh_operator.compiler.mesh import MeshTracing
-from tracemesh_operator.compiler.telemetry import TelemetryRules
+from tracemesh_operator.compiler.telemetry import TelemetryRules, match_labels
 from tracemesh_operator.conditions import Condition
 from tracemesh_operator.records import object_key
 from tracemesh_operator.workload import pod_labels, proxy_config_for_pod
@@ -152,13 +152,11 @@ class MeshState:
 
     def _touched_pods(self, namespace: str, specs: Iterable[Any], world: World) -> list[Body]:
         mesh = self._mesh(world)
-        specs = [spec if isinstance(spec, Mapping) else {} for spec in specs if spec is not None]
-        if any(spec.get("selector") is None for spec in specs):
+        selectors = [match_labels(spec) for spec in specs if spec is not None]
+        if any(selector is None for selector in selectors):
             return self._all_pods(world) if namespace == mesh.root_namespace else list(world.pods.get(namespace, ()))
-        selectors = [spec["selector"].get("matchLabels") or {} for spec in specs
-                     if isinstance(spec.get("selector"), Mapping)]
         return [pod for pod in world.pods.get(namespace, ())
-                if any(_matches(selector, pod_labels(pod)) for selector in selectors)]
+                if any(selector is not None and _matches(selector, pod_labels(pod)) for selector in selectors)]
 
     def _push(self, pods: Iterable[Body], world: World) -> None:
         mesh_spec = self.mesh_spec(world)

@@ -1,9 +1,11 @@
-"""`tracemesh proxy --config FILE`: run the sidecar proxy until SIGTERM/SIGINT, reloading FILE on change."""
+"""`tracemesh proxy`: run the sidecar proxy until SIGTERM/SIGINT (drained), its config from a watched
+file (`--config FILE`, reloaded on change and SIGHUP) or from the operator's push (`--discovery`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -66,6 +68,8 @@ async def serve(config_path: str | None, drain_timeout_s: float, discovery: str 
         log.error("%s", error)
         await runtime.close(0)
         return 1
+    # Everything loaded so far lives as long as the process: keep the cyclic GC from re-scanning it.
+    gc.freeze()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -281,6 +286,33 @@ async def test_outbound_calls_go_through_http_proxy_in_absolute_form(monkeypatch
 
 
 # --------------------------------------------------------------------------------------------- the entry
+
+
+def test_entry_serves_on_port_and_stops_cleanly_on_sigterm() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PORT": str(port), "BIND_ADDRESS": "127.0.0.1"}
+    process = subprocess.Popen([sys.executable, "-m", "tracemesh_bookinfo", "ratings"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == f"ratings listening on 127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    assert json.load(response) == {"status": "Ratings is healthy"}
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "ratings never answered"
+                time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_entry_rejects_a_bad_port_and_an_unknown_service() -> None:

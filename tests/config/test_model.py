@@ -153,3 +153,12 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ConfigError):
         parse_duration(text, "f")
+
+
+@pytest.mark.parametrize("seconds", [2_592_000.0, 1_234_567.5, 0.000_25, 0.123_456, 0.000_05, 30.0])
+def test_every_duration_survives_dump_then_parse(seconds: float) -> None:
+    # The operator pushes dumped documents: a duration the sidecar cannot read back rejects the whole config.
+    document = {"node": {"podName": "p", "namespace": "n", "canonicalService": "s"},
+                "inbound": {"requestTimeout": seconds}}
+    config = parse_proxy_config(document)
+    assert parse_proxy_config(dump_proxy_config(config)) == config

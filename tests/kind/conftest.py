@@ -11,22 +11,9 @@ import pytest
 
 # The Bookinfo assertions shared with tests/netns.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e_common"))
+from e2e_summary import pytest_terminal_summary, summary  # noqa: F401 (pytest finds them here)
 
 _MISSING = [tool for tool in ("kind", "docker", "kubectl") if shutil.which(tool) is None]
-_CHECKED: list[str] = []
-
-
-@pytest.fixture(scope="session")
-def summary() -> list[str]:
-    """Tests append one line each saying how many pods, spans and traces they checked."""
-    return _CHECKED
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _CHECKED:
-        terminalreporter.section("kind end-to-end: what was checked")
-        for line in _CHECKED:
-            terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

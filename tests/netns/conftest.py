@@ -14,6 +14,7 @@ import pytest
 
 # The Bookinfo assertions shared with tests/kind.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e_common"))
+from e2e_summary import pytest_terminal_summary, record, summary  # noqa: F401 (pytest finds them here)
 from netns_cluster import PREFIX, Cluster, delete_netns, remove_leftovers
 from netns_pods import Kubelet
 
@@ -28,6 +29,12 @@ def netns_unavailable() -> str | None:
     missing = sorted({package for tool, package in REQUIRED_TOOLS.items() if shutil.which(tool) is None})
     if missing:
         return f"missing tools; apt-get install {' '.join(missing)}"
+    # The sidecar runs as UID 1337 and the apps as other non-root users, from this checkout.
+    readable = subprocess.run(["setpriv", "--reuid=1337", "--regid=1337", "--clear-groups", "--", sys.executable,
+                               "-c", "import tracemesh_sidecar, tracemesh_bookinfo"], capture_output=True, check=False)
+    if readable.returncode != 0:
+        return (f"UID 1337 cannot run {sys.executable} from this checkout; make every directory above it "
+                "world-searchable (chmod o+x)")
     probe = f"{PREFIX}{os.getpid()}-probe"
     done = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, check=False)
     delete_netns(probe)
@@ -37,20 +44,6 @@ def netns_unavailable() -> str | None:
 
 
 _UNAVAILABLE = netns_unavailable()
-_CHECKED: list[str] = []  # what the end-to-end tests checked, for the summary at the end of the run
-
-
-@pytest.fixture(scope="session")
-def summary() -> list[str]:
-    """Tests append one line each saying how many pods, spans and traces they checked."""
-    return _CHECKED
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _CHECKED:
-        terminalreporter.section("netns end-to-end: what was checked")
-        for line in _CHECKED:
-            terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -63,7 +56,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def cluster() -> Iterator[Cluster]:
     removed = remove_leftovers()
     if removed:
-        _CHECKED.append(f"removed {len(removed)} namespaces left by an earlier run: {', '.join(removed)}")
+        record(f"removed {len(removed)} namespaces left by an earlier run: {', '.join(removed)}")
     built = Cluster()
     try:
         built.up()

@@ -178,7 +178,7 @@ class Kubelet:
                 self._spawn(pod, container)
                 await self._wait_ready(pod, container, timeout_s)
             else:
-                self._run_to_completion(pod, container)
+                await self._run_to_completion(pod, container)
         for container in pod.body["spec"]["containers"]:
             self._spawn(pod, container)
         for container in pod.body["spec"]["containers"]:
@@ -191,13 +191,16 @@ class Kubelet:
         argv = ["ip", "netns", "exec", pod.net.netns, *user, *container_argv(container)]
         return argv, container_env(container, pod.body)
 
-    def _run_to_completion(self, pod: RunningPod, container: Mapping[str, Any]) -> None:
+    async def _run_to_completion(self, pod: RunningPod, container: Mapping[str, Any], timeout_s: float = 60.0,
+                                 ) -> None:
+        # Asynchronously: the discovery server shares this event loop and must keep answering.
         argv, env = self._command(pod, container)
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
-        (self.log_dir / f"{pod.net.name}.{container['name']}.log").write_text(done.stdout + done.stderr)
-        if done.returncode != 0:
-            raise AssertionError(f"{pod.key} init container {container['name']} exited {done.returncode}: "
-                                 f"{done.stdout}{done.stderr}")
+        process = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE,
+                                                       stderr=subprocess.STDOUT)
+        output = (await asyncio.wait_for(process.communicate(), timeout_s))[0].decode(errors="replace")
+        (self.log_dir / f"{pod.net.name}.{container['name']}.log").write_text(output)
+        if process.returncode != 0:
+            raise AssertionError(f"{pod.key} init container {container['name']} exited {process.returncode}: {output}")
 
     def _spawn(self, pod: RunningPod, container: Mapping[str, Any]) -> Process:
         argv, env = self._command(pod, container)

@@ -22,6 +22,8 @@ from netns_cluster import Cluster
 from netns_mesh import REPO, Mesh, load_yaml
 from netns_pods import Kubelet, http_status, pod_from_template
 
+from tracemesh_cli.backend_client import Api
+
 pytestmark = [pytest.mark.netns, pytest.mark.asyncio(loop_scope="module")]
 
 MESH_DEFAULT = load_yaml("samples/bookinfo/telemetry.yaml")
@@ -85,7 +87,7 @@ async def apply_and_wait_synced(mesh: Mesh, body: dict[str, Any], timeout_s: flo
         await asyncio.sleep(0.02)
 
 
-async def quiet_count(mesh: Mesh, url: str, api: Any, since_us: int, requests: int) -> int:
+async def quiet_count(mesh: Mesh, url: str, api: Api, since_us: int, requests: int) -> int:
     await send_requests(lambda: productpage(mesh), requests)
     await asyncio.sleep(1.5)  # three export flush intervals: anything reported has arrived by now
     return len(await traces_since(url, api, since_us))
@@ -102,7 +104,7 @@ async def test_bookinfo_traces_have_the_mesh_contract_shape(mesh: Mesh, summary:
     # happens once per connection, not per request: one reviews version may answer them all.
     assert set(result.versions) <= {"v1", "v2", "v3"} and sum(result.versions.values()) == REQUESTS
     summary.append(f"Bookinfo via the Zipkin API: {len(mesh.workloads)} pods, {result.traces} traces, "
-                         f"{result.spans} spans checked (reviews versions {result.versions})")
+                   f"{result.spans} spans checked (reviews versions {result.versions})")
 
 
 async def test_jaeger_provider_through_otlp(mesh: Mesh, summary: list[str]) -> None:

@@ -64,8 +64,13 @@ SAMPLING_CASES: list[tuple[str, list[dict[str, Any]], str, dict[str, str], float
      [ns(sampling(50)), workload(sampling(10), labels={"app": "ratings"})], "default", APP, 50.0, 50.0),
     ("a selector needs every label", [ns(sampling(50)), workload(sampling(10), labels={"app": "reviews", "v": "2"})],
      "default", APP, 50.0, 50.0),
-    ("an empty matchLabels selects every workload of its namespace",
-     [ns(sampling(50)), workload(sampling(10), labels={})], "default", APP, 10.0, 10.0),
+    ("an empty matchLabels is namespace-wide, as in Istio",
+     [root(sampling(100)), workload(sampling(10), labels={})], "default", APP, 10.0, 10.0),
+    ("an empty selector in the root namespace is the mesh default",
+     [telemetry("istio-system", "mesh-default", sampling(30), selector={})], "default", APP, 30.0, 30.0),
+    ("an empty matchLabels in the root namespace is the mesh default",
+     [telemetry("istio-system", "mesh-default", sampling(30), selector={"matchLabels": {}}), ns(sampling(50, "SERVER"))],
+     "default", APP, 30.0, 50.0),
     ("a root-namespace selector applies only in the root namespace",
      [telemetry("istio-system", "sel", sampling(3), selector={"matchLabels": {"app": "reviews"}})],
      "default", APP, 1.0, 1.0),
@@ -229,6 +234,24 @@ def test_two_telemetry_selecting_one_workload_the_older_applies() -> None:
     assert (problem.resource, problem.reason) == ("Telemetry default/by-version", "ConflictingSelector")
     # Where they do not overlap, there is no conflict.
     assert compile_for([newer, older], labels={"app": "ratings", "version": "v1"}).problems == ()
+
+
+def test_an_empty_selector_conflicts_with_a_selectorless_telemetry_like_istio() -> None:
+    older = telemetry("default", "b-older", sampling(40), created="2026-01-01T00:00:00Z")
+    newer = telemetry("default", "a-newer", sampling(60), selector={"matchLabels": {}}, created="2026-01-02T00:00:00Z")
+    compiled = compile_for([newer, older])
+    assert compiled.tracing.client.sampling_percentage == 40.0
+    assert (_only_problem(compiled).resource, _only_problem(compiled).reason) == (
+        "Telemetry default/a-newer", "ConflictingTelemetry")
+
+
+def test_provider_names_resolve_case_insensitively_like_istio() -> None:
+    mesh = dict(MESH, defaultProviders={"tracing": ["Zipkin"]})
+    assert compile_for([], mesh).tracing.client.provider == "zipkin"
+    compiled = compile_for([root({"providers": [{"name": "OTel"}]})])
+    assert compiled.problems == ()
+    assert compiled.tracing.server.provider == "otel"
+    assert [provider.name for provider in compiled.providers] == ["otel"]
 
 
 def test_same_age_conflicts_break_by_name() -> None:

@@ -110,6 +110,14 @@ def test_root_namespace_telemetry_touches_every_pod() -> None:
         "default/reviews-1": 100.0, "default/ratings-1": 100.0, "other/web-1": 100.0}
 
 
+def test_a_root_namespace_telemetry_with_empty_match_labels_touches_every_pod() -> None:
+    cluster = bookinfo()
+    cluster.apply(telemetry("istio-system", "mesh-default", {"randomSamplingPercentage": 100},
+                            selector={"matchLabels": {}}))
+    assert {key: cluster.sampling(key) for key in cluster.hub.keys()} == {
+        "default/reviews-1": 100.0, "default/ratings-1": 100.0, "other/web-1": 100.0}
+
+
 def test_namespace_telemetry_touches_only_its_namespace_and_deleting_it_restores_the_parent() -> None:
     cluster = bookinfo()
     cluster.apply(telemetry("istio-system", "mesh-default", {"randomSamplingPercentage": 100}))

@@ -7,7 +7,7 @@ import json
 
 import aiohttp
 from conftest import Origin
-from proxy_harness import pair, read_response, request, server_config, sidecar
+from proxy_harness import RawOrigin, pair, read_request_head, read_response, request, server_config, sidecar
 
 
 def _headers(seen: dict[str, object]) -> dict[str, str]:
@@ -164,3 +164,30 @@ async def test_unknown_host_in_explicit_mode_is_resolved_by_dns(origin: Origin) 
     assert response.status == 200
     assert _headers(json.loads(response.body))["host"] == f"localhost:{port}"
     assert span.name == f"localhost.default.svc.cluster.local:{port}/*"  # a short name, as a pod would resolve it
+
+
+async def test_a_response_delimited_by_close_is_re_chunked_for_a_keep_alive_client() -> None:
+    async def http10(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end")
+        await writer.drain()
+
+    async with RawOrigin(http10) as app, sidecar(server_config(app.port)) as server_side:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
+        for _ in range(2):
+            writer.write(b"GET / HTTP/1.1\r\nHost: r\r\n\r\n")
+            response = await asyncio.wait_for(read_response(reader), 5)
+            assert response.header("transfer-encoding") == "chunked"
+            assert response.body == b"until the end"
+        writer.close()
+
+
+async def test_connection_close_from_the_client_is_honoured(origin: Origin) -> None:
+    async with pair(origin.port) as (client_side, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client_side.outbound_port)
+        writer.write(b"GET /echo HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n")
+        response = await asyncio.wait_for(read_response(reader), 5)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+    assert response.status == 200
+    assert response.header("connection") == "close"

@@ -92,7 +92,7 @@ class WorkloadPlan:
     proxy_config: ProxyConfig
 
     def app_environment(self) -> dict[str, str]:
-        """What the Bookinfo process gets on top of the demo's environment (no_proxy is removed separately)."""
+        """What the Bookinfo process needs set: its port, version, pod name, and its sidecar as HTTP proxy."""
         proxy = f"http://{LOOPBACK}:{self.ports.outbound}"
         return {
             "PORT": str(self.ports.app),
@@ -101,7 +101,6 @@ class WorkloadPlan:
             "HOSTNAME": self.workload.pod_name,
             "HTTP_PROXY": proxy,
             "http_proxy": proxy,
-            "PYTHONUNBUFFERED": "1",
         }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tracemesh_operator.compiler.model import Problem
@@ -28,6 +28,13 @@ class MeshTracing:
     default_sampling: float
     problems: tuple[Problem, ...]
 
+    def resolve(self, name: str) -> str | None:
+        """The extensionProviders name `name` refers to; Istio matches provider names case-insensitively."""
+        if name in self.providers:
+            return name
+        folded = name.casefold()
+        return next((known for known in self.providers if known.casefold() == folded), None)
+
 
 def _problem(error: ConfigError, reason: str = "InvalidMeshConfig") -> Problem:
     return Problem(MESH_RESOURCE, error.field, reason, error.problem, error.fix)
@@ -50,8 +57,9 @@ def read_mesh(mesh_spec: Mapping[str, Any]) -> MeshTracing:
     sampling = attempt(lambda: spec.mapping("defaultConfig").mapping("tracing").number(
         "sampling", DEFAULT_SAMPLING, minimum=0.0, maximum=100.0), DEFAULT_SAMPLING)
     providers, foreign = _read_providers(spec, problems)
-    default_provider = _read_default_provider(spec, providers, foreign, problems)
-    return MeshTracing(root_namespace, enabled, providers, foreign, default_provider, sampling, tuple(problems))
+    mesh = MeshTracing(root_namespace, enabled, providers, foreign, None, sampling, ())
+    default_provider = _read_default_provider(spec, mesh, problems)
+    return replace(mesh, default_provider=default_provider, problems=tuple(problems))
 
 
 def _read_providers(spec: Fields, problems: list[Problem]) -> tuple[dict[str, ProviderConfig], dict[str, str]]:
@@ -88,8 +96,7 @@ def _read_providers(spec: Fields, problems: list[Problem]) -> tuple[dict[str, Pr
     return providers, foreign
 
 
-def _read_default_provider(spec: Fields, providers: Mapping[str, ProviderConfig], foreign: Mapping[str, str],
-                           problems: list[Problem]) -> str | None:
+def _read_default_provider(spec: Fields, mesh: MeshTracing, problems: list[Problem]) -> str | None:
     try:
         names = [str(name) for _, name in spec.mapping("defaultProviders").items("tracing")]
     except ConfigError as error:
@@ -98,13 +105,12 @@ def _read_default_provider(spec: Fields, providers: Mapping[str, ProviderConfig]
     if not names:
         return None
     # Istio supports one tracing provider per proxy: the first one named.
-    name = names[0]
-    if name not in providers:
+    resolved = mesh.resolve(names[0])
+    if resolved is None:
         problems.append(Problem(MESH_RESOURCE, "spec.defaultProviders.tracing[0]", "UnknownProvider",
-                                unknown_provider_problem(name, providers, foreign),
-                                unknown_provider_fix(providers)))
-        return None
-    return name
+                                unknown_provider_problem(names[0], mesh.providers, mesh.foreign),
+                                unknown_provider_fix(mesh.providers)))
+    return resolved
 
 
 def unknown_provider_problem(name: str, providers: Mapping[str, ProviderConfig], foreign: Mapping[str, str]) -> str:

@@ -52,7 +52,8 @@ class TelemetryRules:
     namespace: str
     name: str
     created: str  # metadata.creationTimestamp (RFC 3339 sorts as text): the oldest wins a conflict
-    selector: Mapping[str, str] | None  # None: applies to the whole namespace
+    # None: applies to the whole namespace. Like Istio, an empty matchLabels counts as no selector.
+    selector: Mapping[str, str] | None
     targeted: bool  # targetRef(s): for gateways and waypoints, which have no sidecar
     rules: tuple[TracingRule, ...]
 
@@ -62,6 +63,13 @@ class TelemetryRules:
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         return self.selector is not None and all(labels.get(k) == v for k, v in self.selector.items())
+
+
+def match_labels(spec: object) -> Mapping[str, Any] | None:
+    """A (possibly invalid) spec's `selector.matchLabels`; None when the Telemetry is namespace-wide."""
+    selector = spec.get("selector") if isinstance(spec, Mapping) else None
+    labels = selector.get("matchLabels") if isinstance(selector, Mapping) else None
+    return labels if isinstance(labels, Mapping) and labels else None
 
 
 def telemetry_resource(namespace: str, name: str) -> str:
@@ -94,9 +102,9 @@ def read_telemetry(obj: Mapping[str, Any], mesh: MeshTracing) -> TelemetryRules 
 
 def _read(obj: Mapping[str, Any], namespace: str, name: str, mesh: MeshTracing) -> TelemetryRules:
     spec = Fields(obj.get("spec"), "spec")
-    selector = spec.mapping("selector").string_map("matchLabels") if spec.has("selector") else None
+    selector = spec.mapping("selector").string_map("matchLabels") or None
     targets = [key for key in ("targetRef", "targetRefs") if spec.has(key)]
-    if selector is not None and targets:
+    if spec.has("selector") and targets:
         raise _Rejected(f"spec.{targets[0]}", "SelectorWithTargetRef", "is set together with spec.selector",
                         f"use either selector (for sidecars) or {targets[0]} (for gateways), not both")
     rules = tuple(_read_rule(Fields(item, path), mesh) for path, item in spec.items("tracing"))
@@ -152,8 +160,9 @@ def _read_provider(entry: Fields, mesh: MeshTracing) -> str | None:
     if len(names) > 1:
         raise _Rejected(f"{entry.path}.providers", "MultipleProviders", f"names {len(names)} providers",
                         "name one provider per tracing rule; a proxy sends its spans to one tracer")
-    if names[0] not in mesh.providers:
+    resolved = mesh.resolve(names[0])
+    if resolved is None:
         raise _Rejected(f"{entry.path}.providers[0].name", "UnknownProvider",
                         unknown_provider_problem(names[0], mesh.providers, mesh.foreign),
                         unknown_provider_fix(mesh.providers))
-    return names[0]
+    return resolved

@@ -539,7 +539,12 @@ def dump_provider(provider: ProviderConfig) -> dict[str, Any]:
 def _duration(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    return f"{seconds:g}s"
+    # repr() is the shortest text that reads back as the same float; its exponent form (below 1e-4 s or
+    # from 1e16 s), which the duration syntax lacks, is replaced by fixed digits.
+    text = repr(float(seconds))
+    if "e" in text:
+        text = f"{seconds:.9f}"
+    return text.rstrip("0").rstrip(".") + "s"
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

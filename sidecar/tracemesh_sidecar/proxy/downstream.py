@@ -274,10 +274,6 @@ class DownstreamConnection(asyncio.Protocol):
         self._queue.clear()
         self.close()
 
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-
     def on_url(self, url: bytes) -> None:
         self._url += url
 
@@ -288,6 +284,8 @@ class DownstreamConnection(asyncio.Protocol):
         parser = self.parser
         exchange = Exchange(self, parser.get_method(), self._url, parser.get_http_version(), self._headers,
                             parser.should_keep_alive(), parser.should_upgrade())
+        self._url = b""  # ready for the next request (instead of an on_message_begin callback)
+        self._headers = []
         self._receiving = exchange
         if self.current is None:
             self.current = exchange

@@ -72,6 +72,9 @@ class FileConfigSource:
         except OSError as error:
             log.error("config %s version %s not applied: %s", self.path, config.version, error)
             return
+        except Exception:  # the watcher must outlive any one bad config
+            log.exception("config %s version %s not applied", self.path, config.version)
+            return
         self._current = config
 
     def _stat(self) -> tuple[int, int, int] | None:

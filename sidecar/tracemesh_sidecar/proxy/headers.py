@@ -9,8 +9,8 @@ is a str because the tracing core speaks str; values stay bytes so the forwarded
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 from http import HTTPStatus
+from typing import NamedTuple
 
 Header = tuple[str, bytes, bytes]
 
@@ -111,16 +111,14 @@ def build_head(first_line: bytes, headers: Iterable[Header], drop: frozenset[str
     return b"".join(parts)
 
 
-_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_STATUS_LINES: dict[int, bytes] = {}
 
 
-def status_line(status: int, reason: bytes) -> bytes:
-    """`HTTP/1.1 200 OK\\r\\n`; the few distinct lines a proxy sees are built once."""
-    line = _STATUS_LINES.get((status, reason))
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 200 OK\\r\\n` with the standard reason phrase; each line is built once."""
+    line = _STATUS_LINES.get(status)
     if line is None:
-        line = b"HTTP/1.1 %d %s\r\n" % (status, reason or reason_phrase(status))
-        if len(_STATUS_LINES) < 1024:
-            _STATUS_LINES[(status, reason)] = line
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
     return line
 
 
@@ -140,5 +138,5 @@ def local_reply(status: int, body: str, close: bool) -> bytes:
     """A complete response the proxy answers itself (Envoy's local replies: 503 UF, 504 UT, 400...)."""
     payload = body.encode()
     connection = b"connection: close\r\n" if close else b""
-    return b"".join((status_line(status, b""), b"content-type: text/plain\r\ncontent-length: %d\r\n" % len(payload),
+    return b"".join((status_line(status), b"content-type: text/plain\r\ncontent-length: %d\r\n" % len(payload),
                      connection, CRLF, payload))

@@ -55,6 +55,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        self.pool.connection_opened()
         set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -65,6 +66,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None:  # bytes from an idle upstream: it is confused, never reuse it
             self.close()
             return
+        exchange.response_begun = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -171,8 +173,13 @@ class UpstreamPool:
         if self._sweeper is None:
             self._sweeper = loop.call_later(self._idle_timeout_s, self._sweep)
 
+    def connection_opened(self) -> None:
+        self.open_connections += 1
+        self._stats.set_gauge("upstream.cx_active", self.open_connections)
+
     def connection_closed(self, connection: UpstreamConnection) -> None:
         self.open_connections -= 1
+        self._stats.set_gauge("upstream.cx_active", self.open_connections)
         idle = self._idle.get(connection.key)
         if idle and connection in idle:
             idle.remove(connection)
@@ -187,7 +194,6 @@ class UpstreamPool:
         except (OSError, TimeoutError):
             self._stats.inc("upstream.cx_connect_fail")
             raise
-        self.open_connections += 1
         return protocol
 
     def idle_counts(self) -> dict[str, int]:
