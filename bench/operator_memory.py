@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,18 +28,13 @@ import aiohttp
 import kmock
 import yaml
 
+from bench.processes import free_port
 from tracemesh_operator.kmock_cluster import operator_ready, write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_MB = 150.0
 TIMEOUT_S = 120.0
 SERVICES = ("productpage", "details", "reviews", "ratings", "mongodb")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def injected_pod(namespace: str, index: int) -> dict[str, Any]:
@@ -147,7 +141,7 @@ async def _measure(emulator: kmock.KubernetesEmulator, pod_count: int, namespace
         emulator.objects["v1/pods", namespace, body["metadata"]["name"]] = body
         pods.append((namespace, body["metadata"]["name"]))
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, KUBECONFIG=str(write_kubeconfig(work / "kubeconfig", str(emulator.url))))
     command = [sys.executable, "-m", "tracemesh_cli.main", "operator", "--no-webhook", "--host", "127.0.0.1",
                "--discovery-port", str(port), "--liveness", ""]

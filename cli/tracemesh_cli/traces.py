@@ -8,7 +8,7 @@ import sys
 
 from tracemesh_cli.backend_client import APIS, BackendError, TraceSearch, fetch_traces
 from tracemesh_cli.trace_tree import render_trace
-from tracemesh_collector.durations import parse_duration_us
+from tracemesh_sidecar.durations import parse_duration_us
 
 DEFAULT_BACKEND = "http://127.0.0.1:9411"
 

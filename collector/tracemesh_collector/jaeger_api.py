@@ -17,7 +17,6 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from tracemesh_collector import params
-from tracemesh_collector.durations import parse_duration_us
 from tracemesh_collector.jaeger_json import trace_to_jaeger
 from tracemesh_collector.params import ParameterError
 from tracemesh_collector.query import TraceQuery
@@ -83,9 +82,10 @@ class JaegerApi:
         end_us = params.integer(query, "end", positive=True, what="epoch microseconds") or int(self.clock() * 1e6)
         start_us = params.integer(query, "start", positive=True, what="epoch microseconds")
         if start_us is None:
-            lookback = query.get("lookback", "")
             # the UI sends lookback=custom with explicit start/end, and start/end always
-            lookback_us = DEFAULT_LOOKBACK_US if lookback in ("", "custom") else _lookback_us(lookback)
+            lookback_us = None if query.get("lookback") == "custom" else params.duration_us(query, "lookback")
+            if lookback_us is None:
+                lookback_us = DEFAULT_LOOKBACK_US
         elif start_us > end_us:
             raise ParameterError("start", f"must not be after end ({end_us}), got {start_us}")
         else:
@@ -121,13 +121,6 @@ async def bad_parameter_as_400(request: web.Request, handler: Handler) -> web.St
         return await handler(request)
     except ParameterError as error:
         return error_envelope(400, str(error))
-
-
-def _lookback_us(text: str) -> int:
-    try:
-        return parse_duration_us(text)
-    except ValueError as error:
-        raise ParameterError("lookback", str(error)) from None
 
 
 def _tags(query: MultiMapping[str]) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tracemesh_collector.durations import parse_duration_us
+from tracemesh_sidecar.durations import parse_duration_us
 
 _HEX = frozenset("0123456789abcdef")
 

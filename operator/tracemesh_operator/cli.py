@@ -9,15 +9,16 @@ from pathlib import Path
 
 import kopf
 
+from tracemesh_operator.arguments import host_port, namespaced_name, port
 from tracemesh_operator.control_plane import ControlPlane, Options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Options()
     parser.add_argument("--host", default=defaults.host, help="address the servers listen on (default %(default)s)")
-    parser.add_argument("--discovery-port", type=int, default=defaults.discovery_port,
+    parser.add_argument("--discovery-port", type=port, default=defaults.discovery_port,
                         help="config push port sidecars subscribe to (default %(default)s)")
-    parser.add_argument("--webhook-port", type=int, default=defaults.webhook_port,
+    parser.add_argument("--webhook-port", type=port, default=defaults.webhook_port,
                         help="HTTPS admission webhook port (default %(default)s)")
     parser.add_argument("--no-webhook", action="store_true", help="do not serve the injection webhook")
     scope = parser.add_mutually_exclusive_group()
@@ -30,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     peering.add_argument("--peering", metavar="NAME", help="coordinate replicas through kopf's peering object NAME")
     parser.add_argument("--liveness", default=defaults.liveness, metavar="URL",
                         help="kopf's liveness endpoint (default %(default)s)")
-    parser.add_argument("--discovery-address", default=defaults.discovery_address, metavar="HOST:PORT",
+    parser.add_argument("--discovery-address", type=host_port, default=defaults.discovery_address, metavar="HOST:PORT",
                         help="the address injected sidecars subscribe to (default %(default)s)")
-    parser.add_argument("--meshconfig", default=defaults.mesh_config, metavar="NAMESPACE/NAME",
+    parser.add_argument("--meshconfig", type=namespaced_name, default=defaults.mesh_config, metavar="NAMESPACE/NAME",
                         help="the MeshConfig that configures the mesh (default %(default)s)")
     parser.add_argument("--cert-dir", type=Path, metavar="DIR",
                         help="webhook certificate (tls.crt, tls.key, ca.crt); without it a self-signed CA is made")

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from tracemesh_operator.arguments import host_port
 from tracemesh_operator.injection.mutation import (
     DEFAULT_DISCOVERY_ADDRESS,
     DEFAULT_IMAGE,
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="write the result here instead of stdout")
     parser.add_argument("--proxy-image", default=DEFAULT_IMAGE, help=f"default {DEFAULT_IMAGE}")
     parser.add_argument("--init-image", default=None, help="default: the proxy image")
-    parser.add_argument("--discovery-address", default=DEFAULT_DISCOVERY_ADDRESS,
+    parser.add_argument("--discovery-address", type=host_port, default=DEFAULT_DISCOVERY_ADDRESS,
                         help=f"where sidecars subscribe for config (default {DEFAULT_DISCOVERY_ADDRESS})")
     parser.add_argument("--native-sidecar", choices=("true", "false"), default="true",
                         help="proxy as a native sidecar (Kubernetes >= 1.29; default true)")

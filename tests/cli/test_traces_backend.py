@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -32,9 +31,9 @@ def by_id(spans: list[Span]) -> dict[str, Span]:
 @pytest.fixture
 async def collector() -> AsyncIterator[RunningCollector]:
     async with run_collector("127.0.0.1", zipkin_port=0, otlp_port=0, query_port=0) as running:
-        running.store.add(bookinfo_at("000000000000000000000000000000a1", 30))
-        running.store.add(bookinfo_at("000000000000000000000000000000a2", 20))
-        running.store.add(bookinfo_at("000000000000000000000000000000a3", 10))
+        running.store.add(bookinfo_at("4e441824ec2b6a4400000000000000a1", 30))
+        running.store.add(bookinfo_at("4e441824ec2b6a4400000000000000a2", 20))
+        running.store.add(bookinfo_at("4e441824ec2b6a4400000000000000a3", 10))
         yield running
 
 
@@ -46,9 +45,9 @@ def urls(collector: RunningCollector) -> list[str]:
 async def test_traces_read_back_whole_from_either_api(collector: RunningCollector, api: str) -> None:
     url = collector.zipkin_url if api == "zipkin" else collector.query_url
     traces = await fetch_traces(url, TraceSearch(service="productpage.default", limit=2))
-    assert [trace[0].trace_id for trace in traces] == ["000000000000000000000000000000a3",
-                                                       "000000000000000000000000000000a2"]
-    assert by_id(traces[0]) == by_id(collector.store.get_trace("000000000000000000000000000000a3"))
+    assert [trace[0].trace_id for trace in traces] == ["4e441824ec2b6a4400000000000000a3",
+                                                       "4e441824ec2b6a4400000000000000a2"]
+    assert by_id(traces[0]) == by_id(collector.store.get_trace("4e441824ec2b6a4400000000000000a3"))
 
 
 async def test_the_api_can_be_named(collector: RunningCollector) -> None:
@@ -69,15 +68,13 @@ async def test_span_name_and_lookback_narrow_the_search(collector: RunningCollec
 
 async def test_one_trace_by_id(collector: RunningCollector) -> None:
     for url in urls(collector):
-        trace = await fetch_trace(url, "000000000000000000000000000000a2")
-        assert by_id(trace) == by_id(collector.store.get_trace("000000000000000000000000000000a2"))
+        trace = await fetch_trace(url, "4e441824ec2b6a4400000000000000a2")
+        assert by_id(trace) == by_id(collector.store.get_trace("4e441824ec2b6a4400000000000000a2"))
         assert await fetch_trace(url, "00000000000000000000000000000bad") == []
 
 
-async def test_a_backend_that_is_down_is_named() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+async def test_a_backend_that_is_down_is_named(unused_tcp_port: int) -> None:
+    port = unused_tcp_port
     with pytest.raises(BackendError, match=rf"cannot reach http://127.0.0.1:{port}/api/v2/services"):
         await fetch_traces(f"127.0.0.1:{port}", TraceSearch(service="x"))
 
@@ -100,7 +97,7 @@ async def test_the_command_prints_the_newest_trace_as_a_tree(collector: RunningC
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     for url in urls(collector):
         assert await run_cli("--service", "productpage.default", "--backend", url, "--limit", "1") == 0
-        expected = BOOKINFO_TREE.replace("4e441824ec2b6a44ffdc9bb9a6453df3", "000000000000000000000000000000a3")
+        expected = BOOKINFO_TREE.replace("4e441824ec2b6a44ffdc9bb9a6453df3", "4e441824ec2b6a4400000000000000a3")
         assert capsys.readouterr().out == expected + "\n"
 
 

@@ -54,4 +54,4 @@ def bookinfo_trace(trace_id: str, start: int, with_ratings: bool = True, ratings
 
 
 def trace_id(number: int) -> str:
-    return f"{number:032x}"
+    return f"4e441824ec2b6a44{number:016x}"  # a real 128-bit id: a zero high half would read as 64-bit

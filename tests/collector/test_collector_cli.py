@@ -9,10 +9,8 @@ import socket
 import sys
 
 import aiohttp
-import pytest
 from collector_samples import bookinfo_trace, trace_id
 
-from tracemesh_collector.durations import parse_duration_us
 from tracemesh_sidecar.spans import zipkin_json
 
 COMMAND = [sys.executable, "-m", "tracemesh_cli.main", "collector"]
@@ -56,17 +54,3 @@ async def test_a_busy_port_is_reported_with_the_option_to_change() -> None:
     assert process.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port} for the OTLP/HTTP" in errors.decode()
     assert "--otlp-port" in errors.decode()
-
-
-@pytest.mark.parametrize(("text", "microseconds"), [
-    ("250ms", 250_000), ("1.5s", 1_500_000), ("1h30m", 5_400_000_000), ("2d", 172_800_000_000),
-    ("500us", 500), ("500µs", 500), ("1500ns", 2), (".5s", 500_000),
-])
-def test_durations(text: str, microseconds: int) -> None:
-    assert parse_duration_us(text) == microseconds
-
-
-@pytest.mark.parametrize("text", ["", "5", "1 h", "h", "1x", "1h-5m", "-1s"])
-def test_malformed_durations(text: str) -> None:
-    with pytest.raises(ValueError, match="is not a duration: expected a number and a unit"):
-        parse_duration_us(text)

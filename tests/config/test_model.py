@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tracemesh_sidecar.config import ConfigError, dump_proxy_config, parse_proxy_config
+from tracemesh_sidecar.config import ConfigError, InboundPort, dump_proxy_config, parse_proxy_config
 from tracemesh_sidecar.config.fields import parse_duration
 
 NODE = {"podName": "reviews-v2-abc", "namespace": "default", "podIP": "10.244.0.7",
@@ -58,8 +58,7 @@ def test_full_document_reads_every_field() -> None:
     assert config.node.own_host == "reviews.default.svc.cluster.local"
     assert config.node.node_id == "sidecar~10.244.0.7~reviews-v2-abc.default~default.svc.cluster.local"
     assert config.listeners.health is None
-    assert config.inbound.app_port_for(9080) == 19080
-    assert config.inbound.app_port_for(8080) == 8080  # undeclared ports pass through as they are
+    assert config.inbound.ports == (InboundPort(port=9080, app_port=19080, listen="127.0.0.1:9080"),)
     assert config.inbound.request_timeout_s == 15.0
     assert config.outbound.connect_timeout_s == 0.5
     client = config.tracing.client
@@ -144,6 +143,7 @@ def test_bad_documents_name_the_field_and_the_fix(document: Any, field: str, wor
 
 @pytest.mark.parametrize(("text", "seconds"), [
     ("2s", 2.0), ("500ms", 0.5), ("1.5s", 1.5), ("1m", 60.0), ("1h", 3600.0), (3, 3.0), (0.25, 0.25), ("7", 7.0),
+    ("1m30s", 90.0), ("250us", 0.00025), (" 2 s ", 2.0), ("0.1s", 0.1),
 ])
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text, "f") == seconds

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -27,12 +26,6 @@ from tracemesh_sidecar.config import (
 )
 
 TRACEMESH = [sys.executable, "-m", "tracemesh_cli.main"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def pod_config(admin: str, sampling: float) -> ProxyConfig:
@@ -71,9 +64,9 @@ async def wait_for_version(session: aiohttp.ClientSession, admin: str, version: 
 
 
 async def test_proxy_runs_the_pushed_config_and_shows_its_version(
-        hub_port: tuple[ConfigHub, int], tmp_path: Path) -> None:
+        hub_port: tuple[ConfigHub, int], tmp_path: Path, unused_tcp_port: int) -> None:
     hub, port = hub_port
-    admin = f"127.0.0.1:{free_port()}"
+    admin = f"127.0.0.1:{unused_tcp_port}"
     first = pod_config(admin, 1.0).with_version("0")
     config_file = tmp_path / "bootstrap.yaml"
     config_file.write_text(yaml.safe_dump(dump_proxy_config(first)))

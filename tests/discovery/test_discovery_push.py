@@ -14,8 +14,10 @@ from aiohttp import web
 from tracemesh_operator.discovery import server
 from tracemesh_operator.discovery.hub import ConfigHub
 from tracemesh_operator.proxy_status_cli import render_table
+from tracemesh_sidecar.backoff import jittered_backoff
 from tracemesh_sidecar.config import NodeIdentity, ProxyConfig, TracingConfig, TracingPolicy, dump_proxy_config
-from tracemesh_sidecar.discovery import DiscoveryClient, backoff_delay
+from tracemesh_sidecar.discovery import DiscoveryClient
+from tracemesh_sidecar.discovery.client import BACKOFF_BASE_S
 from tracemesh_sidecar.stats import Stats
 
 POD = "default/reviews-v1-abc"
@@ -239,11 +241,11 @@ async def test_failing_apply_keeps_the_subscription_alive() -> None:
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
-    assert backoff_delay(0, 30, lambda: 0.0) == 0.25
-    assert backoff_delay(0, 30, lambda: 1.0) == 0.5
-    assert backoff_delay(3, 30, lambda: 1.0) == 4.0
-    assert backoff_delay(10, 30, lambda: 1.0) == 30.0
-    assert backoff_delay(1000, 30, lambda: 0.0) == 15.0
+    assert jittered_backoff(0, BACKOFF_BASE_S, 30, lambda: 0.0) == 0.25
+    assert jittered_backoff(0, BACKOFF_BASE_S, 30, lambda: 1.0) == 0.5
+    assert jittered_backoff(3, BACKOFF_BASE_S, 30, lambda: 1.0) == 4.0
+    assert jittered_backoff(10, BACKOFF_BASE_S, 30, lambda: 1.0) == 30.0
+    assert jittered_backoff(1000, BACKOFF_BASE_S, 30, lambda: 0.0) == 15.0
 
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from tracemesh_sidecar.config.model import BatchConfig, ProviderConfig, Provider
 from tracemesh_sidecar.spans import otlp, zipkin_json
 from tracemesh_sidecar.spans.model import Endpoint, Span
 
-SLOW = -1  # a behaviour: answer only after SLOW_SECONDS
+SLOW = -1  # a behaviour: answer only after SLOW_SECONDS, or at recover()
 SLOW_SECONDS = 10.0
 
 
@@ -40,13 +41,15 @@ class CollectorDouble:
     received: list[Received] = field(default_factory=list)
     port: int = 0
     _runner: web.AppRunner | None = None
+    _recovered: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.received.append(Received(request.path, dict(request.headers), body, time.monotonic()))
         status = self.script.pop(0) if self.script else self.status
         if status == SLOW:
-            await asyncio.sleep(SLOW_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recovered.wait(), SLOW_SECONDS)
             status = 202
         headers = {"Retry-After": "0"} if status == 429 else {}
         text = f"status {status}: this collector says no" if status >= 400 else ""
@@ -61,6 +64,11 @@ class CollectorDouble:
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
         self.port = self._runner.addresses[0][1]
+
+    def recover(self) -> None:
+        """Healthy again: 202 from now on, and at once to the requests a slow collector still holds."""
+        self.status = 202
+        self._recovered.set()
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -1,6 +1,7 @@
 """Plain applications for netns pods, knowing nothing of the mesh (stdlib only).
 
-    python netns_apps.py echo PORT            TCP: sends `peer=<ip>` then echoes bytes back
+    python netns_apps.py echo PORT            TCP: on the client's first bytes, sends `peer=<ip>`,
+                                              then echoes everything back
     python netns_apps.py send HOST PORT       TCP client: sends binary bytes, half-closes, prints
                                               the peer line and whether the echo came back intact
     python netns_apps.py http PORT [--no-propagate]
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import socketserver
@@ -26,9 +28,13 @@ TRACE_HEADERS = ("x-request-id", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspan
 
 class Echo(socketserver.BaseRequestHandler):
     def handle(self) -> None:
-        self.request.sendall(f"peer={self.client_address[0]}\n".encode())
-        while data := self.request.recv(65536):
-            self.request.sendall(data)
+        # The client speaks first, as in HTTP: this app checks that bytes pass intact, not how
+        # the proxy copes with protocols where the server greets first.
+        with contextlib.suppress(ConnectionError):
+            first = self.request.recv(65536)
+            self.request.sendall(f"peer={self.client_address[0]}\n".encode() + first)
+            while data := self.request.recv(65536):
+                self.request.sendall(data)
 
 
 class App(BaseHTTPRequestHandler):

@@ -4,6 +4,7 @@ and the netns cluster's own plumbing (ClusterIP DNAT, names) that the end-to-end
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_a_cluster_ip_name_reaches_an_endpoint_with_the_callers_pod_ip(cluster: 
     cluster.sync()
     script = ("import socket,sys;c=socket.create_connection((sys.argv[1],7000),timeout=5);"
               "print(c.recv(100).decode())")
-    serve = subprocess.Popen(["ip", "netns", "exec", server.netns, "python3", "-c",
+    serve = subprocess.Popen(["ip", "netns", "exec", server.netns, sys.executable, "-c",
                               "import socket\ns=socket.create_server(('0.0.0.0',7001))\nprint('up',flush=True)\n"
                               "for _ in range(2):\n c,a=s.accept();c.sendall(a[0].encode());c.close()"],
                              stdout=subprocess.PIPE, text=True)
@@ -87,7 +88,7 @@ def test_a_cluster_ip_name_reaches_an_endpoint_with_the_callers_pod_ip(cluster: 
 
 
 def test_namespaces_left_by_a_crashed_run_are_removed(cluster: Cluster) -> None:
-    dead_pid = 4_000_000  # above any pid_max: no such process
+    dead_pid = 4_194_305  # above PID_MAX_LIMIT (2**22): no process can have it
     leftover = f"{PREFIX}{dead_pid}-p0"
     subprocess.run(["ip", "netns", "add", leftover], check=True)
     (Path("/etc/netns") / leftover).mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,9 @@ their capture rules from `tracemesh iptables` as the init container runs it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from netns_cluster import NODE_IP, Cluster
-from netns_mesh import Mesh, load_yaml, wait_for_traces
+from netns_mesh import Mesh, load_yaml, wait_for_traces, zipkin_traces
 from netns_net import open_connection
 from netns_pods import Kubelet, RunningPod, container_argv, exec_in_pod, http_get
 
@@ -166,3 +168,24 @@ async def test_rerunning_the_init_container_keeps_one_set_of_rules_and_traffic_f
     saved = exec_in_pod(b.net, ["iptables-save", "-t", "nat"]).stdout
     assert count_our_rules(saved)["jumps"] == 2
     assert (await call(mesh, "a", "http://b:9080/again"))["status"] == 200
+
+
+async def test_an_app_calling_its_own_pod_ip_goes_out_and_back_in_through_its_sidecar(
+        mesh: Mesh, zipkin: tuple[aiohttp.ClientSession, str]) -> None:
+    """The one loopback case that is captured: app -> own pod IP leaves through the outbound
+    listener, and the proxy's hairpin to its own pod IP is steered to the inbound one."""
+    a = workload(mesh, "a")
+    answer = await call(mesh, "a", f"http://{a.net.ip}:9080/self")
+    assert answer["status"] == 200 and json.loads(answer["body"])["peer"] == "127.0.0.1"
+    session, url = zipkin
+    deadline = time.monotonic() + 10
+    while True:
+        traces = await zipkin_traces(session, url, "a.default")
+        selves = [trace for trace in traces if len(trace) == 3 and any(
+            span.get("kind") == "CLIENT" and span["tags"].get("http.url", "").endswith("/self") for span in trace)]
+        if selves or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    assert len(selves) == 1, f"no complete trace of the call to {a.net.ip}:9080/self"
+    assert sorted(span["kind"] for span in selves[0]) == ["CLIENT", "SERVER", "SERVER"]
+    assert {span["localEndpoint"]["ipv4"] for span in selves[0]} == {a.net.ip}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import kopf
@@ -11,7 +10,7 @@ from aiohttp import web
 from tracemesh_operator.kube_api import KubeApi
 
 
-async def test_patch_sends_a_merge_patch_with_the_credentials_and_reports_failures() -> None:
+async def test_patch_sends_a_merge_patch_with_the_credentials_and_reports_failures(unused_tcp_port: int) -> None:
     seen: list[dict[str, Any]] = []
 
     async def handle(request: web.Request) -> web.Response:
@@ -38,10 +37,7 @@ async def test_patch_sends_a_merge_patch_with_the_credentials_and_reports_failur
     finally:
         await kube.close()
         await runner.cleanup()
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        closed_port = unused.getsockname()[1]
-    await kube.connect(kopf.ConnectionInfo(server=f"http://127.0.0.1:{closed_port}"))
+    await kube.connect(kopf.ConnectionInfo(server=f"http://127.0.0.1:{unused_tcp_port}"))
     try:
         assert not await kube.patch("/200", {})
     finally:

@@ -114,7 +114,8 @@ def test_a_root_namespace_telemetry_with_empty_match_labels_touches_every_pod() 
     cluster = bookinfo()
     cluster.apply(telemetry("istio-system", "mesh-default", {"randomSamplingPercentage": 100},
                             selector={"matchLabels": {}}))
-    assert {key: cluster.sampling(key) for key in cluster.hub.keys()} == {
+    pod_keys = cluster.hub.keys()
+    assert {key: cluster.sampling(key) for key in pod_keys} == {
         "default/reviews-1": 100.0, "default/ratings-1": 100.0, "other/web-1": 100.0}
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import random
 import socket
 from dataclasses import replace
 
+import pytest
 from conftest import Origin
 from proxy_harness import (
     RawOrigin,
@@ -185,3 +188,27 @@ async def test_malformed_trace_headers_are_counted_and_the_request_is_served(ori
     assert response.status == 200
     forwarded = dict(json.loads(response.body)["headers"])
     assert forwarded["x-b3-traceid"] != "not-hex-at-all"
+
+
+async def test_random_garbage_never_breaks_the_proxy(origin: Origin, caplog: pytest.LogCaptureFixture) -> None:
+    generator = random.Random(7)
+    pieces = [b"GET ", b"/x ", b"HTTP/1.1\r\n", b"Host: r\r\n", b"Content-Length: 5\r\n",
+              b"Transfer-Encoding: chunked\r\n", b"\r\n", b"zz\r\n", b"\x00\xff", b"Expect: 100-continue\r\n",
+              b"Connection: Upgrade\r\nUpgrade: websocket\r\n", b"CONNECT a:1 HTTP/1.1\r\n", b"0\r\n\r\n", b" "]
+    async with pair(origin.port) as (client_side, server_side):
+        for index in range(60):
+            port = client_side.outbound_port if index % 2 else server_side.inbound_port
+            payload = b"".join(generator.choice(pieces) for _ in range(generator.randint(1, 12)))
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(payload)
+            await writer.drain()
+            if index % 3 == 0:
+                writer.transport.abort()
+            else:
+                writer.close()
+        await asyncio.sleep(0.2)
+        response = await request(client_side.outbound_port, b"GET /echo HTTP/1.1\r\nHost: reviews:9080\r\n\r\n")
+    assert response.status == 200
+    proxy_errors = [record for record in caplog.records  # the app behind may complain; the proxy may not
+                    if record.name.startswith(("tracemesh", "asyncio")) and record.levelno >= logging.WARNING]
+    assert proxy_errors == []

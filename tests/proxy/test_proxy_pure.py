@@ -13,9 +13,11 @@ from proxy_harness import client_config, server_config
 from tracemesh_sidecar.config.fields import ConfigError
 from tracemesh_sidecar.config.loader import load_proxy_config
 from tracemesh_sidecar.proxy.headers import (
+    HOP_BY_HOP,
     ResponseHeaders,
     build_head,
     chunked,
+    forward_drop,
     header_fields,
     hop_by_hop_names,
     local_reply,
@@ -51,9 +53,15 @@ def _headers(*pairs: tuple[bytes, bytes]) -> list[tuple[str, bytes, bytes]]:
 
 
 def test_hop_by_hop_names_include_what_connection_names() -> None:
-    names = hop_by_hop_names(_headers((b"Connection", b"keep-alive, X-Secret"), (b"connection", b"Upgrade")))
+    names = hop_by_hop_names("keep-alive, X-Secret, Upgrade")
     assert {"connection", "keep-alive", "te", "proxy-authorization", "x-secret", "upgrade"} <= names
-    assert hop_by_hop_names(_headers((b"Connection", b"close"))) == hop_by_hop_names([])
+    assert hop_by_hop_names("close") == hop_by_hop_names(None) == HOP_BY_HOP
+
+
+def test_forward_drop_adds_removed_and_replaced_names() -> None:
+    drop = forward_drop(HOP_BY_HOP, frozenset({"b3"}), ("X-Request-Id",))
+    assert drop == HOP_BY_HOP | {"b3", "x-request-id"}
+    assert forward_drop(HOP_BY_HOP, frozenset({"b3"}), ("X-Request-Id",)) is drop
 
 
 def test_build_head_keeps_order_and_case_drops_and_appends() -> None:

@@ -73,6 +73,14 @@ def test_round_trip(proxy_spans: list[Span]) -> None:
     assert zipkin_json.decode_spans(zipkin_json.encode_spans(proxy_spans)) == proxy_spans
 
 
+def test_a_128_bit_trace_id_with_a_zero_high_half_reads_as_64_bit_like_zipkin() -> None:
+    # What an OpenTelemetry SDK sends for a trace a 64-bit B3 caller started: the OTLP decoder and
+    # the proxy's header parsing already read it as the 64-bit id, so every path names one trace alike.
+    span = dict(GOOD, traceId="0000000000000000" + "5af7183fb1d4cf5f")
+    [decoded] = zipkin_json.decode_spans(json.dumps([span]).encode())
+    assert decoded.trace_id == "5af7183fb1d4cf5f"
+
+
 def test_decodes_the_spec_example_and_is_liberal_where_zipkin_is() -> None:
     body = json.dumps([{
         "id": "352BFF9A74CA9AD2", "traceId": "5af7183fb1d4cf5f", "parentId": "0000000000000000",

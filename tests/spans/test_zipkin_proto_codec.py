@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -74,6 +75,12 @@ def test_official_bytes_decode(official: Any) -> None:
 
 def test_round_trip(proxy_spans: list[Span]) -> None:
     assert zipkin_proto.decode_spans(zipkin_proto.encode_spans(proxy_spans)) == proxy_spans
+
+
+def test_a_128_bit_trace_id_with_a_zero_high_half_reads_as_64_bit_like_zipkin(proxy_spans: list[Span]) -> None:
+    padded = [replace(span, trace_id=span.trace_id[-16:].rjust(32, "0")) for span in proxy_spans]
+    assert [span.trace_id for span in zipkin_proto.decode_spans(zipkin_proto.encode_spans(padded))] == [
+        span.trace_id[-16:] for span in proxy_spans]
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

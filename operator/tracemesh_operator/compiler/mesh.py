@@ -14,8 +14,6 @@ from tracemesh_sidecar.config.model import PROVIDER_KINDS, parse_provider
 DEFAULT_ROOT_NAMESPACE = "istio-system"
 DEFAULT_SAMPLING = 1.0  # Istio's defaultConfig.tracing.sampling default
 MESH_RESOURCE = "MeshConfig"
-# Istio's other tracing provider kinds: named in a MeshConfig, but tracemesh cannot export to them.
-FOREIGN_TRACING_KINDS = ("lightstep", "datadog", "stackdriver", "opencensus", "skywalking")
 
 
 @dataclass(frozen=True, slots=True)

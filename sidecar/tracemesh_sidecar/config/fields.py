@@ -7,10 +7,13 @@ operator can put into a Kubernetes status condition.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
+
+from tracemesh_sidecar.durations import parse_duration_s
 
 
 class ConfigError(ValueError):
@@ -23,8 +26,7 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {problem}; {fix}")
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_BARE_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 _MISSING: Any = object()
 
 
@@ -35,14 +37,15 @@ def join(path: str, key: str | int) -> str:
 
 
 def parse_duration(value: object, field: str) -> float:
-    """Seconds from a number or a protobuf-style duration string (`2s`, `500ms`, `1.5s`, `1m`)."""
-    if isinstance(value, bool):
-        _fail(field, f"must be a duration, got {value!r}", "write it like 2s or 500ms")
-    if isinstance(value, int | float):
+    """Seconds from a number, a string of seconds, or a duration string (`2s`, `500ms`, `1.5s`, `1m30s`)."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
+    elif isinstance(value, str):
+        text = "".join(value.split())
+        with contextlib.suppress(ValueError):  # left None: the error below names the field
+            seconds = float(text) if _BARE_SECONDS.fullmatch(text) else parse_duration_s(text)
+    if seconds is None:
         _fail(field, f"must be a duration, got {value!r}", "write it like 2s or 500ms")
     if not math.isfinite(seconds) or seconds < 0:
         _fail(field, f"must be a non-negative duration, got {value!r}", "write it like 2s or 500ms")

@@ -96,13 +96,6 @@ class InboundConfig:
     connect_timeout_s: float = 10.0
     request_timeout_s: float | None = None  # None: no limit, like Istio's default route
 
-    def app_port_for(self, port: int) -> int:
-        """The application port behind captured traffic to `port`; undeclared ports pass through as is."""
-        for entry in self.ports:
-            if entry.port == port:
-                return entry.app_port
-        return port
-
 
 @dataclass(frozen=True, slots=True)
 class ServiceEntry:

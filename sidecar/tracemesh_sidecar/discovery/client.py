@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from tracemesh_sidecar.backoff import jittered_backoff
 from tracemesh_sidecar.config import ConfigError, ProxyConfig, parse_proxy_config
 from tracemesh_sidecar.stats import Stats
 
@@ -30,12 +31,6 @@ DEFAULT_WAIT_S = 30.0
 # How long past the server's long-poll wait a silent connection is given before it counts as dead.
 WAIT_SLACK_S = 15.0
 MAX_ERROR_CHARS = 500
-
-
-def backoff_delay(attempt: int, cap_s: float, rand: Callable[[], float] = random.random) -> float:
-    """Seconds before retry number `attempt` (0-based): exponential, capped, half of it random."""
-    ceiling = min(cap_s, BACKOFF_BASE_S * 2.0 ** min(attempt, 32))
-    return ceiling / 2 + rand() * ceiling / 2
 
 
 class PushUnavailable(Exception):
@@ -79,7 +74,7 @@ class DiscoveryClient:
             except PushUnavailable as error:
                 self._stats.set_gauge("discovery.connected", 0)
                 self._stats.inc("discovery.connect_failures")
-                delay = backoff_delay(failures, self._max_backoff_s, self._rand)
+                delay = jittered_backoff(failures, BACKOFF_BASE_S, self._max_backoff_s, self._rand)
                 failures += 1
                 log.warning("config push unavailable (%s); keeping version %s, resubscribing in %.1fs",
                             error, self.version_in_force or "bootstrap", delay)

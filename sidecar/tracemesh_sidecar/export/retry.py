@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from tracemesh_sidecar.backoff import jittered_backoff
+
 BASE_DELAY_S = 0.2
 MAX_DELAY_S = 5.0
 _RANDOM = random.Random()
@@ -16,17 +18,14 @@ def is_retryable_status(status: int) -> bool:
 
 def backoff_delay(attempt: int, retry_after_s: float | None = None,
                   rand: random.Random | None = None) -> float:
-    """Seconds to wait before retry number `attempt` (0 = the first retry).
+    """Seconds to wait before retry number `attempt` (0 = the first retry), jittered exponential.
 
-    Exponential with "equal jitter" (between half and all of the exponential step), so the
-    sidecars of a fleet that lost the same collector do not all come back in step. A
-    collector's Retry-After is honoured up to MAX_DELAY_S: waiting longer would only let the
+    A collector's Retry-After is honoured up to MAX_DELAY_S: waiting longer would only let the
     queue overflow.
     """
     if retry_after_s is not None:
         return min(max(retry_after_s, 0.0), MAX_DELAY_S)
-    step = min(MAX_DELAY_S, BASE_DELAY_S * (1 << min(attempt, 32)))
-    return step / 2 + (rand or _RANDOM).random() * step / 2
+    return jittered_backoff(attempt, BASE_DELAY_S, MAX_DELAY_S, (rand or _RANDOM).random)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -50,13 +50,31 @@ def _now_us() -> int:
 
 
 class Exchange:
-    __slots__ = (
-        "authority", "chunk_out", "conn", "connect_task", "ctx", "destination", "finished", "headers", "hop",
-        "interim", "keep_alive", "method", "out", "pending", "pending_size", "request_chunked",
-        "request_done", "request_size", "resp_headers", "response_begun", "response_size", "response_started",
-        "retried", "reused", "sent", "sent_size", "start_us", "status", "target", "timer", "until_eof",
-        "upgrade", "upgrading", "upstream", "version",
-    )
+    # Per-request state. The fields every request starts with the same value are class
+    # attributes, so __init__ (once per request) sets only what differs; an assignment shadows
+    # them per instance.
+    ctx: DirectionContext | None = None
+    hop: Hop | None = None
+    destination: Destination | None = None
+    authority = ""
+    start_us = 0
+    pending_size = 0
+    sent_size = 0
+    request_size = 0
+    upstream: UpstreamConnection | None = None
+    connect_task: asyncio.Task[None] | None = None
+    reused = False
+    retried = False
+    timer: asyncio.TimerHandle | None = None
+    status = 0
+    response_begun = False  # any byte of a response arrived (set by the upstream connection)
+    response_started = False  # our response head went downstream
+    interim = False
+    upgrading = False
+    chunk_out = False
+    until_eof = False
+    response_size = 0
+    finished = False
 
     def __init__(self, conn: DownstreamConnection, method: bytes, target: bytes, version: str,
                  headers: list[h.Header], keep_alive: bool, upgrade: bool) -> None:
@@ -74,39 +92,17 @@ class Exchange:
                 self.request_chunked = has_body = True
             elif lname == "content-length" and value.strip() != b"0":
                 has_body = True
-        self.ctx: DirectionContext | None = None
-        self.hop: Hop | None = None
-        self.destination: Destination | None = None
-        self.authority = ""
-        self.start_us = 0
-        # Bytes for the upstream not yet written (None once written straight through), and
-        # everything sent so far for one retry (None when over RETRY_BUFFER_LIMIT).
-        self.pending: list[bytes] | None = []
-        self.pending_size = 0
-        self.sent: list[bytes] | None = []
-        self.sent_size = 0
         # A request without a body is complete with its head (knowing it now lets an early
         # local reply keep the connection open).
         self.request_done = not has_body
-        self.request_size = 0
-        self.upstream: UpstreamConnection | None = None
-        self.connect_task: asyncio.Task[None] | None = None
-        self.reused = False
-        self.retried = False
-        self.timer: asyncio.TimerHandle | None = None
-        self.status = 0
+        # Bytes for the upstream not yet written (None once written straight through), and
+        # everything sent so far for one retry (None when over RETRY_BUFFER_LIMIT).
+        self.pending: list[bytes] | None = []
+        self.sent: list[bytes] | None = []
         self.resp_headers: list[tuple[bytes, bytes]] = []
         # Response bytes produced while the parser runs, written in one go when it returns: the
         # head and the first body bytes usually leave in one send() instead of two.
         self.out: list[bytes] = []
-        self.response_begun = False  # any byte of a response arrived (set by the upstream connection)
-        self.response_started = False  # our response head went downstream
-        self.interim = False
-        self.upgrading = False
-        self.chunk_out = False
-        self.until_eof = False
-        self.response_size = 0
-        self.finished = False
 
     # ------------------------------------------------------------------ downstream side
     def request_body(self, data: bytes) -> None:
@@ -181,7 +177,7 @@ class Exchange:
             self.sent = None
             self._connect()
             return
-        head = self._forward_head(target, extra_host)
+        head = self._forward_head(target, fields.get("connection"), extra_host)
         assert self.pending is not None
         self.pending.insert(0, head)
         self.pending_size += len(head)
@@ -194,13 +190,13 @@ class Exchange:
         else:
             self._connect()
 
-    def _forward_head(self, target: bytes, host: str | None) -> bytes:
-        drop = h.hop_by_hop_names(self.headers)
+    def _forward_head(self, target: bytes, connection: str | None, host: str | None) -> bytes:
+        drop = h.hop_by_hop_names(connection)
         extra: list[tuple[str, str]] = []
         hop = self.hop
         if hop is not None and (hop.headers_to_set or hop.headers_to_remove):
             extra = hop.headers_to_set
-            drop = drop.union(hop.headers_to_remove, [name.lower() for name, _ in extra])
+            drop = h.forward_drop(drop, hop.headers_to_remove, tuple(name for name, _ in extra))
         if host is not None:  # absolute-form: its authority replaces any Host header
             drop = drop.union(("host",))
             extra = [("host", host), *extra]

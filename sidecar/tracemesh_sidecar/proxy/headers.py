@@ -23,16 +23,27 @@ CRLF = b"\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-def hop_by_hop_names(headers: Iterable[Header]) -> frozenset[str]:
-    """HOP_BY_HOP plus every header the message's own `Connection` header names."""
-    extra: list[str] = []
-    for lname, _, value in headers:
-        if lname == "connection":
-            for token in value.decode("latin-1").split(","):
-                token = token.strip().lower()
-                if token and token not in HOP_BY_HOP and token != "close":
-                    extra.append(token)
+def hop_by_hop_names(connection: str | None) -> frozenset[str]:
+    """HOP_BY_HOP plus every header a request's `Connection` header value (joined, lowercase) names."""
+    if not connection:
+        return HOP_BY_HOP
+    extra = [token for token in (part.strip() for part in connection.lower().split(","))
+             if token and token not in HOP_BY_HOP and token != "close"]
     return HOP_BY_HOP.union(extra) if extra else HOP_BY_HOP
+
+
+_DROP_CACHE: dict[tuple[frozenset[str], frozenset[str], tuple[str, ...]], frozenset[str]] = {}
+
+
+def forward_drop(base: frozenset[str], remove: frozenset[str], replaced: tuple[str, ...]) -> frozenset[str]:
+    """`base` | `remove` | `replaced`, memoized: the same few combinations recur on every request."""
+    key = (base, remove, replaced)
+    drop = _DROP_CACHE.get(key)
+    if drop is None:
+        drop = base.union(remove, (name.lower() for name in replaced))
+        if len(_DROP_CACHE) < 4096:
+            _DROP_CACHE[key] = drop
+    return drop
 
 
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from tracemesh_sidecar.admin import AdminServers
 from tracemesh_sidecar.config.model import ProviderConfig, ProxyConfig
+from tracemesh_sidecar.export import ExporterSet
 from tracemesh_sidecar.proxy.listeners import ConnectionBook, Listener, ListenerSpec, listener_specs
 from tracemesh_sidecar.proxy.state import DirectionContext, SpanSink
 from tracemesh_sidecar.proxy.upstream import UpstreamPool
@@ -37,12 +38,8 @@ class ListenerError(OSError):
 
 class Runtime:
     def __init__(self, stats: Stats, exporters: Exporters | None = None) -> None:
-        if exporters is None:
-            from tracemesh_sidecar.export import ExporterSet
-
-            exporters = ExporterSet(stats)
         self.stats = stats
-        self.exporters = exporters
+        self.exporters: Exporters = exporters if exporters is not None else ExporterSet(stats)
         self.pool = UpstreamPool(stats)
         self.config: ProxyConfig | None = None
         self._contexts: dict[str, DirectionContext] = {}
@@ -57,7 +54,7 @@ class Runtime:
         return self.config is not None and not self._draining
 
     async def apply(self, config: ProxyConfig) -> None:
-        """Put `config` in force. Raises ListenerError (nothing changed) when a new address cannot be bound."""
+        """Put `config` in force. Raises ListenerError when a new address cannot be bound (the old config stays)."""
         contexts = {direction: DirectionContext(config, direction, self.stats, self.pool, self.exporters)
                     for direction in ("inbound", "outbound")}
         wanted = listener_specs(config)

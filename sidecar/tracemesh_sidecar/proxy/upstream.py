@@ -113,10 +113,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.reading_paused = False
             transport.resume_reading()
 
-    def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
-
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:

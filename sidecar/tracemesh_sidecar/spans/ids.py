@@ -5,6 +5,7 @@ from __future__ import annotations
 from tracemesh_sidecar.spans.errors import SpanDecodeError
 
 _HEX_DIGITS = frozenset("0123456789abcdef")
+_ZERO_HIGH_HALF = "0" * 16
 
 
 def check_hex_id(value: object, field: str, lengths: tuple[int, ...], what: str) -> str:
@@ -22,6 +23,17 @@ def check_hex_id(value: object, field: str, lengths: tuple[int, ...], what: str)
     if lowered.count("0") == len(lowered):
         raise SpanDecodeError(field, f"must not be all zeros, got {value!r}")
     return lowered
+
+
+def normalize_trace_id(trace_id: str) -> str:
+    """A 32-character trace id whose high half is zero as the 64-bit id in its low half (Zipkin's rule).
+
+    That is how a 64-bit trace travels in W3C and OTLP, which only carry 128 bits: reading it back as
+    64-bit lets every format and every path name the same trace with the same string.
+    """
+    if len(trace_id) == 32 and trace_id.startswith(_ZERO_HIGH_HALF):
+        return trace_id[16:]
+    return trace_id
 
 
 def id_from_bytes(value: bytes, field: str, sizes: tuple[int, ...]) -> str:

@@ -33,7 +33,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Status
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from tracemesh_sidecar.spans.errors import SpanDecodeError
-from tracemesh_sidecar.spans.ids import check_hex_id, id_from_bytes
+from tracemesh_sidecar.spans.ids import check_hex_id, id_from_bytes, normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
 
 SERVICE_NAME = "service.name"
@@ -50,7 +50,6 @@ _KIND_TO_OTLP: dict[SpanKind | None, int] = {
 }
 _KIND_FROM_OTLP: dict[int, SpanKind | None] = {
     value: kind for kind, value in _KIND_TO_OTLP.items()} | {OtlpSpan.SPAN_KIND_UNSPECIFIED: None}
-_ZERO_HIGH_HALF = bytes(8)
 
 # ---------------------------------------------------------------------------------------------
 # Encoding
@@ -210,9 +209,7 @@ def _service_name(attributes: Any) -> str | None:
 
 
 def _span(otlp: Any, service: str | None, path: str) -> Span:
-    trace_id = id_from_bytes(otlp.trace_id, f"{path}.traceId", (16,))
-    if otlp.trace_id[:8] == _ZERO_HIGH_HALF:
-        trace_id = trace_id[16:]
+    trace_id = normalize_trace_id(id_from_bytes(otlp.trace_id, f"{path}.traceId", (16,)))
     parent_id = None
     if otlp.parent_span_id:
         parent_id = id_from_bytes(otlp.parent_span_id, f"{path}.parentSpanId", (8,))

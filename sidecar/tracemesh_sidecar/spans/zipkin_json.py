@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, get_args
 
 from tracemesh_sidecar.spans.errors import SpanDecodeError
-from tracemesh_sidecar.spans.ids import check_hex_id
+from tracemesh_sidecar.spans.ids import check_hex_id, normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
 
 SPAN_KINDS: tuple[SpanKind, ...] = get_args(SpanKind)
@@ -103,7 +103,7 @@ def span_from_zipkin_dict(data: object, path: str = "span") -> Span:
     if parent_id is not None and parent_id != _ZERO_SPAN_ID:
         parent = check_hex_id(parent_id, f"{path}.parentId", (16,), SPAN_ID)
     return Span(
-        trace_id=check_hex_id(fields.get("traceId"), f"{path}.traceId", (16, 32), TRACE_ID),
+        trace_id=normalize_trace_id(check_hex_id(fields.get("traceId"), f"{path}.traceId", (16, 32), TRACE_ID)),
         id=check_hex_id(fields.get("id"), f"{path}.id", (16,), SPAN_ID),
         parent_id=parent,
         name=_string(fields, "name", path) or "",

@@ -17,7 +17,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from tracemesh_sidecar.spans.errors import SpanDecodeError
-from tracemesh_sidecar.spans.ids import id_from_bytes
+from tracemesh_sidecar.spans.ids import id_from_bytes, normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
 
 _FIELD = descriptor_pb2.FieldDescriptorProto
@@ -141,7 +141,7 @@ def _span(message: Any, path: str) -> Span:
     if message.kind >= len(_KINDS):
         raise SpanDecodeError(f"{path}.kind", f"is {message.kind}, not a Span.Kind")
     return Span(
-        trace_id=id_from_bytes(message.trace_id, f"{path}.trace_id", (8, 16)),
+        trace_id=normalize_trace_id(id_from_bytes(message.trace_id, f"{path}.trace_id", (8, 16))),
         parent_id=_parent_id(message.parent_id, f"{path}.parent_id"),
         id=id_from_bytes(message.id, f"{path}.id", (8,)),
         kind=_KINDS[message.kind],

@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-# Precompiled single-pass checks (length and alphabet at once): they run on every request.
+from tracemesh_sidecar.spans.ids import normalize_trace_id
+
+# Precompiled single-pass checks (length and alphabet at once): they run on every request, which is
+# why headers do not go through spans.ids.check_hex_id (built for decoders' field-path errors).
 _HEX_TRACE_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
 _HEX_SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
-_ZERO_HIGH_HALF = "0" * 16
+_ZERO_ID = "0" * 16
 
 
 class MalformedHeader(Exception):
@@ -34,18 +37,11 @@ class TraceContext(NamedTuple):
 
 
 def trace_id(value: str) -> str:
-    """A received 64- or 128-bit trace id, lowercased.
-
-    A 128-bit id whose high half is zero is the 64-bit id in its low half (Zipkin's rule, and how
-    W3C carries a 64-bit id), so it is returned as 16 characters: every format then names the same
-    trace with the same string.
-    """
+    """A received 64- or 128-bit trace id, lowercased; 128 bits with a zero high half read as 64 bits."""
     if _HEX_TRACE_ID.fullmatch(value) is None:
         raise MalformedHeader(f"trace id {value!r} is not 16 or 32 hex digits")
-    value = value.lower()
-    if len(value) == 32 and value.startswith(_ZERO_HIGH_HALF):
-        value = value[16:]
-    if value == _ZERO_HIGH_HALF:
+    value = normalize_trace_id(value.lower())
+    if value == _ZERO_ID:
         raise MalformedHeader("trace id is all zeros")
     return value
 
@@ -54,6 +50,6 @@ def span_id(value: str) -> str:
     """A received 64-bit span id, lowercased."""
     if _HEX_SPAN_ID.fullmatch(value) is None:
         raise MalformedHeader(f"span id {value!r} is not 16 hex digits")
-    if value == _ZERO_HIGH_HALF:
+    if value == _ZERO_ID:
         raise MalformedHeader("span id is all zeros")
     return value.lower()
