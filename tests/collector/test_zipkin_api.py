@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from typing import Any
 
 import jsonschema
@@ -57,8 +58,7 @@ GOOD = zipkin_json.span_to_zipkin_dict(bookinfo_trace(trace_id(2), NOW_US)[0])
 @pytest.mark.parametrize(("body", "content_type", "headers", "named"), [
     (b"[{", "application/json", {}, "body: is not valid JSON"),
     (b'{"traceId": "5af7183fb1d4cf5f"}', "application/json", {}, "body: must be a JSON array"),
-    (zipkin_json.encode_spans([]).replace(b"[]", b'[%s, {"traceId": "xyz", "id": "352bff9a74ca9ad2"}]'
-                                          % zipkin_json.json.dumps(GOOD).encode()),
+    (b'[%s, {"traceId": "xyz", "id": "352bff9a74ca9ad2"}]' % json.dumps(GOOD).encode(),
      "application/json", {}, "span[1].traceId"),
     (b'[{"traceId": "5af7183fb1d4cf5f", "id": "352bff9a74ca9ad2", "kind": "LOCAL"}]', "application/json", {},
      "span[0].kind"),
