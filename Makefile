@@ -51,7 +51,7 @@ kind-up:
 images:
 	$(DOCKER) build -f images/operator/Dockerfile -t tracemesh/operator:$(VERSION) .
 	$(DOCKER) build -f images/proxy/Dockerfile -t tracemesh/proxy:$(VERSION) .
-	$(foreach s,$(BOOKINFO),$(DOCKER) build -f samples/bookinfo/images/$(s)/Dockerfile -t tracemesh/bookinfo-$(s):$(VERSION) . &&) true
+	$(foreach s,$(BOOKINFO),$(DOCKER) build -f samples/bookinfo/Dockerfile --build-arg SERVICE=$(s) -t tracemesh/bookinfo-$(s):$(VERSION) . &&) true
 
 kind-load:
 	$(KIND) load docker-image --name $(CLUSTER) $(ALL_IMAGES)

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from tracemesh_cli.main import COMMANDS
 
 REPO = Path(__file__).resolve().parents[2]
-DOCKERFILES = sorted([*REPO.glob("images/*/Dockerfile"), *REPO.glob("samples/bookinfo/images/*/Dockerfile")])
+DOCKERFILES = sorted([*REPO.glob("images/*/Dockerfile"), REPO / "samples/bookinfo/Dockerfile"])
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|make|build-essential|python3-dev|libffi-dev|cargo|rustc|clang)\b")
 
 
@@ -42,7 +42,7 @@ def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
 
 def test_the_images_are_all_here() -> None:
     names = {path.parent.name for path in DOCKERFILES}
-    assert {"proxy", "operator", "productpage", "details", "reviews", "ratings"} <= names
+    assert {"proxy", "operator", "bookinfo"} <= names
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: str(path.relative_to(REPO)))

@@ -36,7 +36,7 @@ def test_make_dry_run_shows_the_full_sequence() -> None:
     lines = done.stdout.splitlines()
     wanted = ["kind create cluster --name tracemesh --config kind/cluster.yaml",
               "docker build -f images/operator/Dockerfile", "docker build -f images/proxy/Dockerfile",
-              "docker build -f samples/bookinfo/images/reviews/Dockerfile",
+              "docker build -f samples/bookinfo/Dockerfile --build-arg SERVICE=reviews",
               "kind load docker-image --name tracemesh tracemesh/operator:",
               "kubectl apply -k manifests/", "kubectl apply -f manifests/addons/zipkin.yaml",
               "kubectl label namespace default istio-injection=enabled",

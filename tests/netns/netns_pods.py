@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,13 +32,15 @@ from tracemesh_operator.injection.patch import apply_patch
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-# Where each image of ours is built from: its ENTRYPOINT/CMD/USER are what the container runs.
-IMAGE_DOCKERFILES = {
-    "tracemesh/proxy": REPO / "images/proxy/Dockerfile",
-    "tracemesh/operator": REPO / "images/operator/Dockerfile",
-    **{f"tracemesh/bookinfo-{name}": REPO / f"samples/bookinfo/images/{name}/Dockerfile"
+# Where each image of ours is built from, with its build args (as `make images` passes them):
+# its ENTRYPOINT/CMD/USER/ENV are what the container runs.
+IMAGE_DOCKERFILES: dict[str, tuple[Path, dict[str, str]]] = {
+    "tracemesh/proxy": (REPO / "images/proxy/Dockerfile", {}),
+    "tracemesh/operator": (REPO / "images/operator/Dockerfile", {}),
+    **{f"tracemesh/bookinfo-{name}": (REPO / "samples/bookinfo/Dockerfile", {"SERVICE": name})
        for name in ("productpage", "details", "reviews", "ratings")},
 }
+_BUILD_ARG = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 _FIELD_REFS = {
     "metadata.name": lambda pod: pod["metadata"]["name"],
     "metadata.namespace": lambda pod: pod["metadata"]["namespace"],
@@ -50,19 +54,25 @@ class Image:
     entrypoint: tuple[str, ...]
     cmd: tuple[str, ...]
     user: tuple[int, int]
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def read_image(repository: str) -> Image:
-    """ENTRYPOINT, CMD and USER of the final stage of the image's Dockerfile (JSON forms only)."""
-    dockerfile = IMAGE_DOCKERFILES[repository]
+    """ENTRYPOINT, CMD, USER and ENV (`K=V` form) of the final stage of the image's Dockerfile (JSON forms)."""
+    dockerfile, build_args = IMAGE_DOCKERFILES[repository]
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     user = (0, 0)
+    env: list[tuple[str, str]] = []
     for raw in dockerfile.read_text().splitlines():
         keyword, _, rest = raw.strip().partition(" ")
         keyword = keyword.upper()
         if keyword == "FROM":
-            entrypoint, cmd, user = (), (), (0, 0)
+            entrypoint, cmd, user, env = (), (), (0, 0), []
+        elif keyword == "ENV":
+            for pair in shlex.split(rest):
+                name, _, value = pair.partition("=")
+                env.append((name, _BUILD_ARG.sub(lambda m: build_args.get(m.group(1) or m.group(2), ""), value)))
         elif keyword == "ENTRYPOINT":
             entrypoint = tuple(json.loads(rest))
         elif keyword == "CMD":
@@ -70,7 +80,7 @@ def read_image(repository: str) -> Image:
         elif keyword == "USER":
             uid, _, gid = rest.strip().partition(":")
             user = (int(uid), int(gid or uid))
-    return Image(entrypoint, cmd, user)
+    return Image(entrypoint, cmd, user, tuple(env))
 
 
 def local_argv(argv: Sequence[str]) -> list[str]:
@@ -104,7 +114,9 @@ def container_user(container: Mapping[str, Any], pod: Mapping[str, Any]) -> tupl
 
 
 def container_env(container: Mapping[str, Any], pod: Mapping[str, Any]) -> dict[str, str]:
-    env = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/tmp",
+    # The image's own ENV, minus what would point the process into the image's file system.
+    image_env = {name: value for name, value in image_of(container).env if name != "PYTHONPATH"}
+    env = {**image_env, "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/tmp",
            "HOSTNAME": pod["metadata"]["name"], "PYTHONUNBUFFERED": "1"}
     for entry in container.get("env") or ():
         if "value" in entry:

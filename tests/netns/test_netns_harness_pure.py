@@ -40,11 +40,14 @@ def test_selectors_match_like_kubernetes() -> None:
 
 def test_images_run_their_dockerfile_entrypoint_as_its_user() -> None:
     bookinfo = read_image("tracemesh/bookinfo-reviews")
-    assert bookinfo.entrypoint == ("python", "-m", "tracemesh_bookinfo", "reviews") and bookinfo.user[0] != 0
+    assert bookinfo.entrypoint == ("python", "-m", "tracemesh_bookinfo") and bookinfo.user[0] != 0
+    assert ("BOOKINFO_SERVICE", "reviews") in bookinfo.env  # the build arg, as `make images` passes it
     container = {"name": "reviews", "image": "tracemesh/bookinfo-reviews:0.1.0",
                  "securityContext": {"runAsNonRoot": True}}
     pod = {"metadata": {"name": "reviews-v1-x", "namespace": "default"}, "spec": {}, "status": {"podIP": "10.0.0.9"}}
-    assert container_argv(container)[1:] == ["-m", "tracemesh_bookinfo", "reviews"]
+    assert container_argv(container)[1:] == ["-m", "tracemesh_bookinfo"]
+    assert container_env(container, pod)["BOOKINFO_SERVICE"] == "reviews"
+    assert "PYTHONPATH" not in container_env(container, pod)  # the image's paths mean nothing here
     assert container_user(container, pod) == bookinfo.user
     proxy = {"name": "tracemesh-proxy", "image": "tracemesh/proxy:0.1.0", "command": ["tracemesh"],
              "args": ["proxy", "--bootstrap-env"], "securityContext": {"runAsUser": 1337, "runAsGroup": 1337}}

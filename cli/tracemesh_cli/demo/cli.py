@@ -35,7 +35,7 @@ from tracemesh_cli.demo.plan import (
     plan_demo,
     with_provider,
 )
-from tracemesh_cli.demo.ports import PortError, check_free, check_listening, pick_free
+from tracemesh_cli.demo.ports import PortError, all_listening, check_free, check_listening, pick_free
 from tracemesh_cli.demo.processes import ChildFailed, Supervisor
 from tracemesh_cli.demo.traffic import Found, Sent, backend_source, send_requests, wait_for_traces
 from tracemesh_cli.trace_tree import render_trace
@@ -85,9 +85,14 @@ async def _demo(args: argparse.Namespace) -> int:
         telemetries, mesh_spec = with_provider(telemetries, mesh_spec, args.provider)
     collector_ports = {"--zipkin-port": (args.zipkin_port, "the Zipkin API"), "--otlp-port": (args.otlp_port, "OTLP"),
                        "--query-port": (args.query_port, "the Jaeger API")}
-    check_free({"--port": (args.port, "productpage"), **({} if args.external_collector else collector_ports)})
-    if args.external_collector:
+    # A collector already on all three ports (`tracemesh collector` in another terminal) is used
+    # as is, so that its traces outlive a `--once` run.
+    external = args.external_collector or await all_listening(collector_ports)
+    check_free({"--port": (args.port, "productpage"), **({} if external else collector_ports)})
+    if external:
         await check_listening(collector_ports, "start `tracemesh collector` first, or drop --external-collector")
+        print(f"using the collector already listening on 127.0.0.1:{args.zipkin_port} (Zipkin API), "
+              f":{args.otlp_port} (OTLP) and :{args.query_port} (Jaeger API)", flush=True)
     plan = plan_demo(mesh_spec, telemetries, *_ports(args))
     if args.once and plan.sampling_percentage < 100:
         raise PlanError(f"the Telemetry samples {plan.sampling_percentage:g}% of requests, so --once cannot expect "
@@ -99,7 +104,7 @@ async def _demo(args: argparse.Namespace) -> int:
     supervisor = Supervisor(work_dir)
     succeeded = False
     try:
-        await _start(plan, supervisor, work_dir, start_collector=not args.external_collector)
+        await _start(plan, supervisor, work_dir, start_collector=not external)
         _print_banner(plan, work_dir)
         succeeded = await _exercise(plan, args.requests, args.trace_timeout, supervisor)
         if args.once:

@@ -39,14 +39,26 @@ def check_free(ports: Mapping[str, tuple[int, str]]) -> None:
                             "with another port (0 picks a free one)") from None
 
 
+async def _listening(port: int) -> bool:
+    if port == 0:
+        return False
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, port), timeout=2.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+async def all_listening(ports: Mapping[str, tuple[int, str]]) -> bool:
+    return all([await _listening(port) for port, _ in ports.values()])
+
+
 async def check_listening(ports: Mapping[str, tuple[int, str]], fix: str) -> None:
     """Like `check_free`, the other way round: each port must already have a listener."""
     for flag, (port, what) in ports.items():
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, port), timeout=2.0)
-        except (OSError, TimeoutError):
-            raise PortError(f"nothing listens on {LOOPBACK}:{port} ({what}, {flag}); {fix}") from None
-        writer.close()
+        if not await _listening(port):
+            raise PortError(f"nothing listens on {LOOPBACK}:{port} ({what}, {flag}); {fix}")
 
 
 def pick_free(count: int, exclude: Collection[int] = ()) -> list[int]:

@@ -23,8 +23,13 @@ SERVICES: dict[str, Callable[[Settings], web.Application]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tracemesh_bookinfo",
                                      description="run one Bookinfo service (listens on $PORT, default 9080)")
-    parser.add_argument("service", choices=sorted(SERVICES))
+    # The images set BOOKINFO_SERVICE: one Dockerfile builds all four (`--build-arg SERVICE=...`).
+    parser.add_argument("service", nargs="?", choices=sorted(SERVICES),
+                        default=os.environ.get("BOOKINFO_SERVICE") or None,
+                        help="the service to run (default: $BOOKINFO_SERVICE)")
     args = parser.parse_args(argv)
+    if args.service is None:
+        parser.error(f"name the service ({', '.join(sorted(SERVICES))}) or set BOOKINFO_SERVICE")
     try:
         settings = settings_from_env(os.environ)
     except SettingsError as error:
