@@ -2,7 +2,9 @@
 
 `tracemesh operator` runs as its own process, logged in to kmock's Kubernetes emulator (in
 this process) through a kubeconfig, with the real kopf handlers. The emulator holds 100
-namespaces, the default MeshConfig and 1000 pod bodies shaped like injected Bookinfo pods.
+namespaces, the default MeshConfig, 1000 pod bodies shaped like injected Bookinfo pods, and a
+Service with its EndpointSlice per app and namespace (500), which every pod's config carries as
+its service registry.
 Once every pod's config has reached its subscriber on the discovery port (a long poll per
 pod, as from 1000 sidecars), the operator's RSS is read from /proc. Then a mesh-wide
 Telemetry is applied, which recompiles all 1000 pods, and the RSS and the peak (VmHWM) are
@@ -78,6 +80,29 @@ def injected_pod(namespace: str, index: int) -> dict[str, Any]:
     }
 
 
+def service_objects(namespace: str, app: str, cluster_ip: str,
+                    ips: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A Bookinfo-shaped Service and its EndpointSlice, as the API server serves them."""
+    metadata = {"name": app, "namespace": namespace, "uid": f"svc-{namespace}-{app}",
+                "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"app": app, "service": app}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
+               "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
+                        "ipFamilies": ["IPv4"], "selector": {"app": app}, "sessionAffinity": "None",
+                        "ports": [{"name": "http", "port": 9080, "targetPort": 9080, "protocol": "TCP"}]}}
+    endpoint_slice = {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": f"{app}-abcde", "namespace": namespace, "uid": f"eps-{namespace}-{app}",
+                     "creationTimestamp": "2026-01-01T00:00:00Z",
+                     "labels": {"kubernetes.io/service-name": app, "endpointslice.kubernetes.io/managed-by":
+                                "endpointslice-controller.k8s.io"}},
+        "ports": [{"name": "http", "port": 9080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True, "serving": True, "terminating": False},
+                       "nodeName": "kind-worker", "targetRef": {"kind": "Pod", "namespace": namespace}}
+                      for ip in ips],
+    }
+    return service, endpoint_slice
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -112,6 +137,7 @@ async def _all_served(session: aiohttp.ClientSession, port: int, pods: list[tupl
             params = {"version": versions.get(pod, ""), "wait": f"{remaining:.0f}s"}
             async with session.get(url, params=params) as reply:
                 if reply.status == 200:
+                    await reply.read()  # a sidecar reads its whole config (not parsed here: not the operator's cost)
                     versions[pod] = reply.headers["X-Tracemesh-Version"]
                     return
         raise TimeoutError(f"{pod[0]}/{pod[1]} got no new config within {TIMEOUT_S:.0f}s")
@@ -135,11 +161,19 @@ async def _measure(emulator: kmock.KubernetesEmulator, pod_count: int, namespace
     meshconfig = yaml.safe_load((REPO / "manifests" / "meshconfig-default.yaml").read_text())
     emulator.objects["tracemesh.io/v1alpha1/meshconfigs", "istio-system", "default"] = meshconfig
     pods = []
+    bodies = []
     for index in range(pod_count):
         namespace = namespaces[index % namespace_count]
         body = injected_pod(namespace, index)
+        bodies.append(body)
         emulator.objects["v1/pods", namespace, body["metadata"]["name"]] = body
         pods.append((namespace, body["metadata"]["name"]))
+    for index, (namespace, app) in enumerate((ns, app) for ns in namespaces for app in SERVICES):
+        ips = [pod["status"]["podIP"] for (pod_ns, _), pod in zip(pods, bodies, strict=True)
+               if pod_ns == namespace and pod["metadata"]["labels"]["app"] == app]
+        service, endpoint_slice = service_objects(namespace, app, f"10.96.{index // 256}.{index % 256}", ips)
+        emulator.objects["v1/services", namespace, app] = service
+        emulator.objects["discovery.k8s.io/v1/endpointslices", namespace, f"{app}-abcde"] = endpoint_slice
 
     port = free_port()
     env = dict(os.environ, KUBECONFIG=str(write_kubeconfig(work / "kubeconfig", str(emulator.url))))

@@ -48,4 +48,9 @@ class Condition:
         generation = metadata.get("generation") if isinstance(metadata, Mapping) else None
         if generation is not None:
             condition["observedGeneration"] = generation
-        return {"conditions": [condition]}
+        # The whole list goes in the merge patch: keep the conditions other controllers wrote.
+        status = body.get("status")
+        existing = status.get("conditions") if isinstance(status, Mapping) else None
+        others = [dict(entry) for entry in (existing if isinstance(existing, list) else ())
+                  if isinstance(entry, Mapping) and entry.get("type") != READY]
+        return {"conditions": [*others, condition]}

@@ -23,6 +23,7 @@ from tracemesh_operator.discovery.hub import ConfigHub
 from tracemesh_operator.injection import certs, webhook
 from tracemesh_operator.injection.mutation import DEFAULT_DISCOVERY_ADDRESS, InjectionSettings
 from tracemesh_operator.kube_api import KubeApi
+from tracemesh_operator.registry_sync import RegistrySync
 from tracemesh_operator.state import DEFAULT_MESH_CONFIG, MeshState
 from tracemesh_sidecar.config import ConfigError
 
@@ -50,7 +51,7 @@ class ControlPlane:
         self.options = options
         self.hub = ConfigHub()
         state = MeshState(self.hub, options.discovery_address, options.mesh_config)
-        self.memo = kopf.Memo(state=state, kube=KubeApi(), ca_pem=None)
+        self.memo = kopf.Memo(state=state, registry_sync=RegistrySync(state), kube=KubeApi(), ca_pem=None)
         self.discovery_port: int | None = None
         self.webhook_port: int | None = None
 

@@ -1,12 +1,14 @@
-"""The kopf shell: watches pods, namespaces, Telemetry and MeshConfig, feeds MeshState, writes statuses.
+"""The kopf shell: watches pods, namespaces, Services, EndpointSlices, Telemetry and MeshConfig, feeds
+MeshState, writes statuses.
 
 Everything is watched through kopf indexes, which kopf fills from its watch streams before any
 handler runs: a restarted operator therefore compiles its first config from the complete
 picture, never from a half-listed one, and nothing is ever re-listed. The handlers are
 `on.event` handlers, which leave no annotations or finalizers on the users' objects.
 
-Run with a `kopf.Memo` holding `state` (MeshState), `kube` (KubeApi) and `ca_pem` (the webhook's
-CA, or None), as `control_plane` does; a startup handler adds `namespaces` for the webhook.
+Run with a `kopf.Memo` holding `state` (MeshState), `registry_sync` (its RegistrySync), `kube`
+(KubeApi) and `ca_pem` (the webhook's CA, or None), as `control_plane` does; a startup handler
+adds `namespaces` for the webhook.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ from typing import Any, cast
 import aiohttp
 import kopf
 
+from tracemesh_operator.compiler.services import SERVICE_NAME_LABEL, slice_key
 from tracemesh_operator.injection.certs import WEBHOOK_CONFIGURATION, sync_ca_bundle
 from tracemesh_operator.injection.mutation import STATUS_ANNOTATION
 from tracemesh_operator.kube_api import KubeApi, object_path
-from tracemesh_operator.records import object_key, slim_pod, slim_resource
+from tracemesh_operator.records import object_key, slim_endpoint_slice, slim_pod, slim_resource, slim_service
+from tracemesh_operator.registry_sync import RegistrySync
 from tracemesh_operator.state import MeshState, StatusUpdate, World
 
 WEBHOOK_CONFIGURATIONS = ("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
 TELEMETRY = ("telemetry.istio.io", "v1", "telemetries")
 MESHCONFIG = ("tracemesh.io", "v1alpha1", "meshconfigs")
+ENDPOINTSLICES = ("discovery.k8s.io", "v1", "endpointslices")
 PLURALS = {"Telemetry": TELEMETRY, "MeshConfig": MESHCONFIG}
 INJECTED = {STATUS_ANNOTATION: kopf.PRESENT}  # only an injected pod has a proxy to configure
 
@@ -53,6 +58,7 @@ async def share_namespace_index(memo: kopf.Memo, **kwargs: Any) -> None:
 
 @kopf.on.cleanup(registry=registry)
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    memo.registry_sync.cancel()
     await memo.kube.close()
 
 
@@ -81,8 +87,23 @@ def tm_namespaces(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, d
     return {name: dict(labels)}
 
 
+@kopf.index("services", registry=registry)
+def tm_services(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """Services by `namespace/name`: their ClusterIPs and ports make the mesh's service registry."""
+    return {object_key(body): slim_service(body)}
+
+
+@kopf.index(*ENDPOINTSLICES, registry=registry)
+def tm_endpoint_slices(body: kopf.Body, namespace: str | None, labels: Mapping[str, str],
+                       **_: Any) -> dict[str, dict[str, Any]]:
+    """EndpointSlices by their Service's `namespace/name` (a Service has one or more); others are not kept."""
+    service = labels.get(SERVICE_NAME_LABEL)
+    return {slice_key(str(namespace), service): slim_endpoint_slice(body)} if service else {}
+
+
 def _world(kwargs: Mapping[str, Any]) -> World:
-    return World(pods=kwargs["tm_pods"], telemetries=kwargs["tm_telemetries"], meshconfigs=kwargs["tm_meshconfigs"])
+    return World(pods=kwargs["tm_pods"], telemetries=kwargs["tm_telemetries"], meshconfigs=kwargs["tm_meshconfigs"],
+                 services=kwargs["tm_services"], endpoint_slices=kwargs["tm_endpoint_slices"])
 
 
 def _deleted(event: Mapping[str, Any]) -> bool:
@@ -108,6 +129,19 @@ async def telemetry_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.
 async def meshconfig_event(memo: kopf.Memo, **kwargs: Any) -> None:
     state: MeshState = memo.state
     await _write(state.mesh_changed(_world(kwargs)), state, memo.kube)
+
+
+@kopf.on.event("services", registry=registry)
+async def service_event(memo: kopf.Memo, **kwargs: Any) -> None:
+    sync: RegistrySync = memo.registry_sync
+    sync.changed(_world(kwargs))
+
+
+@kopf.on.event(*ENDPOINTSLICES, registry=registry)
+async def endpoint_slice_event(memo: kopf.Memo, **kwargs: Any) -> None:
+    """Endpoints scaled, became ready or went away: the sidecars' per-request balancing follows (Istio's EDS)."""
+    sync: RegistrySync = memo.registry_sync
+    sync.changed(_world(kwargs))
 
 
 async def _write(updates: list[StatusUpdate], state: MeshState, kube: KubeApi) -> None:

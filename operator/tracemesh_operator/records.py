@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tracemesh_operator.conditions import ready_condition
-
 
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
@@ -49,12 +47,45 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     return record
 
 
+def slim_service(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the service registry reads of a Service: identity, its cluster IPs and ports."""
+    record = _identity(body)
+    spec = _mapping(body.get("spec"))
+    record["spec"] = {
+        "clusterIP": spec.get("clusterIP"),
+        "clusterIPs": list(_list(spec.get("clusterIPs"))),
+        "ports": [{key: port.get(key) for key in ("name", "port", "targetPort", "protocol")}
+                  for port in map(_mapping, _list(spec.get("ports")))],
+    }
+    return record
+
+
+def slim_endpoint_slice(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the service registry reads of an EndpointSlice: its ports, and each endpoint's addresses and readiness."""
+    record = _identity(body)
+    record["addressType"] = body.get("addressType")
+    record["ports"] = [{key: port.get(key) for key in ("name", "port", "protocol")}
+                       for port in map(_mapping, _list(body.get("ports")))]
+    record["endpoints"] = [
+        {"addresses": list(_list(endpoint.get("addresses"))),
+         "conditions": {"ready": _mapping(endpoint.get("conditions")).get("ready")}}
+        for endpoint in map(_mapping, _list(body.get("endpoints")))
+    ]
+    return record
+
+
 def slim_resource(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A Telemetry or MeshConfig: identity, the whole spec, and the Ready condition last written."""
+    """A Telemetry or MeshConfig: identity, the whole spec, and its status conditions.
+
+    All the conditions, not only our Ready one: a status write sends the whole list, and must
+    not wipe what other controllers wrote there.
+    """
     record = _identity(body)
     record["spec"] = body.get("spec")
-    ready = ready_condition(body)
-    record["status"] = {"conditions": [dict(ready)]} if ready is not None else {}
+    status = _mapping(body.get("status"))
+    conditions = status.get("conditions")
+    kept = [dict(entry) for entry in (conditions if isinstance(conditions, list) else ()) if isinstance(entry, Mapping)]
+    record["status"] = {"conditions": kept} if kept else {}
     return record
 
 

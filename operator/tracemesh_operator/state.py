@@ -10,17 +10,18 @@ updates to write; the kopf shell in `handlers` does the writing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tracemesh_operator.compiler import CompiledTracing, Problem, compile_tracing, read_mesh, read_telemetry
 from tracemesh_operator.compiler.compile import conflict_problem, pick_oldest
 from tracemesh_operator.compiler.mesh import MeshTracing
+from tracemesh_operator.compiler.services import service_registry
 from tracemesh_operator.compiler.telemetry import TelemetryRules, match_labels
 from tracemesh_operator.conditions import Condition
 from tracemesh_operator.records import object_key
 from tracemesh_operator.workload import pod_labels, proxy_config_for_pod
-from tracemesh_sidecar.config import ProxyConfig
+from tracemesh_sidecar.config import ProxyConfig, ServiceEntry
 
 # The one MeshConfig that configures the mesh, where Istio keeps its `istio` ConfigMap.
 DEFAULT_MESH_CONFIG = "istio-system/default"
@@ -42,6 +43,8 @@ class World:
     pods: Mapping[str, Iterable[Body]]  # injected pods by namespace
     telemetries: Mapping[str, Iterable[Body]]  # by namespace
     meshconfigs: Mapping[str, Iterable[Body]]  # by `namespace/name`
+    services: Mapping[str, Iterable[Body]] = field(default_factory=dict)  # by `namespace/name`
+    endpoint_slices: Mapping[str, Iterable[Body]] = field(default_factory=dict)  # by their Service's `namespace/name`
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,9 @@ class MeshState:
         self._handled_specs: dict[str, Any] = {}  # Telemetry key -> spec last acted on (skips status-only events)
         self._selector_conflicts: dict[str, tuple[Problem, ...]] = {}  # pod key -> its selector conflicts
         self._written: dict[str, Condition] = {}  # object incarnation -> Ready condition last written
+        # The service registry every sidecar gets, compiled once per Service/EndpointSlice change
+        # (None: not yet compiled), and shared by all pods' configs.
+        self._registry: tuple[ServiceEntry, ...] | None = None
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -103,6 +109,19 @@ class MeshState:
             return self._changed([self._telemetry_update(body, world)])
         self._push(self._touched_pods(namespace, [previous_spec, spec], world), world)
         return self._changed([self._telemetry_update(other, world) for other in world.telemetries.get(namespace, ())])
+
+    def services_changed(self, world: World) -> None:
+        """A Service or EndpointSlice was added, changed or deleted: every sidecar gets the new registry.
+
+        Nothing is pushed when the registry compiles the same (a status-only or unrelated change)."""
+        previous = self._registry
+        self._registry = self._compile_registry(world)
+        if self._registry != previous:
+            self._push(self._all_pods(world), world)
+
+    def _compile_registry(self, world: World) -> tuple[ServiceEntry, ...]:
+        return service_registry((service for bodies in world.services.values() for service in bodies),
+                                world.endpoint_slices)
 
     def pod_changed(self, body: Body, deleted: bool, world: World) -> list[StatusUpdate]:
         key, namespace = object_key(body), _namespace(body)
@@ -163,6 +182,8 @@ class MeshState:
         mesh = read_mesh(mesh_spec)
         telemetries: dict[str, list[Body]] = {}
         compiled: dict[tuple[str, frozenset[tuple[str, str]]], CompiledTracing] = {}
+        if self._registry is None:
+            self._registry = self._compile_registry(world)
         for pod in pods:
             namespace, labels = _namespace(pod), pod_labels(pod)
             # Replicas share their labels: one compile serves them all.
@@ -180,7 +201,8 @@ class MeshState:
                 self._selector_conflicts[key] = conflicts
             else:
                 self._selector_conflicts.pop(key, None)
-            self._hub.set(key, proxy_config_for_pod(pod, result, mesh_spec, self._discovery_address, "0"))
+            self._hub.set(key, proxy_config_for_pod(pod, result, mesh_spec, self._discovery_address, "0",
+                                                    services=self._registry))
 
     # -- status ------------------------------------------------------------------------------------
 

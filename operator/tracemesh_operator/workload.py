@@ -15,7 +15,9 @@ from tracemesh_sidecar.config import (
     InboundConfig,
     InboundPort,
     NodeIdentity,
+    OutboundConfig,
     ProxyConfig,
+    ServiceEntry,
 )
 
 CANONICAL_SERVICE_LABELS = ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app")
@@ -111,12 +113,15 @@ def inbound_ports(pod: Mapping[str, Any]) -> tuple[InboundPort, ...]:
 
 
 def proxy_config_for_pod(pod: Mapping[str, Any], compiled: CompiledTracing, mesh_spec: Mapping[str, Any],
-                         discovery_address: str | None, version: str) -> ProxyConfig:
-    """The full config of the pod's proxy: its identity, its app's ports and the compiled tracing."""
+                         discovery_address: str | None, version: str,
+                         services: tuple[ServiceEntry, ...] = ()) -> ProxyConfig:
+    """The full config of the pod's proxy: its identity, its app's ports, the mesh's services and the compiled
+    tracing."""
     return ProxyConfig(
         node=node_identity(pod, mesh_spec),
         version=version,
         inbound=InboundConfig(ports=inbound_ports(pod)),
+        outbound=OutboundConfig(services=services),
         tracing=compiled.tracing,
         providers=compiled.providers,
         discovery=DiscoveryConfig(address=discovery_address) if discovery_address else None,

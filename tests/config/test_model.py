@@ -23,9 +23,12 @@ inbound:
   appAddress: 127.0.0.1
   ports: [{port: 9080, appPort: 19080, listen: "127.0.0.1:9080"}]
   requestTimeout: 15s
+  protocolDetectionTimeout: 0s
 outbound:
-  services: [{host: ratings.default.svc.cluster.local, port: 9080, endpoints: ["127.0.0.1:29080"]}]
+  services: [{host: ratings.default.svc.cluster.local, port: 9080, endpoints: ["127.0.0.1:29080"],
+              addresses: [10.96.0.12, "fd00::0:c"]}]
   connectTimeout: 500ms
+  protocolDetectionTimeout: 100ms
 tracing:
   client:
     provider: zipkin
@@ -98,6 +101,27 @@ def test_minimal_document_gets_istio_defaults() -> None:
     assert config.with_version("3").version == "3"
 
 
+def test_service_addresses_read_canonical_and_survive_a_round_trip() -> None:
+    config = parse_proxy_config(FULL)
+    (ratings,) = config.outbound.services
+    # Canonical text: what SO_ORIGINAL_DST reports compares equal to it.
+    assert ratings.addresses == ("10.96.0.12", "fd00::c")
+    assert dump_proxy_config(config)["outbound"]["services"][0]["addresses"] == ["10.96.0.12", "fd00::c"]
+    assert parse_proxy_config(dump_proxy_config(config)) == config
+
+
+def test_protocol_detection_timeout_defaults_to_envoys_listener_filters_timeout() -> None:
+    config = parse_proxy_config(FULL)
+    assert (config.inbound.protocol_detection_timeout_s, config.outbound.protocol_detection_timeout_s) == (0.0, 0.1)
+    assert parse_proxy_config({"node": NODE}).outbound.protocol_detection_timeout_s == 15.0
+    assert parse_proxy_config(dump_proxy_config(config)) == config
+
+
+def test_a_service_without_addresses_has_none() -> None:
+    config = parse_proxy_config(_with("outbound.services", [{"host": "a", "port": 1, "endpoints": ["b:2"]}]))
+    assert config.outbound.services[0].addresses == ()
+
+
 def _with(path: str, value: Any) -> dict[str, Any]:
     document: dict[str, Any] = {"node": dict(NODE)}
     cursor = document
@@ -118,10 +142,14 @@ def _with(path: str, value: Any) -> dict[str, Any]:
      "tracing.client.customTags.t", "exactly one"),
     (_with("tracing.extraExtract", ["datadog"]), "tracing.extraExtract[0]", "jaeger"),
     (_with("listeners.outbound", "15001"), "listeners.outbound", "host:port"),
+    (_with("listeners.admin", "0.0.0.0:15000"), "listeners.admin", "loopback"),
+    (_with("listeners.admin", "10.1.2.3:15000"), "listeners.admin", "loopback"),
     (_with("inbound.ports", [{"port": 70000}]), "inbound.ports[0].port", "maximum"),
     (_with("inbound.requestTimeout", "soon"), "inbound.requestTimeout", "duration"),
     (_with("outbound.services", [{"host": "a", "port": 1, "endpoints": ["nohost"]}]),
      "outbound.services[0].endpoints[0]", "host:port"),
+    (_with("outbound.services", [{"host": "a", "port": 1, "endpoints": [], "addresses": ["reviews"]}]),
+     "outbound.services[0].addresses[0]", "IP address"),
     (_with("providers", [{"name": "z"}]), "providers[0]", "exactly one provider kind"),
     (_with("providers", [{"name": "z", "zipkin": {"service": "z", "port": 1}},
                          {"name": "z", "zipkin": {"service": "y", "port": 2}}]), "providers", "twice"),

@@ -6,8 +6,20 @@ import asyncio
 import json
 from dataclasses import replace
 
+import pytest
+
+from tracemesh_operator.discovery import hub as hub_module
 from tracemesh_operator.discovery.hub import ConfigHub
-from tracemesh_sidecar.config import NodeIdentity, ProxyConfig, TracingConfig, TracingPolicy
+from tracemesh_sidecar.config import (
+    NodeIdentity,
+    OutboundConfig,
+    ProxyConfig,
+    ServiceEntry,
+    TracingConfig,
+    TracingPolicy,
+    dump_proxy_config,
+    parse_proxy_config,
+)
 
 
 def config(pod: str = "reviews-v1-abc", sampling: float = 1.0) -> ProxyConfig:
@@ -86,15 +98,33 @@ async def test_remove_wakes_waiters_who_then_keep_waiting() -> None:
     assert await waiter is None
 
 
-def test_each_version_is_encoded_once() -> None:
+def test_each_version_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    encodings: list[object] = []
+    encode = hub_module._encode
+    monkeypatch.setattr(hub_module, "_encode", lambda document: encodings.append(document) or encode(document))
     hub = ConfigHub()
     current = hub.set("default/a", config())
     body = hub.encoded("default/a", current)
-    assert hub.encoded("default/a", current) is body
+    assert hub.encoded("default/a", current) == body
+    assert len(encodings) == 2  # the pod's own part and the (empty) registry, each once
     assert json.loads(body)["version"] == current.version
     assert json.loads(body)["node"]["podName"] == "reviews-v1-abc"
     stale = replace(current, version="1")
     assert json.loads(hub.encoded("default/a", stale))["version"] == "1"  # not the current one: encoded afresh
+
+
+def test_pods_share_one_encoding_of_the_registry_and_bodies_read_as_the_whole_document() -> None:
+    registry = tuple(ServiceEntry(f"s{i}.default.svc.cluster.local", 9080, (f"10.244.0.{i}:9080",), (f"10.96.0.{i}",))
+                     for i in range(1, 50))
+    hub = ConfigHub()
+    configs = [hub.set(f"default/{pod}", replace(config(pod), outbound=OutboundConfig(services=registry)))
+               for pod in ("a", "b")]
+    bodies = [hub.encoded(f"default/{pod}", c) for pod, c in zip("ab", configs, strict=True)]
+    for body, pushed in zip(bodies, configs, strict=True):
+        assert body == json.dumps(dump_proxy_config(pushed), separators=(",", ":")).encode()
+        assert parse_proxy_config(json.loads(body)) == pushed
+    assert hub._shared_services.encoded(registry) is \
+        hub._shared_services.encoded(configs[1].outbound.services)
 
 
 def test_connected_rows_follow_polls_acks_and_forget_the_gone() -> None:

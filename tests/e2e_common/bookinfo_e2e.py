@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tracemesh_bookinfo.trace_shape import inspect_bookinfo_trace, summarize
+from tracemesh_bookinfo.trace_shape import REVIEWS_VERSIONS, inspect_bookinfo_trace, summarize
 from tracemesh_cli.backend_client import Api, TraceSearch, fetch_traces
 from tracemesh_collector.query import trace_timestamp
 from tracemesh_sidecar.spans.model import Span
@@ -61,6 +61,14 @@ def check_traces(traces: Sequence[Sequence[Span]], pod_ips: Mapping[str, set[str
         for trace in traces:
             check_addresses(trace, pod_ips)
     return Checked(traces=len(traces), spans=sum(len(trace) for trace in traces), versions=summarize(checked))
+
+
+def check_every_reviews_version(checked: Checked, requests: int) -> None:
+    """Every reviews version answered some of the `requests`: the caller's sidecar balances each request
+    over the endpoints the operator pushed (kube-proxy alone picks once per kept-alive connection)."""
+    assert sum(checked.versions.values()) == requests, f"{checked.versions} for {requests} requests"
+    assert set(checked.versions) == set(REVIEWS_VERSIONS), (
+        f"reviews versions across {requests} requests: {checked.versions}; wanted all of {', '.join(REVIEWS_VERSIONS)}")
 
 
 def check_addresses(trace: Sequence[Span], pod_ips: Mapping[str, set[str]]) -> None:

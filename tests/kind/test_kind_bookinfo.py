@@ -15,7 +15,14 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from bookinfo_e2e import check_traces, now_us, send_requests, traces_since, wait_for_complete_traces
+from bookinfo_e2e import (
+    check_every_reviews_version,
+    check_traces,
+    now_us,
+    send_requests,
+    traces_since,
+    wait_for_complete_traces,
+)
 from kube import PortForward, apply, kubectl_json
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(600)]
@@ -80,6 +87,7 @@ async def test_traces_in_zipkin_have_the_bookinfo_shape(productpage: str, summar
     with PortForward("istio-system", "zipkin", 9411) as zipkin:
         traces = await wait_for_complete_traces(zipkin.url, "zipkin", since, 20, timeout_s=60)
     checked = check_traces(traces, pod_ips())
+    check_every_reviews_version(checked, 20)
     summary.append(f"Zipkin: {checked.traces} traces, {checked.spans} spans checked (reviews {checked.versions})")
 
 

@@ -25,6 +25,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from netns_net import run
 
@@ -65,6 +66,25 @@ class Service:
     @property
     def fqdn(self) -> str:
         return f"{self.name}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
+
+    def api_objects(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """This Service and its EndpointSlice as the API server serves them (what the operator watches):
+        the endpointslice controller copies each port's name and gives its target port."""
+        metadata = {"name": self.name, "namespace": self.namespace, "uid": f"uid-svc-{self.namespace}-{self.name}"}
+        names = [f"port-{port.port}" for port in self.ports]
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
+                   "spec": {"clusterIP": self.cluster_ip, "clusterIPs": [self.cluster_ip], "selector": self.selector,
+                            "ports": [{"name": name, "port": port.port, "targetPort": port.target_port,
+                                       "protocol": "TCP"} for name, port in zip(names, self.ports, strict=True)]}}
+        endpoint_slice = {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": f"{self.name}-netns", "namespace": self.namespace,
+                         "labels": {"kubernetes.io/service-name": self.name}},
+            "ports": [{"name": name, "port": port.target_port, "protocol": "TCP"}
+                      for name, port in zip(names, self.ports, strict=True)],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in self.endpoints],
+        }
+        return service, endpoint_slice
 
 
 def service_nat_rules(services: Sequence[Service]) -> str:

@@ -1,5 +1,6 @@
 """The control plane of the netns cluster: the operator's own event core (MeshState) and
-ConfigHub, fed the objects kopf's indexes would hold, with the discovery server (port 15010)
+ConfigHub, fed the objects kopf's indexes would hold (pods, Telemetry, the MeshConfig, and the
+Services and EndpointSlices of the emulated ClusterIPs), with the discovery server (port 15010)
 listening inside its own namespace as tracemesh-discovery.istio-system.
 
 Only kopf and the Kubernetes API are left out; what gets compiled, versioned and pushed to
@@ -15,9 +16,10 @@ from typing import Any
 from aiohttp import web
 from netns_net import listening_socket
 
+from tracemesh_operator.compiler.services import SERVICE_NAME_LABEL, slice_key
 from tracemesh_operator.discovery.hub import ConfigHub
 from tracemesh_operator.discovery.server import DEFAULT_PORT, create_app
-from tracemesh_operator.records import object_key
+from tracemesh_operator.records import object_key, slim_endpoint_slice, slim_service
 from tracemesh_operator.state import DEFAULT_MESH_CONFIG, MeshState, World
 
 Body = dict[str, Any]
@@ -32,12 +34,24 @@ class ControlPlane:
                            "metadata": {"name": name, "namespace": namespace}, "spec": copy.deepcopy(dict(mesh_spec))}
         self.pods: dict[str, dict[str, Body]] = {}
         self.telemetries: dict[str, dict[str, Body]] = {}
+        self.services: dict[str, list[Body]] = {}
+        self.endpoint_slices: dict[str, list[Body]] = {}
         self._runner: web.AppRunner | None = None
 
     def world(self) -> World:
         return World(pods={ns: list(pods.values()) for ns, pods in self.pods.items()},
                      telemetries={ns: list(items.values()) for ns, items in self.telemetries.items()},
-                     meshconfigs={DEFAULT_MESH_CONFIG: [self.mesh]})
+                     meshconfigs={DEFAULT_MESH_CONFIG: [self.mesh]},
+                     services=self.services, endpoint_slices=self.endpoint_slices)
+
+    def service_synced(self, service: Body, endpoint_slice: Body) -> None:
+        """A Service and its one EndpointSlice, indexed as the kopf indexes hold them (slim records, slices by
+        their Service), then the handlers' call: every sidecar gets the registry that results."""
+        self.services[object_key(service)] = [slim_service(service)]
+        metadata = endpoint_slice["metadata"]
+        key = slice_key(metadata["namespace"], metadata["labels"][SERVICE_NAME_LABEL])
+        self.endpoint_slices[key] = [slim_endpoint_slice(endpoint_slice)]
+        self.state.services_changed(self.world())
 
     def pod_added(self, body: Body) -> None:
         namespace = body["metadata"]["namespace"]

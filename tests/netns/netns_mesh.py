@@ -72,6 +72,8 @@ class Mesh:
 
     async def start(self) -> None:
         self.cluster.sync()
+        for service in self.cluster.services:
+            self.control.service_synced(*service.api_objects())
         await self.control.serve(self.discovery.netns)
         for pod in self.workloads:
             self.control.pod_added(pod.body)

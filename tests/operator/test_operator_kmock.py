@@ -18,6 +18,7 @@ import aiohttp
 import kmock
 import pytest
 import yaml
+from service_objects import endpoint_slice, service
 
 from tracemesh_operator.control_plane import ControlPlane
 from tracemesh_sidecar.config import ProxyConfig
@@ -251,3 +252,39 @@ async def test_the_webhook_decides_by_the_namespace_labels_the_operator_watches(
         assert opted_out["allowed"] and "patch" not in opted_out
         unknown = await review("not-yet-seen", {"app": "reviews"})
         assert not unknown["allowed"] and "not known to the operator yet" in unknown["status"]["message"]
+
+
+SERVICES = "/api/v1/namespaces/default/services"
+SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+
+
+async def test_services_and_endpoint_slices_become_every_sidecars_service_registry(
+        mesh: tuple[kmock.KubernetesEmulator, ControlPlane], sidecars: tuple[Sidecar, Sidecar]) -> None:
+    emulator, _ = mesh
+    reviews, web = sidecars
+    http = [{"name": "http", "port": 9080, "protocol": "TCP"}]
+
+    def endpoints(sidecar: Sidecar) -> tuple[str, ...] | None:
+        entries = [e for e in sidecar.configs[-1].outbound.services if e.host == "ratings.default.svc.cluster.local"]
+        return entries[0].endpoints if entries else None
+
+    await create(emulator, SERVICES, service("default", "ratings", "10.96.0.20",
+                                             [{"name": "http", "port": 9080, "targetPort": 9080}]))
+    await create(emulator, SLICES, endpoint_slice("default", "ratings", "ratings-abcde", http, ready=["10.244.0.5"]))
+    # Every sidecar, in any namespace, as istiod pushes every Service to every sidecar by default.
+    await until(lambda: endpoints(reviews) == endpoints(web) == ("10.244.0.5:9080",))
+    (entry,) = [e for e in web.configs[-1].outbound.services if e.host.startswith("ratings.")]
+    assert (entry.port, entry.addresses) == (9080, ("10.96.0.20",))
+
+    # Scaled to two ready replicas (and one starting, not ready yet).
+    async with emulator.patch(f"{SLICES}/ratings-abcde", json={"endpoints": [
+            {"addresses": ["10.244.0.5"], "conditions": {"ready": True}},
+            {"addresses": ["10.244.0.6"], "conditions": {"ready": True}},
+            {"addresses": ["10.244.0.7"], "conditions": {"ready": False}}]}) as response:
+        assert response.status == 200, await response.text()
+    await until(lambda: endpoints(reviews) == endpoints(web) == ("10.244.0.5:9080", "10.244.0.6:9080"))
+
+    await delete(emulator, f"{SLICES}/ratings-abcde")
+    await until(lambda: endpoints(reviews) == ())
+    await delete(emulator, f"{SERVICES}/ratings")
+    await until(lambda: endpoints(reviews) is None and endpoints(web) is None)

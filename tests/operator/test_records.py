@@ -34,7 +34,7 @@ def test_a_slim_pod_compiles_to_the_same_proxy_config_as_the_whole_body() -> Non
     assert object_key(slim) == "bookinfo/reviews-v2-7f9c6d8b5-x2"
 
 
-def test_a_slim_resource_keeps_spec_identity_and_the_ready_condition() -> None:
+def test_a_slim_resource_keeps_spec_identity_and_every_condition() -> None:
     body = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
             "metadata": {"name": "t", "namespace": "default", "generation": 3, "managedFields": [{}]},
             "spec": {"tracing": [{"randomSamplingPercentage": 5}]},
@@ -44,8 +44,19 @@ def test_a_slim_resource_keeps_spec_identity_and_the_ready_condition() -> None:
     assert slim == {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
                     "metadata": {"name": "t", "namespace": "default", "generation": 3},
                     "spec": {"tracing": [{"randomSamplingPercentage": 5}]},
-                    "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "UnknownProvider"}]}}
+                    "status": {"conditions": [{"type": "Other", "status": "True"},
+                                              {"type": "Ready", "status": "False", "reason": "UnknownProvider"}]}}
     assert Condition.observed(slim) == Condition(False, "UnknownProvider", "")
+
+
+def test_writing_ready_keeps_the_conditions_other_controllers_wrote() -> None:
+    body = {"metadata": {}, "status": {"conditions": [
+        {"type": "Reconciled", "status": "True", "reason": "ByArgo"},
+        {"type": "Ready", "status": "False", "reason": "UnknownProvider", "lastTransitionTime": "T1"}]}}
+    conditions = Condition(True, "Accepted", "ok").to_status(slim_resource(body), "T2")["conditions"]
+    assert conditions == [{"type": "Reconciled", "status": "True", "reason": "ByArgo"},
+                          {"type": "Ready", "status": "True", "reason": "Accepted", "message": "ok",
+                           "lastTransitionTime": "T2"}]
 
 
 def test_ready_condition_moves_its_transition_time_only_when_the_status_flips() -> None:

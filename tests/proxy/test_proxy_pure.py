@@ -173,3 +173,30 @@ async def test_pool_drops_idle_connections_after_the_idle_timeout() -> None:
     assert connection.closed
     pool.close_idle()
     server.close()
+
+
+async def test_a_fresh_connection_holds_a_greeting_but_an_idle_one_that_talks_is_dropped() -> None:
+    talk: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda r, w: talk.append(w), "127.0.0.1", 0)
+    key = ("127.0.0.1", int(server.sockets[0].getsockname()[1]))
+    pool = UpstreamPool(Stats())
+    connection = await pool.connect(key, 1.0)
+    for _ in range(100):  # at most 1 s until the server has accepted
+        if talk:
+            break
+        await asyncio.sleep(0.01)
+    talk[0].write(b"220 hello\r\n")
+    for _ in range(100):
+        if connection.early:
+            break
+        await asyncio.sleep(0.01)
+    assert connection.early == [b"220 hello\r\n"] and not connection.closed  # held for its owner
+    assert connection.take_early() == [b"220 hello\r\n"] and connection.take_early() == []
+    pool.give(connection)
+    talk[0].write(b"unexpected\r\n")  # now idle in the pool: a confused upstream, never to be reused
+    for _ in range(100):
+        if connection.closed:
+            break
+        await asyncio.sleep(0.01)
+    assert connection.closed and pool.take(key) is None
+    server.close()

@@ -17,9 +17,10 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from tracemesh_sidecar.config import ProxyConfig, dump_proxy_config
+from tracemesh_sidecar.config import ProxyConfig, ServiceEntry, dump_proxy_config
+from tracemesh_sidecar.config.model import dump_services
 
 # A sidecar not seen for this long (no poll open, none recently ended) is dropped from connected().
 FORGET_AFTER_S = 300.0
@@ -49,19 +50,55 @@ class ProxyStatus:
                 "connected": self.connected, "synced": self.synced, "error": self.error}
 
 
-class _Entry:
-    __slots__ = ("_body", "config")
+def _encode(document: object) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
 
-    def __init__(self, config: ProxyConfig) -> None:
+
+# Stands in for `outbound.services` while a pod's own part of its document is encoded.
+_SERVICES_MARK = "\u0000services\u0000"
+_SERVICES_MARK_JSON = _encode(_SERVICES_MARK)
+_SHARED_REGISTRIES = 4  # a registry is replaced whole on each change: the last few cover any transition
+
+
+class _SharedServices:
+    """The encoded `outbound.services` of the registry tuples in use, once each, not once per pod.
+
+    Every pod's config holds the same registry tuple (the operator compiles it once), and at 500
+    Services it is ~60 KB of JSON: encoded per pod it would be most of the operator's memory."""
+
+    def __init__(self) -> None:
+        self._encoded: dict[int, tuple[tuple[ServiceEntry, ...], bytes]] = {}
+
+    def encoded(self, services: tuple[ServiceEntry, ...]) -> bytes:
+        held = self._encoded.get(id(services))
+        if held is not None and held[0] is services:
+            return held[1]
+        if len(self._encoded) >= _SHARED_REGISTRIES:
+            del self._encoded[next(iter(self._encoded))]
+        body = _encode(dump_services(services))
+        self._encoded[id(services)] = (services, body)
+        return body
+
+
+class _Entry:
+    __slots__ = ("_head", "_shared", "_tail", "config")
+
+    def __init__(self, config: ProxyConfig, shared: _SharedServices) -> None:
         self.config = config
-        self._body: bytes | None = None
+        self._shared = shared
+        self._head: bytes | None = None
+        self._tail = b""
 
     @property
-    def body(self) -> bytes:
-        # Encoded on first fetch, then shared by every subscriber of this version.
-        if self._body is None:
-            self._body = json.dumps(dump_proxy_config(self.config), separators=(",", ":")).encode()
-        return self._body
+    def parts(self) -> tuple[bytes, bytes, bytes]:
+        """The JSON document in three pieces, written one after the other: the pod's own part, encoded on
+        first fetch and kept for every subscriber of this version, around the registry all pods share."""
+        if self._head is None:
+            document = dump_proxy_config(replace(self.config, outbound=replace(self.config.outbound, services=())))
+            document["outbound"]["services"] = _SERVICES_MARK
+            # The first mark is ours: only node, listeners and inbound come before it, none of them free text.
+            self._head, _, self._tail = _encode(document).partition(_SERVICES_MARK_JSON)
+        return self._head, self._shared.encoded(self.config.outbound.services), self._tail
 
 
 @dataclass(slots=True)
@@ -78,6 +115,7 @@ class ConfigHub:
         self._clock = clock
         self._next_version = int(clock() * 1000)
         self._entries: dict[str, _Entry] = {}
+        self._shared_services = _SharedServices()
         self._signals: dict[str, asyncio.Event] = {}
         self._subscribers: dict[str, _Subscriber] = {}
 
@@ -88,7 +126,7 @@ class ConfigHub:
             return entry.config
         self._next_version += 1
         versioned = config.with_version(str(self._next_version))
-        self._entries[pod_key] = _Entry(versioned)
+        self._entries[pod_key] = _Entry(versioned, self._shared_services)
         self._wake(pod_key)
         return versioned
 
@@ -105,12 +143,17 @@ class ConfigHub:
         """The pods that have a config."""
         return list(self._entries)
 
-    def encoded(self, pod_key: str, config: ProxyConfig) -> bytes:
-        """The JSON document of `config`, from the cache when it is the pod's current one."""
+    def encoded_parts(self, pod_key: str, config: ProxyConfig) -> tuple[bytes, bytes, bytes]:
+        """The JSON document of `config` in pieces to write in turn (no per-pod copy of the shared registry),
+        from the cache when it is the pod's current one."""
         entry = self._entries.get(pod_key)
         if entry is None or entry.config is not config:
-            entry = _Entry(config)
-        return entry.body
+            entry = _Entry(config, self._shared_services)
+        return entry.parts
+
+    def encoded(self, pod_key: str, config: ProxyConfig) -> bytes:
+        """The JSON document of `config`, whole."""
+        return b"".join(self.encoded_parts(pod_key, config))
 
     async def wait_newer(self, pod_key: str, version: str | None, timeout_s: float) -> ProxyConfig | None:
         """The pod's config once its version differs from `version` (at once if it already does); None on timeout."""

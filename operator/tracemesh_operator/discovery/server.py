@@ -76,8 +76,20 @@ async def _proxy_config(request: web.Request) -> web.StreamResponse:
         hub.poll_ended(pod_key)
     if config is None:
         return web.Response(status=304, headers={VERSION_HEADER: held or ""})
-    return web.Response(body=hub.encoded(pod_key, config), content_type="application/json",
-                        headers={VERSION_HEADER: config.version})
+    # Written piece by piece: the registry all pods share (~60 KB at 500 Services) is never joined into a
+    # copy per subscriber, which at 1000 sidecars woken at once cost the operator ~130 MB of RSS.
+    parts = hub.encoded_parts(pod_key, config)
+    response = web.StreamResponse(headers={VERSION_HEADER: config.version})
+    response.content_type = "application/json"
+    response.content_length = sum(map(len, parts))
+    await response.prepare(request)
+    try:
+        for part in parts:
+            await response.write(part)
+        await response.write_eof()
+    except ConnectionResetError:  # the sidecar went away mid-document (restarted): it polls again
+        log.debug("subscriber %s left before its config was sent", pod_key)
+    return response
 
 
 async def _proxies(request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ Example (YAML):
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -34,6 +35,10 @@ CUSTOM_TAG_KINDS: tuple[CustomTagKind, ...] = ("literal", "environment", "header
 # Formats the proxy can read besides the ones it always reads (B3 multi, B3 single, W3C).
 EXTRA_EXTRACT_FORMATS = ("jaeger", "ot")
 
+# Envoy's `listener_filters_timeout` default: how long a captured connection may stay silent before the
+# proxy stops waiting to sniff HTTP and relays it as opaque TCP (server-speaks-first protocols: MySQL,
+# SMTP, SSH). Istio's MeshConfig calls it `protocolDetectionTimeout`; 0 waits for the client forever.
+DEFAULT_PROTOCOL_DETECTION_TIMEOUT_S = 15.0
 DEFAULT_ZIPKIN_PATH = "/api/v2/spans"
 DEFAULT_OTLP_PATH = "/v1/traces"
 
@@ -95,15 +100,18 @@ class InboundConfig:
     ports: tuple[InboundPort, ...] = ()
     connect_timeout_s: float = 10.0
     request_timeout_s: float | None = None  # None: no limit, like Istio's default route
+    protocol_detection_timeout_s: float = DEFAULT_PROTOCOL_DETECTION_TIMEOUT_S  # 0: no limit
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceEntry:
-    """A service the outbound side can route to by name (the local-mode registry)."""
+    """A service the outbound side balances per request: by name (explicit proxy, the local-mode
+    registry) or by its virtual address (transparent capture of traffic to a ClusterIP)."""
 
     host: str  # FQDN, e.g. reviews.default.svc.cluster.local
     port: int
     endpoints: tuple[str, ...]  # `ip:port`, round-robin
+    addresses: tuple[str, ...] = ()  # the Service's ClusterIPs (VIPs) that `port` is reached on
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,7 @@ class OutboundConfig:
     services: tuple[ServiceEntry, ...] = ()
     connect_timeout_s: float = 10.0
     request_timeout_s: float | None = None
+    protocol_detection_timeout_s: float = DEFAULT_PROTOCOL_DETECTION_TIMEOUT_S  # 0: no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +297,21 @@ def _parse_listeners(fields: Fields) -> Listeners:
         prometheus=_listen_address(fields, "prometheus", defaults.prometheus),
     )
     fields.done()
+    if result.admin is not None:
+        _check_loopback(result.admin, f"{fields.path}.admin" if fields.path else "admin")
     return result
+
+
+def _check_loopback(address: str, path: str) -> None:
+    """The admin port shows every config and counter and can change nothing safely: loopback only, as Envoy's."""
+    host, _ = check_host_port(address, path)
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(path, f"is {address!r}, which is reachable from outside the pod",
+                          "bind the admin listener to loopback, e.g. 127.0.0.1:15000")
 
 
 def _parse_inbound(fields: Fields) -> InboundConfig:
@@ -304,6 +327,7 @@ def _parse_inbound(fields: Fields) -> InboundConfig:
         ports=tuple(ports),
         connect_timeout_s=fields.duration("connectTimeout", 10.0),
         request_timeout_s=fields.duration("requestTimeout", None),
+        protocol_detection_timeout_s=fields.duration("protocolDetectionTimeout", DEFAULT_PROTOCOL_DETECTION_TIMEOUT_S),
     )
     fields.done()
     return result
@@ -317,15 +341,29 @@ def _parse_outbound(fields: Fields) -> OutboundConfig:
         for endpoint_path, endpoint in entry.items("endpoints"):
             check_host_port(str(endpoint), endpoint_path)
             endpoints.append(str(endpoint))
-        services.append(ServiceEntry(host=entry.string("host"), port=entry.port("port"), endpoints=tuple(endpoints)))
+        addresses = []
+        for address_path, address in entry.items("addresses"):
+            addresses.append(_ip_address(address, address_path))
+        services.append(ServiceEntry(host=entry.string("host"), port=entry.port("port"), endpoints=tuple(endpoints),
+                                     addresses=tuple(addresses)))
         entry.done()
     result = OutboundConfig(
         services=tuple(services),
         connect_timeout_s=fields.duration("connectTimeout", 10.0),
         request_timeout_s=fields.duration("requestTimeout", None),
+        protocol_detection_timeout_s=fields.duration("protocolDetectionTimeout", DEFAULT_PROTOCOL_DETECTION_TIMEOUT_S),
     )
     fields.done()
     return result
+
+
+def _ip_address(value: object, path: str) -> str:
+    """An IPv4 or IPv6 address in its canonical text, so it compares equal to what SO_ORIGINAL_DST gives."""
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ConfigError(path, f"is {value!r}", "write an IP address, e.g. 10.96.0.10 (a Service's ClusterIP)") \
+            from None
 
 
 def _parse_policy(fields: Fields) -> TracingPolicy:
@@ -468,12 +506,13 @@ def dump_proxy_config(config: ProxyConfig) -> dict[str, Any]:
                       for p in config.inbound.ports],
             "connectTimeout": _duration(config.inbound.connect_timeout_s),
             "requestTimeout": _duration(config.inbound.request_timeout_s),
+            "protocolDetectionTimeout": _duration(config.inbound.protocol_detection_timeout_s),
         }),
         "outbound": _drop_none({
-            "services": [{"host": s.host, "port": s.port, "endpoints": list(s.endpoints)}
-                         for s in config.outbound.services],
+            "services": dump_services(config.outbound.services),
             "connectTimeout": _duration(config.outbound.connect_timeout_s),
             "requestTimeout": _duration(config.outbound.request_timeout_s),
+            "protocolDetectionTimeout": _duration(config.outbound.protocol_detection_timeout_s),
         }),
         "tracing": {
             "client": _dump_policy(config.tracing.client),
@@ -488,6 +527,12 @@ def dump_proxy_config(config: ProxyConfig) -> dict[str, Any]:
             "resubscribeMaxBackoff": _duration(config.discovery.resubscribe_max_backoff_s),
         }
     return document
+
+
+def dump_services(services: tuple[ServiceEntry, ...]) -> list[dict[str, Any]]:
+    """`outbound.services` of the document (the operator encodes the registry every pod shares once)."""
+    return [{"host": s.host, "port": s.port, "endpoints": list(s.endpoints), "addresses": list(s.addresses)}
+            for s in services]
 
 
 def _dump_policy(policy: TracingPolicy) -> dict[str, Any]:

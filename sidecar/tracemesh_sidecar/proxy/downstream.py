@@ -43,6 +43,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_paused",
         "_queue",
         "_receiving",
+        "_sniff_timer",
         "_url",
         "current",
         "draining",
@@ -77,6 +78,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._paused = 0
         self._eof = False
         self._open_task: asyncio.Task[None] | None = None
+        self._sniff_timer: asyncio.TimerHandle | None = None
         self.write_paused = False
         self.draining = False
         self.tunnel: Tunnel | None = None
@@ -100,6 +102,12 @@ class DownstreamConnection(asyncio.Protocol):
                 else:
                     self.service_port = original[1]
         listener.connection_opened(self)
+        if (self.original if listener.kind == "outbound" else self.service_port) is not None:
+            # Where a silent client's bytes could go: give up sniffing after Envoy's listener filter
+            # timeout, so that a server that speaks first (MySQL, SMTP, SSH) gets to.
+            timeout = listener.context().protocol_detection_timeout_s
+            if timeout > 0:
+                self._sniff_timer = asyncio.get_running_loop().call_later(timeout, self._sniff_timed_out)
 
     def data_received(self, data: bytes) -> None:
         mode = self.mode
@@ -126,6 +134,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.mode = _CLOSED
+        self._stop_sniff_timer()
         self.listener.connection_closed(self)
         if self._open_task is not None:
             self._open_task.cancel()
@@ -189,6 +198,7 @@ class DownstreamConnection(asyncio.Protocol):
         verdict = classify(buffered)
         if verdict == "undecided":
             return
+        self._stop_sniff_timer()
         self._held = []
         if verdict == "http1":
             self.mode = _HTTP
@@ -196,6 +206,19 @@ class DownstreamConnection(asyncio.Protocol):
             self._feed(buffered)
         else:
             self._pass_through(buffered)
+
+    def _sniff_timed_out(self) -> None:
+        """The client said too little to tell its protocol in time: relay it, opaque, to where it aimed."""
+        self._sniff_timer = None
+        if self.mode == _SNIFF:
+            held, self._held = self._held, []
+            self.listener.count("downstream_cx_protocol_detection_timeout")
+            self._pass_through(b"".join(held))
+
+    def _stop_sniff_timer(self) -> None:
+        if self._sniff_timer is not None:
+            self._sniff_timer.cancel()
+            self._sniff_timer = None
 
     def _pass_through(self, first: bytes) -> None:
         """Not HTTP/1.x: an opaque byte pipe to where the client aimed, or a 400 when we cannot know."""

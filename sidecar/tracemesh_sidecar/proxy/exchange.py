@@ -248,6 +248,7 @@ class Exchange:
             conn.start_tunnel(Tunnel(conn, upstream, self._tunnel_closed))
             return
         upstream.parser = httptools.HttpResponseParser(self)
+        early = upstream.take_early()  # before the pause below, which taking them must not undo
         if conn.write_paused:
             upstream.pause_reading()
         pending = self.pending
@@ -257,6 +258,10 @@ class Exchange:
         if self.pending_size > CONNECT_BUFFER_LIMIT:
             conn.resume_reading_for_buffer()
         self.pending_size = 0
+        # Bytes sent before the request (an upstream that is not the HTTP server expected) are read as
+        # the response, which the parser then judges; usually there are none.
+        for data in early:
+            upstream.data_received(data)
 
     # ------------------------------------------------------------------ response parser callbacks
     # No on_status: the standard reason phrase is sent, as Envoy does (one Python call less per response).

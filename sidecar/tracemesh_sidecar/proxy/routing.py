@@ -47,9 +47,14 @@ class OutboundRouter:
         self._domain = config.node.cluster_domain
         self._normalized: dict[str, tuple[str, int | None]] = {}
         self.services: dict[tuple[str, int], _Endpoints] = {}
+        # Transparent capture: a Service's (ClusterIP, port) -> its FQDN and endpoints, so that each
+        # request picks an endpoint (kube-proxy would pick once per pooled connection).
+        self.virtual: dict[tuple[str, int], tuple[str, _Endpoints]] = {}
         for service in config.outbound.services:
             fqdn, _ = normalize_host(service.host, self._namespace, self._domain)
-            self.services[(fqdn, service.port)] = _Endpoints(service.endpoints)
+            endpoints = self.services[(fqdn, service.port)] = _Endpoints(service.endpoints)
+            for address in service.addresses:
+                self.virtual[(address, service.port)] = (fqdn, endpoints)
 
     def normalize(self, authority: str) -> tuple[str, int | None]:
         result = self._normalized.get(authority)
@@ -78,8 +83,17 @@ class OutboundRouter:
             return Destination(address[0], address[1], fqdn, port)
         return Destination(_host_part(authority) or fqdn, port, fqdn, port)
 
-    def transparent(self, authority: str, original: tuple[str, int]) -> Destination:
-        """Captured traffic goes where the client aimed; the Host header only names the span."""
+    def transparent(self, authority: str, original: tuple[str, int]) -> Destination | None:
+        """Captured traffic to a known Service address goes to its next endpoint, named after the Service;
+        other captured traffic goes where the client aimed, named from the Host header.
+
+        None for a known Service with no endpoints (the caller answers 503 UH, Envoy's "no healthy upstream")."""
+        service = self.virtual.get(original)
+        if service is not None:
+            address = service[1].pick()
+            if address is None:
+                return None
+            return Destination(address[0], address[1], service[0], original[1])
         fqdn = self.normalize(authority)[0] if authority else ""
         return Destination(original[0], original[1], fqdn or original[0], original[1])
 

@@ -44,6 +44,7 @@ class DirectionContext:
         settings = config.inbound if direction == "inbound" else config.outbound
         self.connect_timeout_s = settings.connect_timeout_s
         self.request_timeout_s = settings.request_timeout_s
+        self.protocol_detection_timeout_s = settings.protocol_detection_timeout_s
         self.inbound = InboundRouter(config)
         self.outbound = OutboundRouter(config)
         # Stat names built once, not per request.

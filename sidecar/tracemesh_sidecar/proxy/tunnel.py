@@ -33,6 +33,9 @@ class Tunnel:
         upstream.tunnel = self
         upstream.tunnel_peer = downstream.transport
         downstream.tunnel_peer = upstream.transport
+        early = upstream.take_early()  # a server that spoke first (its greeting) speaks first here too
+        if early:
+            downstream.transport.writelines(early)
 
     def ended(self, from_upstream: bool) -> None:
         """One side sent EOF: pass the half-close on, and close once both sides have."""

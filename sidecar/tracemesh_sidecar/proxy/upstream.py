@@ -3,7 +3,9 @@
 An UpstreamConnection is an asyncio.Protocol that hands what it reads to whoever owns it right
 now: the Exchange whose response it carries (through that exchange's own response parser), or
 the downstream transport of a tunnel. Idle in the pool it owns nothing; a peer that closes or
-talks while idle gets the connection dropped from the pool.
+talks while idle gets the connection dropped from the pool. A fresh connection's first bytes
+may arrive before its owner is attached (a server that speaks first: MySQL, SMTP, SSH greet at
+once): they are held for the owner.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tracemesh.proxy")
 
 Key = tuple[str, int]
+# A greeting held for the owner of a fresh connection; past this, reading pauses until it is attached.
+EARLY_LIMIT = 64 * 1024
 
 
 class FlowControlled(Protocol):
@@ -36,7 +40,7 @@ class FlowControlled(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("closed", "exchange", "idle_since", "key", "owner", "parser", "pool", "reading_paused",
+    __slots__ = ("closed", "early", "exchange", "idle_since", "key", "owner", "parser", "pool", "reading_paused",
                  "transport", "tunnel", "tunnel_peer")
 
     def __init__(self, pool: UpstreamPool, key: Key) -> None:
@@ -51,6 +55,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.closed = False
         self.reading_paused = False
+        # Bytes that came before the first owner was attached; None once one was (see take_early).
+        self.early: list[bytes] | None = []
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -63,8 +69,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.tunnel_peer.write(data)
             return
         exchange = self.exchange
-        if exchange is None:  # bytes from an idle upstream: it is confused, never reuse it
-            self.close()
+        if exchange is None:
+            early = self.early
+            if early is None:  # bytes from an idle upstream: it is confused, never reuse it
+                self.close()
+                return
+            early.append(data)  # fresh, its owner not attached yet: a greeting, kept for the owner
+            if sum(map(len, early)) > EARLY_LIMIT:
+                self.pause_reading()
             return
         exchange.response_begun = True
         try:
@@ -100,7 +112,15 @@ class UpstreamConnection(asyncio.Protocol):
         if self.owner is not None:
             self.owner.resume_reading_for_upstream()
 
-    # -- used by exchanges
+    # -- used by exchanges and tunnels
+    def take_early(self) -> list[bytes]:
+        """The owner is attached: what the upstream sent before it (usually nothing). From now on,
+        bytes with no owner mean a confused upstream."""
+        early, self.early = self.early or [], None
+        if sum(map(len, early)) > EARLY_LIMIT:  # data_received paused reading for it
+            self.resume_reading()
+        return early
+
     def pause_reading(self) -> None:
         transport = self.transport
         if not self.reading_paused and transport is not None and not self.closed and not transport.is_closing():
@@ -153,6 +173,7 @@ class UpstreamPool:
         return None
 
     def give(self, connection: UpstreamConnection) -> None:
+        connection.early = None
         connection.exchange = None
         connection.owner = None
         connection.parser = None

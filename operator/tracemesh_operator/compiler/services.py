@@ -1,0 +1,96 @@
+"""Services + EndpointSlices -> the mesh's service registry, the endpoints istiod pushes over EDS. Pure.
+
+Every sidecar gets every entry (Istio's default, without a Sidecar resource narrowing it), and
+balances each request to a Service's ClusterIP over the entry's endpoints itself: kube-proxy
+would pick an endpoint once per connection, and the sidecar keeps its connections alive.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tracemesh_sidecar.config import ServiceEntry
+
+Body = Mapping[str, Any]
+# The label that ties an EndpointSlice to its Service (set by the endpointslice controller).
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+_IP_ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _ip(value: object) -> str | None:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:  # "None" (headless), "", or anything else that is no address
+        return None
+
+
+def _port(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536 else None
+
+
+def slice_key(namespace: str, service: str) -> str:
+    """How EndpointSlices are grouped: by the `namespace/name` of the Service they belong to."""
+    return f"{namespace}/{service}"
+
+
+def service_registry(services: Iterable[Body], slices: Mapping[str, Iterable[Body]],
+                     cluster_domain: str = "cluster.local") -> tuple[ServiceEntry, ...]:
+    """One entry per TCP port of each Service with a ClusterIP, sorted, so equal clusters give equal registries."""
+    entries = []
+    for service in services:
+        metadata, spec = _mapping(service.get("metadata")), _mapping(service.get("spec"))
+        name, namespace = str(metadata.get("name") or ""), str(metadata.get("namespace") or "")
+        cluster_ips = [ip for ip in map(_ip, _list(spec.get("clusterIPs")) or [spec.get("clusterIP")]) if ip]
+        if not name or not namespace or not cluster_ips:
+            continue  # headless, ExternalName, or not allocated yet: kube-proxy does not route it either
+        own_slices = list(slices.get(slice_key(namespace, name), ()))
+        for service_port in map(_mapping, _list(spec.get("ports"))):
+            port = _port(service_port.get("port"))
+            if port is None or str(service_port.get("protocol") or "TCP") != "TCP":
+                continue
+            entries.append(ServiceEntry(
+                host=f"{name}.{namespace}.svc.{cluster_domain}", port=port,
+                endpoints=_endpoints(service_port, own_slices), addresses=tuple(cluster_ips)))
+    return tuple(sorted(entries, key=lambda entry: (entry.host, entry.port)))
+
+
+def _endpoints(service_port: Body, slices: list[Body]) -> tuple[str, ...]:
+    """The ready endpoints of one service port, `ip:port` (`[ip]:port` for IPv6), sorted and unique."""
+    found: set[str] = set()
+    for endpoint_slice in slices:
+        if endpoint_slice.get("addressType") not in _IP_ADDRESS_TYPES:
+            continue  # FQDN slices name hosts, not addresses the proxy can connect to
+        target = _slice_port(service_port, [_mapping(p) for p in _list(endpoint_slice.get("ports"))])
+        if target is None:
+            continue
+        for endpoint in map(_mapping, _list(endpoint_slice.get("endpoints"))):
+            # `ready` unset means ready (the API's own reading); the addresses are fungible: the first serves.
+            addresses = _list(endpoint.get("addresses"))
+            address = _ip(addresses[0]) if addresses else None
+            if address is None or _mapping(endpoint.get("conditions")).get("ready") is False:
+                continue
+            found.add(f"[{address}]:{target}" if ":" in address else f"{address}:{target}")
+    return tuple(sorted(found))
+
+
+def _slice_port(service_port: Body, slice_ports: list[Mapping[str, Any]]) -> int | None:
+    """The slice's port for this service port: the one of the same name (the controller copies it),
+    else the one equal to a numeric targetPort."""
+    name = service_port.get("name") or ""
+    for slice_port in slice_ports:
+        if (slice_port.get("name") or "") == name and str(slice_port.get("protocol") or "TCP") == "TCP":
+            return _port(slice_port.get("port"))
+    target = _port(service_port.get("targetPort"))
+    if target is not None and any(_port(p.get("port")) == target for p in slice_ports):
+        return target
+    return None
