@@ -43,7 +43,10 @@ BOOKINFO  := productpage details reviews ratings
 ALL_IMAGES := tracemesh/operator:$(VERSION) tracemesh/proxy:$(VERSION) \
               $(foreach s,$(BOOKINFO),tracemesh/bookinfo-$(s):$(VERSION))
 
-.PHONY: kind-up images kind-load deploy bookinfo e2e-kind kind-down
+.PHONY: kind-e2e kind-up images kind-load deploy bookinfo e2e-kind kind-down
+
+# Everything, in order, from a machine with Docker and kind: the one target to run.
+kind-e2e: kind-up images kind-load deploy bookinfo e2e-kind
 
 kind-up:
 	$(KIND) create cluster --name $(CLUSTER) --config kind/cluster.yaml --wait 180s
@@ -70,6 +73,7 @@ bookinfo:
 	$(KUBECTL) label namespace default istio-injection=enabled --overwrite
 	$(KUBECTL) apply -f samples/bookinfo/telemetry.yaml
 	$(KUBECTL) apply -f samples/bookinfo/platform/kube/bookinfo.yaml
+	$(KUBECTL) apply -f samples/bookinfo/networking/productpage-nodeport.yaml
 	$(KUBECTL) wait --for condition=available --timeout=300s deployment --all -n default
 
 e2e-kind: $(STAMP)

@@ -32,7 +32,7 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 
 
 def test_bookinfo_objects_validate_against_the_kubernetes_schema() -> None:
-    for doc in load("platform/kube/bookinfo.yaml"):
+    for doc in [*load("platform/kube/bookinfo.yaml"), *load("networking/productpage-nodeport.yaml")]:
         kubernetes_validate.validate(doc, "1.30", strict=True)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +50,14 @@ def telemetry(**tracing: Any) -> dict[str, Any]:
     return body
 
 
+# Bookinfo's front door (samples/bookinfo/networking/productpage-nodeport.yaml, mapped by
+# kind/cluster.yaml). Not a port-forward: that enters the pod over loopback, past the sidecar.
+PRODUCTPAGE_URL = "http://127.0.0.1:30080"
+
+
 @pytest.fixture(scope="module")
-def productpage() -> Iterator[str]:
-    with PortForward("default", "productpage", 9080) as forward:
-        yield forward.url
+def productpage() -> str:
+    return PRODUCTPAGE_URL
 
 
 async def get_productpage(session: aiohttp.ClientSession, url: str) -> int:

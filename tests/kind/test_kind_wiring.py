@@ -44,3 +44,17 @@ def test_make_dry_run_shows_the_full_sequence() -> None:
     positions = [next((index for index, line in enumerate(lines) if step in line), -1) for step in wanted]
     assert -1 not in positions, f"missing from make -n: {[w for w, p in zip(wanted, positions, strict=True) if p < 0]}"
     assert positions == sorted(positions), "the steps are out of order"
+
+
+def test_bookinfo_front_door_is_the_node_port_kind_maps() -> None:
+    """The kind tests and the docs send requests to localhost:30080: kind must map the node port
+    the Bookinfo NodePort Service uses, and `make bookinfo` must apply that Service."""
+    cluster = yaml.safe_load((REPO / "kind/cluster.yaml").read_text())
+    mapped = {(mapping["containerPort"], mapping["hostPort"])
+              for node in cluster["nodes"] for mapping in node.get("extraPortMappings", [])}
+    service = yaml.safe_load((REPO / "samples/bookinfo/networking/productpage-nodeport.yaml").read_text())
+    (port,) = service["spec"]["ports"]
+    assert (service["spec"]["type"], service["spec"]["selector"]) == ("NodePort", {"app": "productpage"})
+    assert (port["nodePort"], 30080) in mapped and port["targetPort"] == 9080
+    assert "samples/bookinfo/networking/productpage-nodeport.yaml" in (REPO / "Makefile").read_text()
+    assert ":30080" in (REPO / "tests/kind/test_kind_bookinfo.py").read_text()
