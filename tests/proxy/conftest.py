@@ -3,17 +3,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import WSMsgType, web
-
-
-@dataclass
-class Origin:
-    port: int
-    peers: set[tuple[str, int]] = field(default_factory=set)  # one per upstream connection used
-    requests: list[dict[str, object]] = field(default_factory=list)
+from proxy_harness import Origin
 
 
 @pytest.fixture

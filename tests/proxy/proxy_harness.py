@@ -30,6 +30,15 @@ TRACED = TracingPolicy(provider="zipkin", sampling_percentage=100.0)
 ZIPKIN = ProviderConfig(name="zipkin", kind="zipkin", service="127.0.0.1", port=9, path="/api/v2/spans")
 
 
+@dataclass
+class Origin:
+    """What the `origin` fixture's aiohttp app (the application behind the server sidecar) has seen."""
+
+    port: int
+    peers: set[tuple[str, int]] = field(default_factory=set)  # one per upstream connection used
+    requests: list[dict[str, object]] = field(default_factory=list)
+
+
 class CapturingExporters:
     """Stands in for ExporterSet: keeps every submitted span."""
 

@@ -10,8 +10,8 @@ import socket
 from dataclasses import replace
 
 import pytest
-from conftest import Origin
 from proxy_harness import (
+    Origin,
     RawOrigin,
     client_config,
     ok,

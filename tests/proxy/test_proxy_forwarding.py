@@ -6,8 +6,7 @@ import asyncio
 import json
 
 import aiohttp
-from conftest import Origin
-from proxy_harness import RawOrigin, pair, read_request_head, read_response, request, server_config, sidecar
+from proxy_harness import Origin, RawOrigin, pair, read_request_head, read_response, request, server_config, sidecar
 
 
 def _headers(seen: dict[str, object]) -> dict[str, str]:

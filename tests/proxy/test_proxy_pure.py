@@ -43,6 +43,11 @@ from tracemesh_sidecar.stats import Stats
     (b"GET / HTTP/1.1 extra\r\n", "opaque"),
     (b"G\xc3\xa9T / HT", "opaque"),
     (b"A" * (MAX_REQUEST_LINE + 1), "opaque"),
+    # A request line too long to wait for its end still looks like one: parsed, and refused as too large.
+    (b"GET /" + b"a" * MAX_REQUEST_LINE, "http1"),
+    (b"POST http://reviews/" + b"a" * MAX_REQUEST_LINE, "http1"),
+    (b"OPTIONS *" + b" " * MAX_REQUEST_LINE, "http1"),
+    (b"GET " + b"a" * MAX_REQUEST_LINE, "opaque"),
 ])
 def test_classify_tells_http1_from_everything_else(first_bytes: bytes, verdict: str) -> None:
     assert classify(first_bytes) == verdict

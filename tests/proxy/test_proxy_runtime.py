@@ -14,8 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
-from conftest import Origin
-from proxy_harness import TRACED, read_response, server_config, sidecar
+from proxy_harness import TRACED, Origin, read_response, server_config, sidecar
 
 from tracemesh_sidecar.config.model import TracingConfig, TracingPolicy
 from tracemesh_sidecar.proxy.file_source import FileConfigSource

@@ -8,8 +8,7 @@ import json
 from collections.abc import AsyncIterator
 
 import aiohttp
-from conftest import Origin
-from proxy_harness import RawOrigin, client_config, pair, request, server_config, sidecar
+from proxy_harness import Origin, RawOrigin, client_config, pair, request, server_config, sidecar
 
 MIB = 1024 * 1024
 

@@ -54,17 +54,18 @@ async def test_a_garbage_response_is_503_upe(garbage: bytes) -> None:
     assert flag == "UPE"
 
 
-@pytest.mark.xfail(strict=True, reason="no limit on an upstream response head either (Envoy: 60 KiB, then 503 UPE)")
-async def test_an_oversized_response_head_is_503_upe() -> None:
-    huge = b"HTTP/1.1 200 OK\r\n" + b"".join(b"x-big-%d: %s\r\n" % (i, b"v" * 1000) for i in range(100)) + \
-        b"content-length: 2\r\n\r\nok"
+@pytest.mark.parametrize("headers", [
+    pytest.param(b"".join(b"x-big-%d: %s\r\n" % (i, b"v" * 1000) for i in range(100)), id="100-KiB"),
+    pytest.param(b"".join(b"x-many-%d: v\r\n" % i for i in range(101)), id="101-headers"),
+])
+async def test_an_oversized_response_head_is_503_upe(headers: bytes) -> None:
+    huge = b"HTTP/1.1 200 OK\r\n" + headers + b"content-length: 2\r\n\r\nok"
     async with RawOrigin(answering(huge)) as app, sidecar(server_config(app.port)) as server_side:
         response = await request(server_side.inbound_port, GET)
+        assert server_side.stats.get("inbound.response_flags.UPE") == 1
     assert response.status == 503
 
 
-@pytest.mark.xfail(strict=True, reason="the proxy closes the downstream at once with the upload unread: the kernel "
-                   "sends RST and the client loses the response (Envoy: delayed_close_timeout; nginx: lingering_close)")
 async def test_an_upstream_answering_before_reading_the_body_is_relayed() -> None:
     async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request_head(reader)
@@ -92,7 +93,9 @@ async def test_an_upstream_answering_before_reading_the_body_is_relayed() -> Non
         writer.transport.abort()
         after = await request(server_side.inbound_port, GET)
     assert response.status == 413 and response.body == b"too much"
-    assert after.status in (200, 503)  # the origin closes after one answer: only the proxy must still serve
+    # A fresh upstream connection gets the origin's 413 again (the first one was not reused, its body
+    # unsent): the point is that the proxy still serves.
+    assert after.status in (200, 413, 503)
 
 
 @pytest.mark.parametrize("partial", [

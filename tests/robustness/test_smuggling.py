@@ -81,8 +81,6 @@ async def test_bare_lf_line_ends_are_normalised_not_passed_on(counting_origin: C
     assert counting_origin.paths() in (["/lf"], [])
 
 
-@pytest.mark.xfail(strict=True, reason="trailers of a chunked request are added to the NEXT request's headers "
-                   "(DownstreamConnection.on_header appends to _headers after on_headers_complete)")
 async def test_request_trailers_never_leak_into_the_next_request(counting_origin: CountingOrigin) -> None:
     """A connection shared by many callers (a gateway's pool) must not carry one caller's trailer to the next."""
     async with sidecar(server_config(counting_origin.port)) as server_side:
@@ -98,8 +96,6 @@ async def test_request_trailers_never_leak_into_the_next_request(counting_origin
     assert "x-trailer" not in dict(second.headers)
 
 
-@pytest.mark.xfail(strict=True, reason="HTTP/1.1 requests with two Host headers or none are forwarded; RFC 9112 "
-                   "section 3.2 says 400 (the app may route on the other Host than the proxy traced)")
 @pytest.mark.parametrize("raw", [
     pytest.param(b"GET /two-hosts HTTP/1.1\r\nHost: reviews\r\nHost: admin.internal\r\nConnection: close\r\n\r\n",
                  id="two-hosts"),

@@ -1,9 +1,12 @@
 """One accepted client connection: sniff the protocol, parse HTTP/1.x requests, hand each to an Exchange.
 
 Hot path. httptools' C parser calls the `on_*` methods here; requests are answered in order
-(pipelined ones wait in `_queue`, with reading paused so the backlog stays one read deep).
-Reading is paused for any of several reasons at once (a bitmask), so that flow control for
-the upstream, the connect buffer and pipelining never undo each other.
+(pipelined ones wait in `_queue`, at most about _PIPELINE_DEPTH of them: the rest of a read
+waits unparsed, and reading pauses). Reading is paused for any of several reasons at once (a
+bitmask), so that flow control for the upstream, the connect buffer and pipelining never undo
+each other. A request head is bounded as Envoy bounds it (431 past 60 KiB or 100 headers); a
+request that cannot be taken is answered after those read before it, and the connection then
+closes the way nginx's lingering close does, so that the client reads the answer.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httptools
 
 from tracemesh_sidecar.proxy.exchange import Exchange
-from tracemesh_sidecar.proxy.headers import Header, local_reply
+from tracemesh_sidecar.proxy.headers import MAX_HEAD_BYTES, MAX_HEADERS, Header, local_reply, stand_in_head
 from tracemesh_sidecar.proxy.origdst import original_destination
 from tracemesh_sidecar.proxy.sniff import classify
 from tracemesh_sidecar.proxy.tunnel import Tunnel
@@ -30,20 +33,45 @@ log = logging.getLogger("tracemesh.proxy")
 
 _SNIFF, _HTTP, _WAIT, _TUNNEL, _CLOSED = range(5)
 _PAUSE_PIPELINE, _PAUSE_UPSTREAM, _PAUSE_BUFFER = 1, 2, 4
+# After a request it cannot parse, the connection answers what it read before (_REFUSED), then
+# discards input until the client stops sending (_LINGER) and closes.
+_REFUSED, _LINGER = 5, 6
+_PAUSE_REFUSED = 8
+# Lingering close as nginx does it: wait while the client keeps sending, 1 s idle, 5 s at most.
+_LINGER_IDLE_S = 1.0
+_LINGER_MAX_S = 5.0
 _HELD_LIMIT = 256 * 1024
+# Pipelined requests parsed ahead of the one being answered, at most (give or take one parse step).
+_PIPELINE_DEPTH = 16
+_PARSE_STEP = 8192
+# A head's wire size may exceed MAX_HEAD_BYTES (names and values) by its request line and each
+# header's ": " and CRLF; past this, it is over the limit however it is counted.
+_MAX_RAW_HEAD = MAX_HEAD_BYTES + 4 * MAX_HEADERS + 1024
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"})
+
+
+class _HeadTooLarge(Exception):
+    """Raised by a parser callback to stop parsing a request head past MAX_HEAD_BYTES or MAX_HEADERS."""
 
 
 class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_eof",
+        "_head_fed",
+        "_head_split",
         "_headers",
         "_held",
+        "_linger_busy",
+        "_linger_end",
+        "_linger_timer",
         "_open_task",
         "_paused",
         "_queue",
         "_receiving",
+        "_refusal",
+        "_skipped",
         "_sniff_timer",
+        "_unparsed",
         "_url",
         "current",
         "draining",
@@ -72,11 +100,24 @@ class DownstreamConnection(asyncio.Protocol):
         self.current: Exchange | None = None  # the exchange whose response is being sent
         self._receiving: Exchange | None = None  # the exchange whose request is being read
         self._queue: collections.deque[Exchange] = collections.deque()
-        self._url = b""
+        self._url: list[bytes] = []  # the request target's pieces, joined once the head is complete
         self._headers: list[Header] = []
+        # The head being read: the bytes of the reads that ended inside it (the parser buffers a header it
+        # has not finished), and whether it may be over the limit (it began in an earlier read): only then
+        # is it measured, once complete (a head read whole is no larger than the read).
+        self._head_fed = 0
+        self._head_split = False
+        self._refusal: bytes | None = None  # the local reply owed after the requests before a bad one
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._linger_end = 0.0
+        self._linger_busy = False
+        self._unparsed = b""  # read but not parsed yet: pipelined requests past _PIPELINE_DEPTH
         self._held: list[bytes] = []
         self._paused = 0
         self._eof = False
+        # An Upgrade request that the parser ended at its head (llhttp does): an h2c offer we decline, or
+        # one with a body. If it stays HTTP, its body and what follows are parsed on (see _read_on).
+        self._skipped: Exchange | None = None
         self._open_task: asyncio.Task[None] | None = None
         self._sniff_timer: asyncio.TimerHandle | None = None
         self.write_paused = False
@@ -112,7 +153,10 @@ class DownstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         mode = self.mode
         if mode == _HTTP:
-            self._feed(data)
+            if len(data) > _PARSE_STEP or self._unparsed:
+                self._feed_in_steps(data)
+            else:  # the usual read: one small request, parsed at once
+                self._parse(data)
         elif mode == _TUNNEL:
             assert self.tunnel_peer is not None
             self.tunnel_peer.write(data)
@@ -120,6 +164,8 @@ class DownstreamConnection(asyncio.Protocol):
             self._sniff(data)
         elif mode == _WAIT:
             self._hold(data)
+        elif mode == _LINGER:  # discarded
+            self._linger_busy = True
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
@@ -135,6 +181,9 @@ class DownstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.mode = _CLOSED
         self._stop_sniff_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         self.listener.connection_closed(self)
         if self._open_task is not None:
             self._open_task.cancel()
@@ -272,50 +321,157 @@ class DownstreamConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ HTTP/1.x
     def _feed(self, data: bytes) -> None:
+        if len(data) > _PARSE_STEP or self._unparsed:
+            self._feed_in_steps(data)
+        else:  # the usual read: one small request, parsed at once
+            self._parse(data)
+
+    def _feed_in_steps(self, data: bytes) -> None:
+        """Parse a large read a step at a time, so that a client pipelining faster than it is answered
+        gets at most about _PIPELINE_DEPTH requests parsed: the rest waits unparsed, reading paused,
+        until the queue drains. A body is parsed in one step as far as its Content-Length reaches."""
+        pending = self._unparsed + data if self._unparsed else data
+        self._unparsed = b""
+        offset, end = 0, len(pending)
+        while offset < end:
+            if len(self._queue) >= _PIPELINE_DEPTH:
+                self._unparsed = pending[offset:]
+                self._pause(_PAUSE_PIPELINE)
+                return
+            step = max(_PARSE_STEP, self._body_left())
+            self._parse(pending[offset:offset + step])
+            offset += step
+            if self.mode != _HTTP:  # upgraded (the rest is held for the tunnel), refused or closed
+                if self.mode == _WAIT:
+                    self._hold(pending[offset:])
+                return
+
+    def _parse_unparsed(self) -> None:
+        """The pipelined requests parsed so far are answered: parse what waited, then read again."""
+        if self.mode == _HTTP and self._unparsed:
+            self._feed_in_steps(b"")
+        if not self._unparsed and not self._queue:
+            self._resume(_PAUSE_PIPELINE)
+
+    def _body_left(self) -> int:
+        """Bytes of body still to come for the request being read, as far as its Content-Length says."""
+        receiving = self._receiving
+        if receiving is None or receiving.request_chunked:
+            return 0
+        for lname, _, value in receiving.headers:
+            if lname == "content-length" and value.strip().isdigit():
+                return int(value) - receiving.request_size
+        return 0
+
+    def _parse(self, data: bytes) -> None:
+        in_head = bool(self._url or self._headers)  # a head (or trailers) begun by an earlier read
+        self._head_split = in_head or len(data) > MAX_HEAD_BYTES
+        headers = self._headers  # replaced when that head completes
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:  # CONNECT or Upgrade: the rest is not HTTP
-            if self.mode == _HTTP:
+            skipped, self._skipped = self._skipped, None
+            if skipped is not None and skipped.declined_upgrade:  # ... unless we declined it: HTTP goes on
+                if self.mode == _HTTP:
+                    self._parse(self._read_on(skipped, data[upgrade.args[0]:]))
+            elif self.mode == _HTTP:
                 self.mode = _WAIT
                 self._hold(data[upgrade.args[0]:])
-        except httptools.HttpParserCallbackError:
+        except httptools.HttpParserCallbackError as error:
+            if isinstance(error.__context__, _HeadTooLarge):
+                self._refuse(431, "request header fields too large", "downstream_rq_headers_too_large")
+                return
             self.listener.count("downstream_cx_internal_error")
             log.exception("internal error on a connection from %s:%d; closing it", *self.peer)
             self.abort()
         except httptools.HttpParserError as error:
-            self._malformed(error)
+            log.debug("malformed request from %s:%d: %s", self.peer[0], self.peer[1], error)
+            self._refuse(400, "bad request", "downstream_rq_malformed")
+        else:
+            if in_head and self._headers is headers:  # all of this read belongs to one unfinished head
+                # (or to trailers: a header list is replaced only once complete)
+                self._head_fed += len(data)
+                if self._head_fed > _MAX_RAW_HEAD:
+                    self._refuse(431, "request header fields too large", "downstream_rq_headers_too_large")
 
-    def _malformed(self, error: Exception) -> None:
-        self.listener.count("downstream_rq_malformed")
-        log.debug("malformed request from %s:%d: %s", self.peer[0], self.peer[1], error)
-        receiving = self._receiving
-        if receiving is not None and receiving is self.current:
-            receiving.fail(400, "DPE", "bad request")
-        elif self.current is None:
-            self._reply_and_close(400, "bad request")
-        self.mode = _CLOSED
-        self._queue.clear()
-        self.close()
+    def _read_on(self, exchange: Exchange, rest: bytes) -> bytes:
+        """What to parse after an Upgrade request that stays HTTP: its body, behind a stand-in head that
+        frames it as the request did (llhttp ended the request at its head), then the next requests."""
+        if exchange.request_done:
+            self._receiving = None
+            return rest
+        self._receiving = exchange
+        return stand_in_head(exchange.headers) + rest
+
+    def upgrade_declined(self, exchange: Exchange) -> None:
+        """The app answered an Upgrade request with a plain response: what was held for a tunnel is HTTP."""
+        if self.mode != _WAIT or self.tunnel is not None or exchange is not self.current:
+            return
+        self.mode = _HTTP
+        held, self._held = self._held, []
+        self._resume(_PAUSE_BUFFER)
+        self._feed(self._read_on(exchange, b"".join(held)))
+
+    def _refuse(self, status: int, body: str, stat: str) -> None:
+        """A request this connection cannot take: parse no more, answer the ones read before it, then
+        `status`, then close."""
+        self.listener.count(stat)
+        receiving, self._receiving = self._receiving, None
+        self.mode = _REFUSED
+        self._unparsed = b""
+        self._pause(_PAUSE_REFUSED)
+        if receiving is not None:  # its body is what is wrong
+            if receiving is self.current:
+                receiving.fail(status, "DPE", body)
+                return
+            if receiving in self._queue:  # not started: nothing of it went upstream yet
+                self._queue.remove(receiving)
+        self._refusal = local_reply(status, body, close=True)
+        if self.current is None:
+            self._send_refusal()
+
+    def _send_refusal(self) -> None:
+        reply, self._refusal = self._refusal, None
+        transport = self.transport
+        if reply is not None and transport is not None and not transport.is_closing():
+            transport.write(reply)
+        self._linger()
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        self._url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.decode("latin-1").lower(), name, value))
 
     def on_headers_complete(self) -> None:
+        if self._receiving is not None:  # the stand-in head for the body of an Upgrade request (see _read_on)
+            self._url = []
+            self._headers = []
+            return
+        if self._head_split or len(self._headers) > MAX_HEADERS:
+            self._check_head()
         parser = self.parser
-        exchange = Exchange(self, parser.get_method(), self._url, parser.get_http_version(), self._headers,
-                            parser.should_keep_alive(), parser.should_upgrade())
-        self._url = b""  # ready for the next request (instead of an on_message_begin callback)
+        exchange = Exchange(self, parser.get_method(), b"".join(self._url), parser.get_http_version(),
+                            self._headers, parser.should_keep_alive(), parser.should_upgrade())
+        self._url = []  # ready for the next request (instead of an on_message_begin callback)
         self._headers = []
+        self._head_fed = 0
         self._receiving = exchange
+        if exchange.declined_upgrade or (exchange.upgrade and not exchange.request_done):
+            self._skipped = exchange
         if self.current is None:
             self.current = exchange
             exchange.start(self.listener.context())
         else:
             self._queue.append(exchange)
             self._pause(_PAUSE_PIPELINE)
+
+    def _check_head(self) -> None:
+        """Envoy's limits, counted as Envoy counts them: the URL, the names and values, their number."""
+        headers = self._headers
+        size = sum(map(len, self._url)) + sum(len(name) + len(value) for _, name, value in headers)
+        if size > MAX_HEAD_BYTES or len(headers) > MAX_HEADERS:
+            raise _HeadTooLarge
 
     def on_body(self, body: bytes) -> None:
         receiving = self._receiving
@@ -324,7 +480,11 @@ class DownstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         receiving = self._receiving
+        if receiving is not None and receiving is self._skipped:  # llhttp ends it at its head: see _read_on
+            return
         self._receiving = None
+        if self._headers:  # trailers: dropped (a body is re-chunked without them), never the next request's
+            self._headers = []
         if receiving is not None:
             receiving.request_complete()
 
@@ -333,19 +493,27 @@ class DownstreamConnection(asyncio.Protocol):
         if exchange is not self.current:
             return
         self.current = None
-        if close or self.draining or self.mode != _HTTP:
-            self._queue.clear()
-            self.close()
+        mode = self.mode
+        if close or self.draining or (mode != _HTTP and mode != _REFUSED):
+            if exchange.request_done and not (self._queue or self._unparsed or self._paused):
+                self.close()
+            else:  # the client may still be sending: its unread bytes would turn our FIN into a reset
+                self._linger()
             return
         # Whatever the finished exchange's upstream or buffer had paused no longer applies.
         self._resume(_PAUSE_UPSTREAM | _PAUSE_BUFFER)
         queue = self._queue
-        while queue and self.current is None and self.mode == _HTTP:
+        while queue and self.current is None and (self.mode == _HTTP or self.mode == _REFUSED):
             following = queue.popleft()
             self.current = following
             following.start(self.listener.context())
-        if not queue:
-            self._resume(_PAUSE_PIPELINE)
+        if self.current is None and self._refusal is not None:
+            self._send_refusal()
+        elif not queue:
+            if self._unparsed:  # not from here: this may run inside the parser's callbacks
+                asyncio.get_running_loop().call_soon(self._parse_unparsed)
+            else:
+                self._resume(_PAUSE_PIPELINE)
 
     # ------------------------------------------------------------------ ending
     def is_own_address(self, host: str, port: int) -> bool:
@@ -354,7 +522,36 @@ class DownstreamConnection(asyncio.Protocol):
     def _reply_and_close(self, status: int, body: str) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(local_reply(status, body, close=True))
-        self.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close once the client has stopped sending (nginx's lingering close, Envoy's delayed close):
+        closing with its bytes unread makes the kernel reset the connection, and the client may lose
+        the answer written just before."""
+        transport = self.transport
+        if self.mode == _LINGER:
+            return
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            self.close()
+            return
+        self.mode = _LINGER
+        self._queue.clear()
+        self._unparsed = b""
+        transport.write_eof()  # the answer ends here; what still comes in is read and dropped
+        self._paused = 0
+        transport.resume_reading()
+        loop = asyncio.get_running_loop()
+        self._linger_end = loop.time() + _LINGER_MAX_S
+        self._linger_timer = loop.call_later(_LINGER_IDLE_S, self._linger_check)
+
+    def _linger_check(self) -> None:
+        self._linger_timer = None
+        loop = asyncio.get_running_loop()
+        if self.mode == _LINGER and self._linger_busy and loop.time() < self._linger_end:
+            self._linger_busy = False
+            self._linger_timer = loop.call_later(_LINGER_IDLE_S, self._linger_check)
+        else:
+            self.close()
 
     def drain(self) -> None:
         """Shutdown: close now if idle, else after the response in progress."""

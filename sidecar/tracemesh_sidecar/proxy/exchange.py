@@ -41,6 +41,7 @@ UC_BODY = "upstream connect error or disconnect/reset before headers. reset reas
 UH_BODY = "no healthy upstream"
 UT_BODY = "upstream request timeout"
 UPE_BODY = "upstream protocol error"
+BAD_HOST_BODY = "bad request: an HTTP/1.1 request needs exactly one Host header"
 CONNECT_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 _UPGRADE_TAIL = b"connection: upgrade\r\n"
 
@@ -75,6 +76,7 @@ class Exchange:
     until_eof = False
     response_size = 0
     finished = False
+    declined_upgrade = False  # an `Upgrade: h2c` offer, forwarded as a plain request
 
     def __init__(self, conn: DownstreamConnection, method: bytes, target: bytes, version: str,
                  headers: list[h.Header], keep_alive: bool, upgrade: bool) -> None:
@@ -85,6 +87,11 @@ class Exchange:
         self.headers = headers
         self.keep_alive = keep_alive
         self.upgrade = upgrade and method != b"CONNECT"
+        if self.upgrade and h.offers_only_h2c(headers):
+            # Envoy's way: drop the offer and proxy a plain HTTP/1.1 request (any body included), since
+            # the upstream leg is HTTP/1.1 whatever the app would answer.
+            self.upgrade = False
+            self.declined_upgrade = True
         self.request_chunked = False
         has_body = False
         for lname, _, value in headers:
@@ -156,7 +163,14 @@ class Exchange:
                 self.authority, target = absolute
                 extra_host = self.authority
             else:
-                self.authority = fields.get("host", "")
+                host = fields.get("host")
+                # RFC 9112 section 3.2: none in HTTP/1.1, or more than one (joined with ", "), is a 400: the
+                # app could route on another Host than the one traced and routed here.
+                if (host is None and self.version == "1.1") or (host is not None and "," in host):
+                    self.keep_alive = False
+                    self.fail(400, "DPE", BAD_HOST_BODY)
+                    return
+                self.authority = host or ""
             destination = ctx.route(self.authority, conn)
         self.destination = destination
         span_host, span_port = (destination.span_host, destination.span_port) if destination else \
@@ -200,6 +214,8 @@ class Exchange:
         if host is not None:  # absolute-form: its authority replaces any Host header
             drop = drop.union(("host",))
             extra = [("host", host), *extra]
+        if self.declined_upgrade:
+            drop = drop.union(("http2-settings",))
         tail = b"\r\n"
         if self.request_chunked:
             drop = drop.union(("content-length",))
@@ -266,7 +282,10 @@ class Exchange:
     # ------------------------------------------------------------------ response parser callbacks
     # No on_status: the standard reason phrase is sent, as Envoy does (one Python call less per response).
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.resp_headers.append((name, value))
+        headers = self.resp_headers
+        headers.append((name, value))
+        if len(headers) > h.MAX_HEADERS:
+            self.upstream_malformed(httptools.HttpParserError("a response head of over 100 headers"))
 
     def on_headers_complete(self) -> None:
         upstream = self.upstream
@@ -289,7 +308,13 @@ class Exchange:
             self.out += (h.status_line(status), h.response_headers(headers, keep_upgrade=True).lines,
                          _UPGRADE_TAIL, h.CRLF)
             return
+        if self.upgrade:  # declined: the bytes held for a tunnel are this request's body and more requests
+            self.conn.upgrade_declined(self)
         scanned = h.response_headers(headers)
+        # Envoy's limit on names and values, measured on the lines built anyway (each adds ": " and CRLF).
+        if len(scanned.lines) - 4 * len(headers) > h.MAX_HEAD_BYTES:
+            self.upstream_malformed(httptools.HttpParserError("a response head of over 60 KiB"))
+            return
         tail = b""
         if self.method != b"HEAD" and status not in (204, 304) and (scanned.chunked or not scanned.has_length):
             self.until_eof = not scanned.chunked

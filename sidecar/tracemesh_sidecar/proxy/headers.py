@@ -20,6 +20,10 @@ HOP_BY_HOP = frozenset({
     "proxy-authorization", "proxy-authenticate",
 })
 CRLF = b"\r\n"
+# Envoy's defaults for a message head (max_request_headers_kb, max_headers_count), requests and
+# responses alike: URL, header names and values count, as in Envoy's header map byte size.
+MAX_HEAD_BYTES = 60 * 1024
+MAX_HEADERS = 100
 LAST_CHUNK = b"0\r\n\r\n"
 
 
@@ -30,6 +34,20 @@ def hop_by_hop_names(connection: str | None) -> frozenset[str]:
     extra = [token for token in (part.strip() for part in connection.lower().split(","))
              if token and token not in HOP_BY_HOP and token != "close"]
     return HOP_BY_HOP.union(extra) if extra else HOP_BY_HOP
+
+
+def offers_only_h2c(headers: Iterable[Header]) -> bool:
+    """The request's Upgrade header offers h2c and nothing else (`curl --http2` on an http:// URL)."""
+    offers = [token.strip().lower() for lname, _, value in headers if lname == "upgrade" for token in value.split(b",")]
+    return bool(offers) and all(offer == b"h2c" for offer in offers)
+
+
+def stand_in_head(headers: Iterable[Header]) -> bytes:
+    """A request head framing a body as `headers` do: for the parser to read the body of a request it took
+    for an upgrade (llhttp ends such a request at its head)."""
+    framing = [b"%s: %s\r\n" % (name, value) for lname, name, value in headers
+               if lname in ("content-length", "transfer-encoding")]
+    return b"".join((b"PUT / HTTP/1.1\r\n", *framing, CRLF))
 
 
 _DROP_CACHE: dict[tuple[frozenset[str], frozenset[str], tuple[str, ...]], frozenset[str]] = {}

@@ -9,8 +9,11 @@ Protocol = Literal["http1", "opaque", "undecided"]
 
 # A request line: method token SP request-target SP HTTP/1.x CRLF (RFC 9112 section 3).
 _REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/1\.[0-9]\r?\n")
+# The start of one: a long request target may arrive in several reads, and must still be parsed (and
+# refused past the head limit) as HTTP rather than passed through unparsed.
+_REQUEST_START = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ (?:/|\*|https?://)")
 _TOKEN_START = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-# Longer than any request line we accept; a client that sends more without a newline is not HTTP/1.
+# Past this many bytes without a newline, only what starts like a request line is still HTTP/1.
 MAX_REQUEST_LINE = 16384
 
 
@@ -23,6 +26,6 @@ def classify(first_bytes: bytes) -> Protocol:
     end = first_bytes.find(b"\n")
     if end < 0:
         if len(first_bytes) > MAX_REQUEST_LINE or not first_bytes.isascii():
-            return "opaque"
+            return "http1" if _REQUEST_START.match(first_bytes) else "opaque"
         return "undecided"
     return "http1" if _REQUEST_LINE.match(first_bytes, 0, end + 1) else "opaque"
