@@ -47,15 +47,16 @@ async def test_a_header_block_within_envoys_limits_is_forwarded(proxy: ProxyProc
     assert _was_forwarded(session_origin, "/fine")
 
 
-async def test_an_endless_header_value_is_cut_off_with_memory_bounded(proxy: ProxyProcess) -> None:
-    """8 MiB of one header value, sent in 64 KiB writes: the proxy must stop reading (431/close) long before."""
+async def _stream_until_cut_off(proxy: ProxyProcess, opening: bytes, block: bytes,
+                                timeout_s: float) -> tuple[int, bytes]:
+    """Send `opening`, then `block` after `block` (up to 8 MiB) until the proxy stops reading or closes;
+    the proxy's RSS growth meanwhile, and the start of its answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.inbound_port)
     rss_before = proxy.rss_bytes()
-    block = b"a" * 65536
     sent = 0
     try:
-        writer.write(b"GET /endless HTTP/1.1\r\nHost: reviews\r\nx-endless: ")
-        async with asyncio.timeout(10):
+        writer.write(opening)
+        async with asyncio.timeout(timeout_s):
             while sent < 8 * 1024 * 1024 and not writer.is_closing():
                 writer.write(block)
                 await writer.drain()
@@ -67,6 +68,13 @@ async def test_an_endless_header_value_is_cut_off_with_memory_bounded(proxy: Pro
     with contextlib.suppress(ConnectionError, TimeoutError):
         answer = await asyncio.wait_for(reader.read(200), 2)
     writer.transport.abort()
+    return grown, answer
+
+
+async def test_an_endless_header_value_is_cut_off_with_memory_bounded(proxy: ProxyProcess) -> None:
+    """8 MiB of one header value, sent in 64 KiB writes: the proxy must stop reading (431/close) long before."""
+    grown, answer = await _stream_until_cut_off(
+        proxy, b"GET /endless HTTP/1.1\r\nHost: reviews\r\nx-endless: ", b"a" * 65536, timeout_s=10)
     assert proxy.alive()
     assert grown < 2 * 1024 * 1024, f"the proxy grew by {grown >> 20} MiB while one header value streamed in"
     assert status_of(answer) in TOO_LARGE
@@ -96,25 +104,9 @@ async def test_refused_heads_are_counted(proxy: ProxyProcess) -> None:
 
 
 async def test_endless_request_trailers_are_cut_off_with_memory_bounded(proxy: ProxyProcess) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.inbound_port)
-    rss_before = proxy.rss_bytes()
-    block = b"".join(b"x-trailer-%d: %s\r\n" % (index, b"t" * 60) for index in range(800))
-    sent = 0
-    try:
-        writer.write(b"POST /trailers HTTP/1.1\r\nHost: reviews\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"5\r\nhello\r\n0\r\n")
-        async with asyncio.timeout(5):
-            while sent < 8 * 1024 * 1024 and not writer.is_closing():
-                writer.write(block)
-                await writer.drain()
-                sent += len(block)
-    except (ConnectionError, TimeoutError):
-        pass
-    grown = proxy.rss_bytes() - rss_before
-    answer = b""
-    with contextlib.suppress(ConnectionError, TimeoutError):
-        answer = await asyncio.wait_for(reader.read(200), 2)
-    writer.transport.abort()
+    grown, answer = await _stream_until_cut_off(
+        proxy, b"POST /trailers HTTP/1.1\r\nHost: reviews\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n",
+        b"".join(b"x-trailer-%d: %s\r\n" % (index, b"t" * 60) for index in range(800)), timeout_s=5)
     assert proxy.alive()
     assert grown < 2 * 1024 * 1024, f"the proxy grew by {grown >> 20} MiB while trailers streamed in"
     assert status_of(answer) in TOO_LARGE
