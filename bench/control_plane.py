@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.processes import percentile
 from tracemesh_operator.discovery import server as discovery_server
 from tracemesh_operator.discovery.hub import ConfigHub
 from tracemesh_operator.injection import certs, webhook
@@ -38,11 +39,6 @@ from tracemesh_operator.injection.mutation import InjectionSettings, Mutation, i
 from tracemesh_sidecar.config import NodeIdentity, ProviderConfig, ProxyConfig, TracingConfig, TracingPolicy
 
 NAMESPACES = 100
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def summary(values_ms: list[float]) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import httptools
 
+from bench.processes import percentile
+
 
 @dataclass
 class LoadResult:
@@ -24,10 +26,7 @@ class LoadResult:
     latencies_ms: list[float]
 
     def percentile(self, fraction: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return percentile(self.latencies_ms, fraction) if self.latencies_ms else float("nan")
 
 
 class _Connection(asyncio.Protocol):

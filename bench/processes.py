@@ -1,4 +1,5 @@
-"""Processes a benchmark starts and measures: free ports, CPU time and peak RSS from /proc."""
+"""What benchmarks share: processes they start and measure (free ports, CPU time and peak RSS from
+/proc), and percentiles of what they measured."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of a non-empty sample."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def free_port() -> int:
