@@ -53,22 +53,22 @@ def injected_pod(namespace: str, index: int) -> dict[str, Any]:
             "creationTimestamp": "2026-01-01T00:00:00Z", "resourceVersion": str(1000 + index),
             "labels": {"app": app, "version": "v1", "pod-template-hash": "7d9c8b6f5",
                        "security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": app},
-            "annotations": {"sidecar.istio.io/status": '{"initContainers":["tracemesh-init"],'
-                                                       '"containers":["tracemesh-proxy"]}',
+            "annotations": {"sidecar.istio.io/status": '{"initContainers":["istio-init"],'
+                                                       '"containers":["istio-proxy"]}',
                             "kubectl.kubernetes.io/default-container": app},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"{app}-v1-7d9c8b6f5",
                                  "uid": "11111111-0000-0000-0000-000000000000", "controller": True}],
         },
         "spec": {
             "serviceAccountName": f"bookinfo-{app}",
-            "initContainers": [{"name": "tracemesh-init", "image": "tracemesh/proxy:0.1.0",
+            "initContainers": [{"name": "istio-init", "image": "tracemesh/proxy:0.1.0",
                                 "args": ["iptables", "--inbound-ports", "*", "--proxy-uid", "1337"],
                                 "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}}],
             "containers": [
                 {"name": app, "image": f"docker.io/istio/examples-bookinfo-{app}-v1:1.20.2",
                  "ports": [{"containerPort": 9080, "protocol": "TCP"}],
                  "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}},
-                {"name": "tracemesh-proxy", "image": "tracemesh/proxy:0.1.0", "args": ["proxy"], "env": env,
+                {"name": "istio-proxy", "image": "tracemesh/proxy:0.1.0", "args": ["proxy"], "env": env,
                  "ports": [{"containerPort": 15090, "name": "http-envoy-prom"}, {"containerPort": 15021}],
                  "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}},
                  "securityContext": {"runAsUser": 1337, "readOnlyRootFilesystem": True}},

@@ -7,6 +7,9 @@ Three paths to the same nginx origin (1 KB request and response bodies):
   nginx pair     load generator -> nginx reverse proxy -> nginx reverse proxy -> origin
 For each: saturated throughput and latency (wrk), then latency at a fixed 1000 requests/s
 (open loop), each proxy's CPU milliseconds per 1000 requests and peak RSS.
+
+Then the exporters: the same tracemesh pair exporting OTLP/HTTP, then OTLP/gRPC, to the same sink
+(the embedded collector: `tracemesh collector`), so the sidecars' cost of each transport shows side by side.
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ from tracemesh_sidecar.config import (
     TracingPolicy,
     dump_proxy_config,
 )
+from tracemesh_sidecar.config.model import Transport
 
 SATURATED_SECONDS = 8
 FIXED_RATE = 1000
 FIXED_SECONDS = 8
 WRK_CONNECTIONS = 16
 BACKEND = "backend.default.svc.cluster.local"
+OTLP_HTTP_PATH, OTLP_GRPC_PATH = "pair, OTLP/HTTP", "pair, OTLP/gRPC"
 
 
 @dataclass
@@ -128,19 +133,17 @@ def _measure(path: str, port: int, target: str, host: str, proxies: list[Measure
     )
 
 
-def _sidecar_configs(tmp: Path, origin_port: int) -> tuple[Path, Path, int, int, int]:
+def _sidecar_configs(tmp: Path, origin_port: int, provider: ProviderConfig) -> tuple[Path, Path, int, int, int]:
     client_port, server_port = free_port(), free_port()
     client_admin, server_admin = free_port(), free_port()
-    zipkin = ProviderConfig(name="zipkin", kind="zipkin", service="127.0.0.1", port=origin_port,
-                            path="/api/v2/spans")
-    tracing = TracingPolicy(provider="zipkin", sampling_percentage=100.0)
+    tracing = TracingPolicy(provider=provider.name, sampling_percentage=100.0)
     client = ProxyConfig(
         node=NodeIdentity(pod_name="bench-client", namespace="default", pod_ip="127.0.0.1",
                           canonical_service="bench-client"),
         listeners=Listeners(outbound=f"127.0.0.1:{client_port}", inbound=None, admin=f"127.0.0.1:{client_admin}",
                             health=None, prometheus=None),
         outbound=OutboundConfig(services=(ServiceEntry(BACKEND, 9080, (f"127.0.0.1:{server_port}",)),)),
-        tracing=TracingConfig(client=tracing, server=tracing), providers=(zipkin,),
+        tracing=TracingConfig(client=tracing, server=tracing), providers=(provider,),
     )
     server = ProxyConfig(
         node=NodeIdentity(pod_name="backend-v1", namespace="default", pod_ip="127.0.0.1",
@@ -148,7 +151,7 @@ def _sidecar_configs(tmp: Path, origin_port: int) -> tuple[Path, Path, int, int,
         listeners=Listeners(outbound=None, inbound=None, admin=f"127.0.0.1:{server_admin}", health=None,
                             prometheus=None),
         inbound=InboundConfig(ports=(InboundPort(port=9080, app_port=origin_port, listen=f"127.0.0.1:{server_port}"),)),
-        tracing=TracingConfig(client=tracing, server=tracing), providers=(zipkin,),
+        tracing=TracingConfig(client=tracing, server=tracing), providers=(provider,),
     )
     paths = []
     for name, config in (("client", client), ("server", server)):
@@ -174,22 +177,37 @@ def _origin(tmp: Path) -> Iterator[int]:
         yield port
 
 
+def _measure_pair(path: str, tmp: Path, origin_port: int, provider: ProviderConfig) -> PathResult:
+    client_conf, server_conf, client_port, server_port, client_admin = _sidecar_configs(tmp, origin_port, provider)
+    proxy = [sys.executable, "-m", "tracemesh_cli.main", "proxy", "--config"]
+    with started("tracemesh server sidecar", [*proxy, str(server_conf)], server_port) as server, \
+            started("tracemesh client sidecar", [*proxy, str(client_conf)], client_port) as client:
+        result = _measure(path, client_port, f"http://{BACKEND}:9080/", f"{BACKEND}:9080", [client, server], tmp)
+        time.sleep(1.5)  # let the last batch of spans go out before reading the counters
+        result.notes = "client sidecar: " + _spans_sent(client_admin)
+    return result
+
+
+@contextlib.contextmanager
+def _collector() -> Iterator[tuple[int, int]]:
+    """The embedded collector as the OTLP sink: (OTLP/HTTP port, OTLP/gRPC port)."""
+    otlp_http, otlp_grpc, zipkin, query = (free_port() for _ in range(4))
+    argv = [sys.executable, "-m", "tracemesh_cli.main", "collector", "--max-spans", "20000",
+            "--otlp-port", str(otlp_http), "--otlp-grpc-port", str(otlp_grpc), "--zipkin-port", str(zipkin),
+            "--query-port", str(query)]
+    with started("collector", argv, otlp_grpc):
+        yield otlp_http, otlp_grpc
+
+
 def run() -> list[PathResult]:
     results = []
     with tempfile.TemporaryDirectory(prefix="tracemesh-bench-") as name:
         tmp = Path(name)
         with _origin(tmp) as origin_port:
             results.append(_measure("direct", origin_port, "/", f"127.0.0.1:{origin_port}", [], tmp))
-
-            client_conf, server_conf, client_port, server_port, client_admin = _sidecar_configs(tmp, origin_port)
-            proxy = [sys.executable, "-m", "tracemesh_cli.main", "proxy", "--config"]
-            with started("tracemesh server sidecar", [*proxy, str(server_conf)], server_port) as server, \
-                    started("tracemesh client sidecar", [*proxy, str(client_conf)], client_port) as client:
-                result = _measure("tracemesh pair", client_port, f"http://{BACKEND}:9080/", f"{BACKEND}:9080",
-                                  [client, server], tmp)
-                time.sleep(1.5)  # let the last batch of spans go out before reading the counters
-                result.notes = "client sidecar: " + _spans_sent(client_admin)
-                results.append(result)
+            zipkin = ProviderConfig(name="zipkin", kind="zipkin", service="127.0.0.1", port=origin_port,
+                                    path="/api/v2/spans")
+            results.append(_measure_pair("tracemesh pair", tmp, origin_port, zipkin))
 
             inner, outer = free_port(), free_port()
             with started("nginx server proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "inner", inner,
@@ -197,6 +215,14 @@ def run() -> list[PathResult]:
                     started("nginx client proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "outer", outer,
                                                                                            inner)), outer) as b:
                 results.append(_measure("nginx pair", outer, "/", f"127.0.0.1:{outer}", [b, a], tmp))
+
+            with _collector() as (otlp_http, otlp_grpc):
+                variants: tuple[tuple[str, Transport, int], ...] = (
+                    (OTLP_HTTP_PATH, "http", otlp_http), (OTLP_GRPC_PATH, "grpc", otlp_grpc))
+                for path, transport, port in variants:
+                    otel = ProviderConfig(name="otel", kind="opentelemetry", service="127.0.0.1", port=port,
+                                          path="/v1/traces" if transport == "http" else "", transport=transport)
+                    results.append(_measure_pair(path, tmp, origin_port, otel))
     return results
 
 
@@ -231,7 +257,25 @@ def report(results: list[PathResult]) -> str:
         ]
         if mesh.notes:
             lines.append(mesh.notes)
+    lines += _exporter_report(by_path.get(OTLP_HTTP_PATH), by_path.get(OTLP_GRPC_PATH))
     return "\n".join(lines)
+
+
+def _exporter_report(http: PathResult | None, grpc: PathResult | None) -> list[str]:
+    """The sidecars' cost with each OTLP exporter, side by side (same run, same load, same sink)."""
+    if http is None or grpc is None:
+        return []
+    lines = ["", f"sidecar exporter, OTLP/HTTP vs OTLP/gRPC (same run, same sink: the embedded collector; "
+                 f"CPU ms per 1000 requests saturated / at {FIXED_RATE}/s, peak RSS MB):"]
+    for side, index in (("client sidecar", 0), ("server sidecar", 1)):
+        cells = []
+        for name, result in (("OTLP/HTTP", http), ("OTLP/gRPC", grpc)):
+            cost = result.proxies[index]
+            cells.append(f"{name} {cost.cpu_ms_per_1000_saturated:.0f} / {cost.cpu_ms_per_1000_at_fixed_rate:.0f} ms, "
+                         f"{cost.peak_rss_mb:.1f} MB")
+        lines.append(f"  {side}: " + "   ".join(cells))
+    lines += [f"  OTLP/HTTP {http.notes}", f"  OTLP/gRPC {grpc.notes}"]
+    return lines
 
 
 def main(argv: list[str]) -> int:

@@ -22,7 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kube-inject": ("tracemesh_operator.kube_inject_cli", "print a manifest with the sidecar injected"),
     "proxy-status": ("tracemesh_operator.proxy_status_cli", "list connected sidecars and their config versions"),
     "iptables": ("tracemesh_sidecar.iptables_cli", "install the pod's traffic-capture rules"),
-    "dashboard": ("tracemesh_cli.dashboard", "port-forward to a tracing UI (zipkin or jaeger) and print its URL"),
+    "dashboard": ("tracemesh_cli.dashboard", "port-forward to a UI (zipkin, jaeger, prometheus) and print its URL"),
+    "install": ("tracemesh_cli.install", "install the control plane and the mesh config from an IstioOperator file"),
+    "uninstall": ("tracemesh_cli.uninstall", "remove the control plane (--purge: the CRDs too)"),
+    "proxy-config": ("tracemesh_cli.proxy_config", "a sidecar's tracing, clusters or listeners, like istioctl"),
 }
 
 

@@ -7,7 +7,14 @@ import asyncio
 import signal
 import sys
 
-from tracemesh_collector.server import OTLP_PORT, QUERY_PORT, ZIPKIN_PORT, ListenError, run_collector
+from tracemesh_collector.server import (
+    OTLP_GRPC_PORT,
+    OTLP_PORT,
+    QUERY_PORT,
+    ZIPKIN_PORT,
+    ListenError,
+    run_collector,
+)
 from tracemesh_collector.store import DEFAULT_MAX_SPANS
 
 
@@ -18,6 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"Zipkin v2 ingest and query API (default {ZIPKIN_PORT}; 0 picks a free port)")
     parser.add_argument("--otlp-port", type=_port, default=OTLP_PORT,
                         help=f"OTLP/HTTP ingest, POST /v1/traces (default {OTLP_PORT})")
+    parser.add_argument("--otlp-grpc-port", type=_port, default=OTLP_GRPC_PORT,
+                        help=f"OTLP/gRPC ingest, TraceService/Export (default {OTLP_GRPC_PORT})")
+    parser.add_argument("--otlp-grpc-auth-port", type=_port, default=None,
+                        help="a second OTLP/gRPC receiver that takes only calls with 'authorization: Bearer "
+                             "<token>' (off unless given; the token from --bearer-token)")
+    parser.add_argument("--bearer-token", default=None,
+                        help="the token --otlp-grpc-auth-port requires (as the OpenTelemetry Collector's "
+                             "bearertokenauth extension)")
     parser.add_argument("--query-port", type=_port, default=QUERY_PORT,
                         help=f"Jaeger query API, /api/traces (default {QUERY_PORT})")
     parser.add_argument("--max-spans", type=_positive, default=DEFAULT_MAX_SPANS,
@@ -25,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.otlp_grpc_auth_port is None) != (args.bearer_token is None):
+        print("tracemesh collector: --otlp-grpc-auth-port and --bearer-token go together: give both or neither",
+              file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_serve(args))
     except ListenError as error:
@@ -37,10 +56,16 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with run_collector(args.host, args.zipkin_port, args.otlp_port, args.query_port, args.max_spans) as c:
+    async with run_collector(args.host, args.zipkin_port, args.otlp_port, args.query_port, args.max_spans,
+                             otlp_grpc_port=args.otlp_grpc_port,
+                             otlp_grpc_auth=None if args.bearer_token is None
+                             else (args.otlp_grpc_auth_port, args.bearer_token)) as c:
         print(f"tracemesh collector on {args.host}, keeping up to {args.max_spans} spans in memory", flush=True)
         print(f"  Zipkin v2 API     {c.zipkin_url}  (POST /api/v2/spans, GET /api/v2/traces?serviceName=...)")
         print(f"  OTLP/HTTP ingest  {c.otlp_url}/v1/traces")
+        print(f"  OTLP/gRPC ingest  {c.otlp_grpc_target}  (opentelemetry.proto.collector.trace.v1.TraceService/Export)")
+        if c.otlp_grpc_auth_target is not None:
+            print(f"  OTLP/gRPC ingest  {c.otlp_grpc_auth_target}  (bearer token required)")
         print(f"  Jaeger query API  {c.query_url}  (GET /api/traces?service=...)", flush=True)
         await stop.wait()
     print("tracemesh collector: stopped", flush=True)

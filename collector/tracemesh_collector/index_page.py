@@ -19,6 +19,9 @@ ZIPKIN_ENDPOINTS = (
 OTLP_ENDPOINTS = (
     ("POST", "/v1/traces", "ingest OTLP/HTTP (application/x-protobuf or application/json)"),
 )
+OTLP_GRPC_METHODS = (
+    ("gRPC", "/opentelemetry.proto.collector.trace.v1.TraceService/Export", "ingest OTLP/gRPC (gzip or uncompressed)"),
+)
 JAEGER_ENDPOINTS = (
     ("GET", "/api/services", "service names"),
     ("GET", "/api/services/{service}/operations", "operation names of a service"),
@@ -29,10 +32,12 @@ JAEGER_ENDPOINTS = (
 )
 
 
-def render_index(zipkin_url: str, otlp_url: str, jaeger_url: str, span_count: int, max_spans: int) -> str:
+def render_index(zipkin_url: str, otlp_url: str, jaeger_url: str, span_count: int, max_spans: int,
+                 otlp_grpc_target: str) -> str:
     sections = [
         _section("Zipkin v2 API", zipkin_url, ZIPKIN_ENDPOINTS),
         _section("OTLP/HTTP", otlp_url, OTLP_ENDPOINTS),
+        _section("OTLP/gRPC", otlp_grpc_target, OTLP_GRPC_METHODS),
         _section("Jaeger query API", jaeger_url, JAEGER_ENDPOINTS),
     ]
     return (

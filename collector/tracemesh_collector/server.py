@@ -1,12 +1,14 @@
-"""One collector process: Zipkin ingest and query, OTLP/HTTP ingest and the Jaeger query API, each on its port.
+"""One collector process: Zipkin ingest and query, OTLP/HTTP and OTLP/gRPC ingest and the Jaeger query API,
+each on its port.
 
-Each API keeps the port the real backend uses (9411, 4318, 16686), so clients and UIs need no
+Each API keeps the port the real backend uses (9411, 4318, 4317, 16686), so clients and UIs need no
 tracemesh-specific settings. `run_collector` is the one way to start it, for the CLI, the demo
 and tests (port 0 binds an ephemeral port; the bound ports are on the yielded object).
 """
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -14,15 +16,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from grpc import aio
 
 from tracemesh_collector import jaeger_api, zipkin_api
 from tracemesh_collector.index_page import render_index
 from tracemesh_collector.jaeger_api import JaegerApi
 from tracemesh_collector.otlp_api import OtlpApi
+from tracemesh_collector.otlp_grpc import grpc_server
 from tracemesh_collector.store import DEFAULT_MAX_SPANS, SpanStore
 from tracemesh_collector.zipkin_api import Clock, ZipkinApi
 
-ZIPKIN_PORT, OTLP_PORT, QUERY_PORT = 9411, 4318, 16686
+ZIPKIN_PORT, OTLP_PORT, OTLP_GRPC_PORT, QUERY_PORT = 9411, 4318, 4317, 16686
 MAX_BODY_BYTES = 64 * 1024 * 1024  # after gzip inflation; far above any sane export batch
 
 
@@ -37,6 +41,8 @@ class RunningCollector:
     zipkin_port: int = 0
     otlp_port: int = 0
     query_port: int = 0
+    otlp_grpc_port: int = 0
+    otlp_grpc_auth_port: int | None = None  # the bearer-token OTLP/gRPC receiver, when one runs
 
     @property
     def zipkin_url(self) -> str:
@@ -51,10 +57,23 @@ class RunningCollector:
         """Where the Jaeger query API answers."""
         return self._url(self.query_port)
 
+    @property
+    def otlp_grpc_target(self) -> str:
+        """host:port of OTLP/gRPC ingest, as a gRPC client's target."""
+        return self._address(self.otlp_grpc_port)
+
+    @property
+    def otlp_grpc_auth_target(self) -> str | None:
+        """host:port of the bearer-token OTLP/gRPC receiver, or None when none runs."""
+        return None if self.otlp_grpc_auth_port is None else self._address(self.otlp_grpc_auth_port)
+
     def _url(self, port: int) -> str:
+        return f"http://{self._address(port)}"
+
+    def _address(self, port: int) -> str:
         # a wildcard bind is reachable on loopback; that is the address to hand a local client
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @asynccontextmanager
@@ -65,8 +84,11 @@ async def run_collector(
     query_port: int = QUERY_PORT,
     max_spans: int = DEFAULT_MAX_SPANS,
     clock: Clock = time.time,
+    otlp_grpc_port: int = OTLP_GRPC_PORT,
+    otlp_grpc_auth: tuple[int, str] | None = None,
 ) -> AsyncIterator[RunningCollector]:
-    """Serve the three APIs over one store until the block exits."""
+    """Serve the four APIs over one store until the block exits; `otlp_grpc_auth` (port, bearer token) adds a
+    second OTLP/gRPC receiver that takes only calls carrying that token."""
     collector = RunningCollector(store=SpanStore(max_spans), host=host)
     zipkin = _app(ZipkinApi(collector.store, clock).routes(), [zipkin_api.bad_parameter_as_400], collector)
     otlp = _app(OtlpApi(collector.store).routes(), [], collector)
@@ -75,6 +97,12 @@ async def run_collector(
         collector.zipkin_port = await _serve(stack, zipkin, host, zipkin_port, "Zipkin API", "--zipkin-port")
         collector.otlp_port = await _serve(stack, otlp, host, otlp_port, "OTLP/HTTP", "--otlp-port")
         collector.query_port = await _serve(stack, query, host, query_port, "Jaeger query API", "--query-port")
+        collector.otlp_grpc_port = await _serve_grpc(stack, grpc_server(collector.store), host, otlp_grpc_port,
+                                                     "--otlp-grpc-port")
+        if otlp_grpc_auth is not None:
+            auth_port, token = otlp_grpc_auth
+            collector.otlp_grpc_auth_port = await _serve_grpc(stack, grpc_server(collector.store, token), host,
+                                                              auth_port, "--otlp-grpc-auth-port")
         yield collector
 
 
@@ -91,7 +119,7 @@ def _app(routes: Sequence[web.RouteDef], middlewares: Sequence[Middleware],
     async def index(request: web.Request) -> web.Response:
         store = collector.store
         page = render_index(collector.zipkin_url, collector.otlp_url, collector.query_url, store.span_count,
-                            store.max_spans)
+                            store.max_spans, collector.otlp_grpc_target)
         return web.Response(text=page, content_type="text/html")
 
     app.add_routes([web.get("/health", health), web.get("/", index)])
@@ -109,3 +137,17 @@ async def _serve(stack: AsyncExitStack, app: web.Application, host: str, port: i
                                        f"choose another port with {option} (0 picks a free one)") from None
     address = runner.addresses[0]
     return int(address[1])
+
+
+async def _serve_grpc(stack: AsyncExitStack, server: aio.Server, host: str, port: int, option: str) -> int:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio's "failed to bind": it does not say why, the OS error is the likely one
+        bound = 0
+    if not bound:
+        raise ListenError(errno.EADDRINUSE, f"cannot listen on {address} for OTLP/gRPC: the address is in use or "
+                                            f"not local; choose another port with {option} (0 picks a free one)")
+    await server.start()
+    stack.push_async_callback(server.stop, 0.5)
+    return bound

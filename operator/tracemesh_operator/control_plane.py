@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -50,7 +51,8 @@ class ControlPlane:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.hub = ConfigHub()
-        state = MeshState(self.hub, options.discovery_address, options.mesh_config)
+        # The operator's environment is where provider headers' envName are read, as istiod reads its own.
+        state = MeshState(self.hub, options.discovery_address, options.mesh_config, environ=os.environ)
         self.memo = kopf.Memo(state=state, registry_sync=RegistrySync(state), kube=KubeApi(), ca_pem=None)
         self.discovery_port: int | None = None
         self.webhook_port: int | None = None

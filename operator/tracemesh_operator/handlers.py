@@ -1,5 +1,5 @@
-"""The kopf shell: watches pods, namespaces, Services, EndpointSlices, Telemetry and MeshConfig, feeds
-MeshState, writes statuses.
+"""The kopf shell: watches pods, namespaces, Services, EndpointSlices, Telemetry, MeshConfig and Istio's mesh
+ConfigMap, feeds MeshState, writes statuses.
 
 Everything is watched through kopf indexes, which kopf fills from its watch streams before any
 handler runs: a restarted operator therefore compiles its first config from the complete
@@ -23,10 +23,19 @@ import aiohttp
 import kopf
 
 from tracemesh_operator.compiler.services import SERVICE_NAME_LABEL, slice_key
+from tracemesh_operator.conditions import status_patch
 from tracemesh_operator.injection.certs import WEBHOOK_CONFIGURATION, sync_ca_bundle
 from tracemesh_operator.injection.mutation import STATUS_ANNOTATION
 from tracemesh_operator.kube_api import KubeApi, object_path
-from tracemesh_operator.records import object_key, slim_endpoint_slice, slim_pod, slim_resource, slim_service
+from tracemesh_operator.mesh_source import ISTIO_MESH_CONFIGMAP
+from tracemesh_operator.records import (
+    object_key,
+    slim_configmap,
+    slim_endpoint_slice,
+    slim_pod,
+    slim_resource,
+    slim_service,
+)
 from tracemesh_operator.registry_sync import RegistrySync
 from tracemesh_operator.state import MeshState, StatusUpdate, World
 
@@ -81,6 +90,12 @@ def tm_meshconfigs(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
     return {object_key(body): slim_resource(body)}
 
 
+@kopf.index("configmaps", field="metadata.name", value=ISTIO_MESH_CONFIGMAP, registry=registry)
+def tm_mesh_configmaps(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """Istio's mesh ConfigMaps (`istio`, key `mesh`), by `namespace/name`: the mesh config where no MeshConfig is."""
+    return {object_key(body): slim_configmap(body)}
+
+
 @kopf.index("namespaces", registry=registry)
 def tm_namespaces(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
     """Namespace labels by name: `istio-injection` decides injection, and an AdmissionReview does not carry it."""
@@ -103,7 +118,8 @@ def tm_endpoint_slices(body: kopf.Body, namespace: str | None, labels: Mapping[s
 
 def _world(kwargs: Mapping[str, Any]) -> World:
     return World(pods=kwargs["tm_pods"], telemetries=kwargs["tm_telemetries"], meshconfigs=kwargs["tm_meshconfigs"],
-                 services=kwargs["tm_services"], endpoint_slices=kwargs["tm_endpoint_slices"])
+                 services=kwargs["tm_services"], endpoint_slices=kwargs["tm_endpoint_slices"],
+                 mesh_configmaps=kwargs["tm_mesh_configmaps"])
 
 
 def _deleted(event: Mapping[str, Any]) -> bool:
@@ -131,6 +147,18 @@ async def meshconfig_event(memo: kopf.Memo, **kwargs: Any) -> None:
     await _write(state.mesh_changed(_world(kwargs)), state, memo.kube)
 
 
+@kopf.on.event("configmaps", field="metadata.name", value=ISTIO_MESH_CONFIGMAP, registry=registry)
+async def mesh_configmap_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Istio's mesh ConfigMap changed: it is the mesh config wherever no MeshConfig resource is."""
+    state: MeshState = memo.state
+    world = _world(kwargs)
+    await _write(state.mesh_changed(world), state, memo.kube)
+    for message in state.configmap_report(world):
+        # A ConfigMap has no status: what it holds that is wrong or not acted on becomes Warning Events.
+        kopf.warn(body, reason="MeshConfigMap", message=message)
+        log.warning("%s", message)
+
+
 @kopf.on.event("services", registry=registry)
 async def service_event(memo: kopf.Memo, **kwargs: Any) -> None:
     sync: RegistrySync = memo.registry_sync
@@ -145,7 +173,7 @@ async def endpoint_slice_event(memo: kopf.Memo, **kwargs: Any) -> None:
 
 
 async def _write(updates: list[StatusUpdate], state: MeshState, kube: KubeApi) -> None:
-    """Each changed Ready condition into the object's status; a Warning Event for each rejection.
+    """Each changed Ready and Honoured condition into the object's status; a Warning Event for each False one.
 
     A write that failed is forgotten, so that the object's next event writes it again.
     """
@@ -154,14 +182,17 @@ async def _write(updates: list[StatusUpdate], state: MeshState, kube: KubeApi) -
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     writes = []
     for update in updates:
-        body, condition = update.body, update.condition
+        body = update.body
         group, version, plural = PLURALS[str(body.get("kind"))]
         metadata = body.get("metadata", {})
         path = object_path(f"{group}/{version}", plural, metadata.get("namespace"), metadata["name"], "status")
-        writes.append(kube.patch(path, {"status": condition.to_status(body, now)}))
-        if not condition.ready:
-            kopf.warn(kopf.Body(cast("kopf.RawBody", dict(body))), reason=condition.reason, message=condition.message)
-            log.warning("%s %s: %s", body.get("kind"), metadata.get("name"), condition.message)
+        writes.append(kube.patch(path, {"status": status_patch(body, update.conditions, now)}))
+        # Honoured=False of a rejected resource only points at Ready: one Event, Ready's, says it all.
+        for condition in update.conditions if update.condition.ready else (update.condition,):
+            if not condition.ready:
+                kopf.warn(kopf.Body(cast("kopf.RawBody", dict(body))), reason=condition.reason,
+                          message=condition.message)
+                log.warning("%s %s: %s", body.get("kind"), metadata.get("name"), condition.message)
     for update, written in zip(updates, await asyncio.gather(*writes), strict=True):
         if not written:
             state.status_not_written(update)

@@ -21,6 +21,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "v1/namespaces": {"kind": "Namespace", "namespaced": False},
     "v1/events": {"kind": "Event", "namespaced": True},
     "v1/services": {"kind": "Service", "namespaced": True},
+    "v1/configmaps": {"kind": "ConfigMap", "namespaced": True},
     "discovery.k8s.io/v1/endpointslices": {"kind": "EndpointSlice", "namespaced": True},
     "apiextensions.k8s.io/v1/customresourcedefinitions": {"kind": "CustomResourceDefinition", "namespaced": False},
     "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations": {

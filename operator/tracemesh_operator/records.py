@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tracemesh_operator.mesh_source import MESH_KEY
+
 
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
@@ -39,7 +41,9 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     spec = _mapping(body.get("spec"))
     record["spec"] = {
         "serviceAccountName": spec.get("serviceAccountName"),
-        "containers": [{"ports": [{"containerPort": port.get("containerPort"), "protocol": port.get("protocol")}
+        # Port names: a Service's named targetPort resolves against them (workload.inbound_ports).
+        "containers": [{"ports": [{"containerPort": port.get("containerPort"), "protocol": port.get("protocol"),
+                                   "name": port.get("name")}
                                   for port in map(_mapping, _list(_mapping(container).get("ports")))]}
                        for container in _list(spec.get("containers"))],
     }
@@ -48,10 +52,13 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def slim_service(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the service registry reads of a Service: identity, its cluster IPs and ports."""
+    """What the service registry reads of a Service (identity, its cluster IPs and ports), and what names the
+    inbound ports of the pods it selects (its type and selector)."""
     record = _identity(body)
     spec = _mapping(body.get("spec"))
     record["spec"] = {
+        "type": spec.get("type"),
+        "selector": dict(_mapping(spec.get("selector"))),
         "clusterIP": spec.get("clusterIP"),
         "clusterIPs": list(_list(spec.get("clusterIPs"))),
         "ports": [{key: port.get(key) for key in ("name", "port", "targetPort", "protocol")}
@@ -94,3 +101,11 @@ def object_key(body: Mapping[str, Any]) -> str:
     metadata = _mapping(body.get("metadata"))
     namespace = metadata.get("namespace")
     return f"{namespace}/{metadata.get('name')}" if namespace else str(metadata.get("name"))
+
+
+def slim_configmap(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Istio's mesh ConfigMap: identity and its `mesh` key, the only data the operator reads."""
+    record = _identity(body)
+    data = _mapping(body.get("data"))
+    record["data"] = {MESH_KEY: data[MESH_KEY]} if MESH_KEY in data else {}
+    return record

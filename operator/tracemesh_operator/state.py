@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 from tracemesh_operator.compiler import CompiledTracing, Problem, compile_tracing, read_mesh, read_telemetry
 from tracemesh_operator.compiler.compile import conflict_problem, pick_oldest
-from tracemesh_operator.compiler.mesh import MeshTracing
+from tracemesh_operator.compiler.mesh import NO_ENVIRONMENT, MeshTracing
 from tracemesh_operator.compiler.services import service_registry
 from tracemesh_operator.compiler.telemetry import TelemetryRules, match_labels
-from tracemesh_operator.conditions import Condition
+from tracemesh_operator.conditions import HONOURED, TYPES, Condition
+from tracemesh_operator.mesh_source import MeshSource, mesh_source
 from tracemesh_operator.records import object_key
 from tracemesh_operator.workload import pod_labels, proxy_config_for_pod
 from tracemesh_sidecar.config import ProxyConfig, ServiceEntry
@@ -43,6 +44,8 @@ class World:
     pods: Mapping[str, Iterable[Body]]  # injected pods by namespace
     telemetries: Mapping[str, Iterable[Body]]  # by namespace
     meshconfigs: Mapping[str, Iterable[Body]]  # by `namespace/name`
+    # Istio's mesh ConfigMaps (`istio` in the root namespace, as Helm installs it) by `namespace/name`
+    mesh_configmaps: Mapping[str, Iterable[Body]] = field(default_factory=dict)
     services: Mapping[str, Iterable[Body]] = field(default_factory=dict)  # by `namespace/name`
     endpoint_slices: Mapping[str, Iterable[Body]] = field(default_factory=dict)  # by their Service's `namespace/name`
 
@@ -50,7 +53,23 @@ class World:
 @dataclass(frozen=True, slots=True)
 class StatusUpdate:
     body: Body  # the object as last seen (identity and current status)
-    condition: Condition
+    condition: Condition  # Ready: in force or not
+    honoured: Condition  # Honoured: is every field it sets acted on
+
+    @property
+    def conditions(self) -> tuple[Condition, Condition]:
+        return self.condition, self.honoured
+
+
+def _honoured(notices: Iterable[Problem]) -> Condition:
+    found = list(notices)
+    if not found:
+        return Condition(True, "AllFieldsHonoured", "every field it sets is acted on", HONOURED)
+    return Condition(False, found[0].reason, "; ".join(notice.message for notice in found), HONOURED)
+
+
+def _not_in_force(reason: str) -> Condition:
+    return Condition(False, reason, "nothing of this version is in force (see the Ready condition)", HONOURED)
 
 
 def _namespace(body: Body) -> str:
@@ -65,30 +84,33 @@ def _incarnation(body: Body) -> str:
 
 class MeshState:
     def __init__(self, hub: ConfigSink, discovery_address: str | None,
-                 mesh_config: str = DEFAULT_MESH_CONFIG) -> None:
+                 mesh_config: str = DEFAULT_MESH_CONFIG, environ: Mapping[str, str] = NO_ENVIRONMENT) -> None:
         self._hub = hub
         self._mesh_config = mesh_config
+        self._environ = environ  # the operator's environment: provider headers' envName are read there
         self._discovery_address = discovery_address
-        self._last_good_mesh: Body | None = None
+        self._last_good_mesh: MeshSource | None = None
         self._last_good: dict[str, Body] = {}  # Telemetry key -> its last version that compiled
         self._handled_specs: dict[str, Any] = {}  # Telemetry key -> spec last acted on (skips status-only events)
         self._selector_conflicts: dict[str, tuple[Problem, ...]] = {}  # pod key -> its selector conflicts
-        self._written: dict[str, Condition] = {}  # object incarnation -> Ready condition last written
+        self._written: dict[str, tuple[Condition, ...]] = {}  # object incarnation -> conditions last written
         # The service registry every sidecar gets, compiled once per Service/EndpointSlice change
         # (None: not yet compiled), and shared by all pods' configs.
         self._registry: tuple[ServiceEntry, ...] | None = None
+        # What of the Services names pods' inbound ports (selectors, ports, ages), as last pushed.
+        self._selections: tuple[str, ...] | None = None
 
     # -- events ------------------------------------------------------------------------------------
 
     def mesh_changed(self, world: World) -> list[StatusUpdate]:
-        """A MeshConfig was added, changed or deleted: every pod may be affected."""
+        """A MeshConfig or Istio's mesh ConfigMap was added, changed or deleted: every pod may be affected."""
         latest = self._latest_mesh(world)
-        if latest is not None and not read_mesh(latest.get("spec") or {}).problems:
+        if latest is not None and self._sound(latest):
             self._last_good_mesh = latest
         elif latest is None:
             self._last_good_mesh = None
         self._push(self._all_pods(world), world)
-        updates = [self._mesh_update(body) for bodies in world.meshconfigs.values() for body in bodies]
+        updates = [self._mesh_update(body, world) for bodies in world.meshconfigs.values() for body in bodies]
         updates += [self._telemetry_update(body, world) for bodies in world.telemetries.values() for body in bodies]
         return self._changed(updates)
 
@@ -111,12 +133,14 @@ class MeshState:
         return self._changed([self._telemetry_update(other, world) for other in world.telemetries.get(namespace, ())])
 
     def services_changed(self, world: World) -> None:
-        """A Service or EndpointSlice was added, changed or deleted: every sidecar gets the new registry.
+        """A Service or EndpointSlice was added, changed or deleted: every sidecar gets the new registry, and the
+        pods a Service selects their inbound ports named after it.
 
-        Nothing is pushed when the registry compiles the same (a status-only or unrelated change)."""
-        previous = self._registry
+        Nothing is pushed when neither changed (a status-only or unrelated change)."""
+        previous = (self._registry, self._selections)
         self._registry = self._compile_registry(world)
-        if self._registry != previous:
+        self._selections = _selections(world)
+        if (self._registry, self._selections) != previous:
             self._push(self._all_pods(world), world)
 
     def _compile_registry(self, world: World) -> tuple[ServiceEntry, ...]:
@@ -137,22 +161,41 @@ class MeshState:
 
     # -- compiling and pushing ---------------------------------------------------------------------
 
-    def _latest_mesh(self, world: World) -> Body | None:
-        return next(iter(world.meshconfigs.get(self._mesh_config, ())), None)
+    def _latest_mesh(self, world: World) -> MeshSource | None:
+        return mesh_source(world.meshconfigs, world.mesh_configmaps, self._mesh_config)
+
+    def _read_mesh(self, spec: Mapping[str, Any]) -> MeshTracing:
+        return read_mesh(spec, self._environ)
 
     def mesh_spec(self, world: World) -> Mapping[str, Any]:
-        """The MeshConfig in force: the latest if it is sound or nothing better is known, else the last good."""
+        """The mesh config in force: the latest if it is sound or nothing better is known, else the last good."""
         latest = self._latest_mesh(world)
         if latest is None:
             return {}
         chosen = latest
-        if self._last_good_mesh is not None and read_mesh(latest.get("spec") or {}).problems:
+        if self._last_good_mesh is not None and not self._sound(latest):
             chosen = self._last_good_mesh
-        spec = chosen.get("spec")
-        return spec if isinstance(spec, Mapping) else {}
+        return chosen.spec
+
+    def _sound(self, source: MeshSource) -> bool:
+        return source.error is None and not self._read_mesh(source.spec).problems
+
+    def configmap_report(self, world: World) -> list[str]:
+        """What is wrong with, or not acted on in, Istio's mesh ConfigMap when it is the mesh config in force.
+
+        A ConfigMap has no status to write conditions into: the shell turns these into Warning Events.
+        """
+        source = self._latest_mesh(world)
+        if source is None or not source.resource.startswith("ConfigMap"):
+            return []
+        if source.error is not None:
+            kept = "the previous mesh config stays in force" if self._last_good_mesh else "no mesh config is in force"
+            return [f"{source.resource} {source.error} ({kept})"]
+        mesh = self._read_mesh(source.spec)
+        return [f"{source.resource}: {item.message}" for item in (*mesh.problems, *mesh.notices)]
 
     def _mesh(self, world: World) -> MeshTracing:
-        return read_mesh(self.mesh_spec(world))
+        return self._read_mesh(self.mesh_spec(world))
 
     def _effective_telemetries(self, namespace: str, world: World, mesh: MeshTracing) -> list[Body]:
         """A namespace's Telemetry in force: each one's latest version, or its last good one if the latest is broken."""
@@ -179,13 +222,18 @@ class MeshState:
 
     def _push(self, pods: Iterable[Body], world: World) -> None:
         mesh_spec = self.mesh_spec(world)
-        mesh = read_mesh(mesh_spec)
+        mesh = self._read_mesh(mesh_spec)
         telemetries: dict[str, list[Body]] = {}
         compiled: dict[tuple[str, frozenset[tuple[str, str]]], CompiledTracing] = {}
         if self._registry is None:
             self._registry = self._compile_registry(world)
+            self._selections = _selections(world)
+        namespace_services: dict[str, list[Body]] = {}
         for pod in pods:
             namespace, labels = _namespace(pod), pod_labels(pod)
+            if namespace not in namespace_services:
+                namespace_services[namespace] = [service for key, bodies in world.services.items()
+                                                 if key.partition("/")[0] == namespace for service in bodies]
             # Replicas share their labels: one compile serves them all.
             cache_key = (namespace, frozenset(labels.items()))
             result = compiled.get(cache_key)
@@ -194,7 +242,7 @@ class MeshState:
                     telemetries[scope] = self._effective_telemetries(scope, world, mesh)
                 scoped = telemetries[mesh.root_namespace] + (
                     telemetries[namespace] if namespace != mesh.root_namespace else [])
-                result = compiled[cache_key] = compile_tracing(mesh_spec, scoped, namespace, labels)
+                result = compiled[cache_key] = compile_tracing(mesh_spec, scoped, namespace, labels, self._environ)
             key = object_key(pod)
             conflicts = tuple(p for p in result.problems if p.reason == "ConflictingSelector")
             if conflicts:
@@ -202,7 +250,8 @@ class MeshState:
             else:
                 self._selector_conflicts.pop(key, None)
             self._hub.set(key, proxy_config_for_pod(pod, result, mesh_spec, self._discovery_address, "0",
-                                                    services=self._registry))
+                                                    services=self._registry,
+                                                    namespace_services=namespace_services[namespace]))
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -211,29 +260,35 @@ class MeshState:
         result = []
         for update in updates:
             key = _incarnation(update.body)
-            current = self._written.get(key) or Condition.observed(update.body)
-            if update.condition != current:
-                self._written[key] = update.condition
+            current: tuple[Condition | None, ...] | None = self._written.get(key)
+            if current is None:
+                current = tuple(Condition.observed(update.body, kind) for kind in TYPES)
+            if update.conditions != current:
+                self._written[key] = update.conditions
                 result.append(update)
         return result
 
     def status_not_written(self, update: StatusUpdate) -> None:
         """The write of `update` failed: ask for it again on the object's next event."""
-        if self._written.get(_incarnation(update.body)) == update.condition:
+        if self._written.get(_incarnation(update.body)) == update.conditions:
             del self._written[_incarnation(update.body)]
 
-    def _mesh_update(self, body: Body) -> StatusUpdate:
+    def _mesh_update(self, body: Body, world: World) -> StatusUpdate:
         if object_key(body) != self._mesh_config:
             return StatusUpdate(body, Condition(False, "NotUsed", (
                 f"only the MeshConfig {self._mesh_config} configures the mesh; "
-                f"put these settings into it and delete this one")))
-        problems = read_mesh(body.get("spec") or {}).problems
-        if not problems:
-            return StatusUpdate(body, Condition(True, "Accepted", "the mesh configuration is in force"))
+                f"put these settings into it and delete this one")), _not_in_force("NotUsed"))
+        mesh = self._read_mesh(body.get("spec") or {})
+        latest = self._latest_mesh(world)
+        shadowed = latest.shadowed if latest is not None else None
+        if not mesh.problems:
+            note = f"; {shadowed}" if shadowed else ""
+            return StatusUpdate(body, Condition(True, "Accepted", f"the mesh configuration is in force{note}"),
+                                _honoured(mesh.notices))
         kept = ("the previous MeshConfig stays in force" if self._last_good_mesh is not None
                 else "the rest of this MeshConfig is in force")
-        return StatusUpdate(body, Condition(False, problems[0].reason,
-                                            "; ".join(p.message for p in problems) + f" ({kept})"))
+        ready = Condition(False, mesh.problems[0].reason, "; ".join(p.message for p in mesh.problems) + f" ({kept})")
+        return StatusUpdate(body, ready, _honoured(mesh.notices))
 
     def _telemetry_update(self, body: Body, world: World) -> StatusUpdate:
         mesh = self._mesh(world)
@@ -241,14 +296,14 @@ class MeshState:
         if isinstance(read, Problem):
             kept = ("its previous version stays in force" if object_key(body) in self._last_good
                     else "it is ignored until it is fixed")
-            return StatusUpdate(body, Condition(False, read.reason, f"{read.message} ({kept})"))
+            return StatusUpdate(body, Condition(False, read.reason, f"{read.message} ({kept})"),
+                                _not_in_force(read.reason))
         conflict = self._conflict(read, world, mesh)
         if conflict is not None:
-            return StatusUpdate(body, Condition(False, conflict.reason, conflict.message))
-        if read.targeted and read.selector is None:
-            return StatusUpdate(body, Condition(True, "Accepted", (
-                "targetRef selects gateways or waypoints, which tracemesh does not run; no sidecar is affected")))
-        return StatusUpdate(body, Condition(True, "Accepted", "the configuration is valid and in force"))
+            return StatusUpdate(body, Condition(False, conflict.reason, conflict.message),
+                                _not_in_force(conflict.reason))
+        return StatusUpdate(body, Condition(True, "Accepted", "the configuration is in force"),
+                            _honoured(read.notices))
 
     def _conflict(self, telemetry: TelemetryRules, world: World, mesh: MeshTracing) -> Problem | None:
         resource = telemetry.resource
@@ -265,6 +320,13 @@ class MeshState:
                     if problem.resource == resource:
                         return problem
         return None
+
+
+def _selections(world: World) -> tuple[str, ...]:
+    """Every Service's say in naming pods' inbound ports, comparable between events."""
+    return tuple(sorted(repr((key, body.get("metadata", {}).get("creationTimestamp"), (body.get("spec") or {}).get(
+        "type"), (body.get("spec") or {}).get("selector"), (body.get("spec") or {}).get("ports")))
+        for key, bodies in world.services.items() for body in bodies))
 
 
 def _matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

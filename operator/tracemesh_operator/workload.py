@@ -6,10 +6,11 @@ injection webhook (bootstrap config), so both derive the same identity from the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracemesh_operator.compiler import CompiledTracing
+from tracemesh_operator.compiler.services import inbound_services
 from tracemesh_sidecar.config import (
     DiscoveryConfig,
     InboundConfig,
@@ -20,8 +21,13 @@ from tracemesh_sidecar.config import (
     ServiceEntry,
 )
 
+# Istio's pkg/kube/labels/labels.go: the labels read for the canonical name and revision, in this order
+# (nameLabels, revisionLabels), and the backward-compatible order GetApp reads for the tracing service name.
 CANONICAL_SERVICE_LABELS = ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app")
 CANONICAL_REVISION_LABELS = ("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version")
+APP_LABELS = ("app", "app.kubernetes.io/name", "service.istio.io/canonical-name")
+# MeshConfig `defaultConfig.tracingServiceName` (ProxyConfig.TracingServiceName), default APP_LABEL_AND_NAMESPACE.
+TRACING_SERVICE_NAMES = ("APP_LABEL_AND_NAMESPACE", "CANONICAL_NAME_ONLY", "CANONICAL_NAME_AND_NAMESPACE")
 DEFAULT_MESH_ID = "cluster.local"
 # The proxy's own ports: a container declaring one of them is the proxy, not the application.
 PROXY_PORTS = frozenset({15000, 15001, 15006, 15020, 15021, 15090})
@@ -61,17 +67,43 @@ def _pod_name(pod: Mapping[str, Any]) -> str:
     return str(metadata.get("name") or str(metadata.get("generateName") or "unknown").rstrip("-"))
 
 
-def canonical_service(pod: Mapping[str, Any]) -> str:
-    labels = pod_labels(pod)
-    for key in CANONICAL_SERVICE_LABELS:
-        if labels.get(key):
-            return labels[key]
+def _first_label(labels: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
+    """The value of the first of `keys` present, even empty (labels.go lookupLabelValue tests presence)."""
+    return next((labels[key] for key in keys if key in labels), None)
+
+
+def _workload_name(pod: Mapping[str, Any]) -> str:
     return owner_workload_name(pod) or _pod_name(pod)
 
 
+def canonical_service(pod: Mapping[str, Any]) -> str:
+    """labels.go CanonicalService: the first name label present, else the workload's name."""
+    found = _first_label(pod_labels(pod), CANONICAL_SERVICE_LABELS)
+    return found if found is not None else _workload_name(pod)
+
+
 def canonical_revision(pod: Mapping[str, Any]) -> str:
-    labels = pod_labels(pod)
-    return next((labels[key] for key in CANONICAL_REVISION_LABELS if labels.get(key)), "latest")
+    found = _first_label(pod_labels(pod), CANONICAL_REVISION_LABELS)
+    return found if found is not None else "latest"
+
+
+def tracing_service_name(pod: Mapping[str, Any], mesh_spec: Mapping[str, Any]) -> str:
+    """Envoy's service cluster, every span's `localEndpoint.serviceName`, as Istio's bootstrap picks it
+    (pkg/bootstrap/config.go getServiceCluster, serviceClusterOrDefault): by default the `app` label (then
+    `app.kubernetes.io/name`, then the canonical-name label: labels.go GetApp) dot namespace, else the
+    workload's name dot namespace; the canonical name under CANONICAL_NAME_ONLY / _AND_NAMESPACE."""
+    namespace = _namespace(pod)
+    mode = _mapping(mesh_spec.get("defaultConfig")).get("tracingServiceName") or TRACING_SERVICE_NAMES[0]
+    if mode == "CANONICAL_NAME_AND_NAMESPACE":
+        return f"{canonical_service(pod)}.{namespace}"
+    if mode == "CANONICAL_NAME_ONLY" and canonical_service(pod) not in ("", "istio-proxy"):
+        return canonical_service(pod)
+    app = _first_label(pod_labels(pod), APP_LABELS)
+    return f"{app if app is not None else _workload_name(pod)}.{namespace}"
+
+
+def _namespace(pod: Mapping[str, Any]) -> str:
+    return str(_mapping(pod.get("metadata")).get("namespace") or "default")
 
 
 def mesh_id(mesh_spec: Mapping[str, Any]) -> str:
@@ -81,11 +113,10 @@ def mesh_id(mesh_spec: Mapping[str, Any]) -> str:
 
 
 def node_identity(pod: Mapping[str, Any], mesh_spec: Mapping[str, Any]) -> NodeIdentity:
-    metadata = _mapping(pod.get("metadata"))
     spec = _mapping(pod.get("spec"))
     return NodeIdentity(
         pod_name=_pod_name(pod),
-        namespace=str(metadata.get("namespace") or "default"),
+        namespace=_namespace(pod),
         # Empty until the pod is scheduled (at admission); the sidecar takes its IP from the downward API then.
         pod_ip=str(_mapping(pod.get("status")).get("podIP") or "127.0.0.1"),
         canonical_service=canonical_service(pod),
@@ -93,34 +124,53 @@ def node_identity(pod: Mapping[str, Any], mesh_spec: Mapping[str, Any]) -> NodeI
         service_account=str(spec.get("serviceAccountName") or "default"),
         mesh_id=mesh_id(mesh_spec),
         labels=pod_labels(pod),
+        tracing_service_name=tracing_service_name(pod, mesh_spec),
     )
 
 
-def inbound_ports(pod: Mapping[str, Any]) -> tuple[InboundPort, ...]:
-    """The application containers' TCP ports, in declaration order, each once."""
-    ports: list[InboundPort] = []
-    seen: set[int] = set()
+def _container_ports(pod: Mapping[str, Any]) -> tuple[list[int], dict[str, int]]:
+    """The application containers' TCP ports in declaration order, each once, and those that have a name."""
+    ports: list[int] = []
+    named: dict[str, int] = {}
     for container in _list(_mapping(pod.get("spec")).get("containers")):
         for entry in _list(_mapping(container).get("ports")):
             entry = _mapping(entry)
             port = entry.get("containerPort")
-            if (not isinstance(port, int) or isinstance(port, bool) or port in seen or port in PROXY_PORTS
+            if (not isinstance(port, int) or isinstance(port, bool) or port in PROXY_PORTS
                     or str(entry.get("protocol") or "TCP") != "TCP"):
                 continue
-            seen.add(port)
-            ports.append(InboundPort(port=port, app_port=port))
-    return tuple(ports)
+            if entry.get("name"):
+                named.setdefault(str(entry["name"]), port)
+            if port not in ports:
+                ports.append(port)
+    return ports, named
+
+
+def inbound_ports(pod: Mapping[str, Any], namespace_services: Iterable[Mapping[str, Any]] = ()) -> tuple[
+        InboundPort, ...]:
+    """The application's TCP ports, each named after the Service targeting it, if any (Istio's inbound chains).
+
+    A port a Service targets is fronted even when no container declares it, as Istio builds a chain per
+    target port; then come the containers' other ports, in declaration order.
+    """
+    declared, named = _container_ports(pod)
+    targeted = inbound_services(namespace_services, pod_labels(pod), named)
+    ports = declared + sorted(set(targeted) - set(declared) - PROXY_PORTS)
+    return tuple(InboundPort(port=port, app_port=port, service_host=targeted[port][0] if port in targeted else None,
+                             service_port=targeted[port][1] if port in targeted else None)
+                 for port in ports)
 
 
 def proxy_config_for_pod(pod: Mapping[str, Any], compiled: CompiledTracing, mesh_spec: Mapping[str, Any],
                          discovery_address: str | None, version: str,
-                         services: tuple[ServiceEntry, ...] = ()) -> ProxyConfig:
-    """The full config of the pod's proxy: its identity, its app's ports, the mesh's services and the compiled
-    tracing."""
+                         services: tuple[ServiceEntry, ...] = (),
+                         namespace_services: Iterable[Mapping[str, Any]] = ()) -> ProxyConfig:
+    """The full config of the pod's proxy: its identity, its app's ports (named after the Services of
+    `namespace_services` that select it), the mesh's services and the compiled tracing."""
     return ProxyConfig(
         node=node_identity(pod, mesh_spec),
         version=version,
-        inbound=InboundConfig(ports=inbound_ports(pod)),
+        inbound=InboundConfig(ports=inbound_ports(pod, namespace_services)),
         outbound=OutboundConfig(services=services),
         tracing=compiled.tracing,
         providers=compiled.providers,

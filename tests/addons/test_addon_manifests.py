@@ -56,9 +56,12 @@ def test_meshconfig_providers_compile_and_point_at_the_addons() -> None:
     meshconfig = yaml.safe_load((ADDONS / "meshconfig-providers.yaml").read_text())
     mesh = read_mesh(meshconfig["spec"])
     assert mesh.problems == ()
+    # Istio's reading: an opentelemetry provider without `http` is OTLP/gRPC, which Jaeger serves on 4317.
     targets = {provider["name"]: provider for provider in meshconfig["spec"]["extensionProviders"]}
     assert targets["zipkin"]["zipkin"]["service"] == "zipkin.istio-system.svc.cluster.local"
     assert targets["zipkin"]["zipkin"]["port"] in service_ports("zipkin.yaml", "zipkin")
     jaeger = targets["jaeger"]["opentelemetry"]
     assert jaeger["service"] == "jaeger-collector.istio-system.svc.cluster.local"
-    assert jaeger["port"] == 4318  # OTLP/HTTP: the wire format the sidecar exports
+    # Istio's reading: an opentelemetry provider without `http` is OTLP/gRPC, which Jaeger serves on 4317.
+    assert "http" not in jaeger and mesh.providers["jaeger"].transport == "grpc"
+    assert jaeger["port"] == 4317 and jaeger["port"] in service_ports("jaeger.yaml", "jaeger-collector")

@@ -30,7 +30,7 @@ def by_id(spans: list[Span]) -> dict[str, Span]:
 
 @pytest.fixture
 async def collector() -> AsyncIterator[RunningCollector]:
-    async with run_collector("127.0.0.1", zipkin_port=0, otlp_port=0, query_port=0) as running:
+    async with run_collector("127.0.0.1", zipkin_port=0, otlp_port=0, query_port=0, otlp_grpc_port=0) as running:
         running.store.add(bookinfo_at("4e441824ec2b6a4400000000000000a1", 30))
         running.store.add(bookinfo_at("4e441824ec2b6a4400000000000000a2", 20))
         running.store.add(bookinfo_at("4e441824ec2b6a4400000000000000a3", 10))

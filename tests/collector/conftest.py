@@ -16,7 +16,7 @@ from tracemesh_collector import RunningCollector, run_collector
 @pytest.fixture
 async def collector() -> AsyncIterator[RunningCollector]:
     async with run_collector("127.0.0.1", zipkin_port=0, otlp_port=0, query_port=0, max_spans=1000,
-                             clock=lambda: NOW_S) as running:
+                             clock=lambda: NOW_S, otlp_grpc_port=0) as running:
         yield running
 
 

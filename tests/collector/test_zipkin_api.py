@@ -199,7 +199,8 @@ async def test_health_and_index(zipkin: ZipkinClient, collector: RunningCollecto
     status, page = await zipkin.get("/", in_spec=False)
     assert status == 200
     for where in (f"{collector.zipkin_url}/api/v2/services", f"{collector.otlp_url}/v1/traces",
-                  f"{collector.query_url}/api/services"):
+                  f"{collector.query_url}/api/services",
+                  f"{collector.otlp_grpc_target}/opentelemetry.proto.collector.trace.v1.TraceService/Export"):
         assert where in page
 
 

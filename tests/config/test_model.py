@@ -90,6 +90,32 @@ def test_dump_then_parse_is_the_same_config() -> None:
     assert document["kind"] == "ProxyConfig"
 
 
+def test_an_otlp_grpc_provider_and_the_policy_flags_survive_dump_then_parse() -> None:
+    document = _with("providers", [{"name": "otel", "opentelemetry": {
+        "service": "otel.observability.svc.cluster.local", "port": 4317,
+        "grpc": {"timeout": "3s", "initialMetadata": [{"name": "Authorization", "value": "Bearer t"}]},
+        "resourceDetectors": {"environment": {}}}}])
+    document["tracing"] = {"client": {"provider": "otel", "enableIstioTags": False,
+                                      "useRequestIdForTraceSampling": False}}
+    config = parse_proxy_config(document)
+    [otel] = config.providers
+    assert (otel.transport, otel.url, otel.timeout_s) == ("grpc", "grpc://otel.observability.svc.cluster.local:4317",
+                                                          3.0)
+    assert otel.headers == (("Authorization", "Bearer t"),) and otel.resource_detectors == ("environment",)
+    client = config.tracing.client
+    assert not client.enable_istio_tags and not client.use_request_id_for_trace_sampling
+    assert parse_proxy_config(yaml.safe_load(yaml.safe_dump(dump_proxy_config(config)))) == config
+
+
+def test_a_header_in_the_document_is_a_value_never_an_env_name() -> None:
+    """istiod (the operator) resolves envName; what reaches a sidecar is the value."""
+    document = _with("providers", [{"name": "z", "zipkin": {"service": "z", "port": 1,
+                                                            "headers": [{"name": "a", "envName": "A"}]}}])
+    with pytest.raises(ConfigError) as caught:
+        parse_proxy_config(document)
+    assert caught.value.field == "providers[0].zipkin.headers[0].envName"
+
+
 def test_minimal_document_gets_istio_defaults() -> None:
     config = parse_proxy_config({"node": NODE})
     assert config.listeners.outbound == "127.0.0.1:15001"

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tracemesh_bookinfo.trace_shape import check_bookinfo_trace, inspect_bookinfo_trace
 from tracemesh_cli.demo.ports import pick_free
 from tracemesh_collector.jaeger_json import trace_from_jaeger
@@ -30,6 +32,7 @@ from tracemesh_sidecar.spans.zipkin_json import span_from_zipkin_dict
 
 REQUESTS = 20
 RUNNING = "Running; press Ctrl-C to stop."
+SAMPLES = Path(__file__).resolve().parents[2] / "samples/bookinfo"
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Demo:
     zipkin: int
     otlp: int
     query: int
+    otlp_grpc: int
     output: str = ""
 
 
@@ -91,11 +95,11 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
 @contextmanager
 def demo_running(tmp_path: Path, *flags: str) -> Iterator[Demo]:
     """Runs `tracemesh demo` until the block ends, then presses Ctrl-C and checks that nothing is left."""
-    port, zipkin, otlp, query = pick_free(4)
+    port, zipkin, otlp, query, otlp_grpc = pick_free(5)
     command = [sys.executable, "-m", "tracemesh_cli.main", "demo", "--port", str(port), "--zipkin-port", str(zipkin),
-               "--otlp-port", str(otlp), "--query-port", str(query), *flags]
+               "--otlp-port", str(otlp), "--query-port", str(query), "--otlp-grpc-port", str(otlp_grpc), *flags]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=demo_env(tmp_path))
-    demo = Demo(process, port, zipkin, otlp, query)
+    demo = Demo(process, port, zipkin, otlp, query, otlp_grpc)
     try:
         yield demo
         children = descendants(process.pid)
@@ -126,11 +130,13 @@ def assert_bookinfo_traces(traces: list[list[Span]]) -> None:
 
 
 @contextmanager
-def collector_running() -> Iterator[tuple[int, int, int]]:
-    """`tracemesh collector` on free ports, outliving the demos run against it."""
-    zipkin, otlp, query = pick_free(3)
+def collector_running() -> Iterator[tuple[int, int, int, int]]:
+    """`tracemesh collector` on free ports (Zipkin, OTLP/HTTP, Jaeger query, OTLP/gRPC), outliving the demos run
+    against it."""
+    zipkin, otlp, query, otlp_grpc = pick_free(4)
     process = subprocess.Popen([sys.executable, "-m", "tracemesh_cli.main", "collector", "--zipkin-port", str(zipkin),
-                                "--otlp-port", str(otlp), "--query-port", str(query)], stdout=subprocess.DEVNULL)
+                                "--otlp-port", str(otlp), "--query-port", str(query),
+                                "--otlp-grpc-port", str(otlp_grpc)], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -141,7 +147,7 @@ def collector_running() -> Iterator[tuple[int, int, int]]:
             except OSError:
                 assert time.monotonic() < deadline and process.poll() is None, "the collector did not start"
                 time.sleep(0.1)
-        yield zipkin, otlp, query
+        yield zipkin, otlp, query, otlp_grpc
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -149,17 +155,42 @@ def collector_running() -> Iterator[tuple[int, int, int]]:
 
 def test_demo_once_then_zipkin_api_returns_every_trace_complete(tmp_path: Path) -> None:
     """The acceptance sequence: `tracemesh demo --requests 20 --once`, then GET /api/v2/traces on the collector."""
-    with collector_running() as (zipkin, otlp, query):
+    with collector_running() as (zipkin, otlp, query, otlp_grpc):
         port = pick_free(1)[0]
         result = subprocess.run(
             [sys.executable, "-m", "tracemesh_cli.main", "demo", "--requests", str(REQUESTS), "--once",
              "--external-collector", "--port", str(port), "--zipkin-port", str(zipkin), "--otlp-port", str(otlp),
-             "--query-port", str(query)], capture_output=True, text=True, timeout=120, env=demo_env(tmp_path))
+             "--query-port", str(query), "--otlp-grpc-port", str(otlp_grpc)],
+            capture_output=True, text=True, timeout=120, env=demo_env(tmp_path))
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"traces: {REQUESTS}/{REQUESTS} complete" in result.stdout
         assert "productpage.default.svc.cluster.local:9080/*  SERVER" in result.stdout  # the tree
         body = get_json(f"http://127.0.0.1:{zipkin}/api/v2/traces?serviceName=productpage.default&limit=20")
         assert_bookinfo_traces([[span_from_zipkin_dict(item) for item in trace] for trace in body])
+
+
+@pytest.mark.parametrize(("mesh_config", "provider", "url"), [
+    # istio.io's Jaeger task as written: provider `jaeger`, opentelemetry to jaeger-collector:4317, no `http`
+    ("meshconfig-jaeger-task.yaml", "jaeger", "grpc://127.0.0.1:{otlp_grpc}"),
+    # Istio's otelcollector test, its HTTP variant: `http.path: "v1/traces"` on 4318
+    ("meshconfig-otel-http.yaml", "test-otel-http", "http://127.0.0.1:{otlp}/v1/traces"),
+])
+def test_demo_once_with_istios_opentelemetry_providers_then_jaeger_api_returns_every_trace(
+        tmp_path: Path, mesh_config: str, provider: str, url: str) -> None:
+    """`tracemesh demo --requests 20 --once --mesh-config FILE --provider NAME`, then GET /api/traces."""
+    with collector_running() as (zipkin, otlp, query, otlp_grpc):
+        port = pick_free(1)[0]
+        result = subprocess.run(
+            [sys.executable, "-m", "tracemesh_cli.main", "demo", "--requests", str(REQUESTS), "--once",
+             "--mesh-config", str(SAMPLES / mesh_config), "--provider", provider, "--port", str(port),
+             "--zipkin-port", str(zipkin), "--otlp-port", str(otlp), "--query-port", str(query),
+             "--otlp-grpc-port", str(otlp_grpc)], capture_output=True, text=True, timeout=120, env=demo_env(tmp_path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        expected = url.format(otlp=otlp, otlp_grpc=otlp_grpc)
+        assert f"tracing to provider {provider!r} (opentelemetry, {expected})" in result.stdout
+        assert f"traces: {REQUESTS}/{REQUESTS} complete" in result.stdout
+        body = get_json(f"http://127.0.0.1:{query}/api/traces?service=productpage.default&limit=20")
+    assert_bookinfo_traces([trace_from_jaeger(trace) for trace in body["data"]])
 
 
 def test_demo_with_jaeger_provider_sends_otlp_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -190,11 +221,12 @@ spec:
   tracing:
   - disableSpanReporting: true
 """)
-    port, zipkin, otlp, query = pick_free(4)
+    port, zipkin, otlp, query, otlp_grpc = pick_free(5)
     result = subprocess.run(
         [sys.executable, "-m", "tracemesh_cli.main", "demo", "--once", "--requests", "3", "--trace-timeout", "2",
          "--telemetry", str(telemetry), "--port", str(port), "--zipkin-port", str(zipkin), "--otlp-port", str(otlp),
-         "--query-port", str(query)], capture_output=True, text=True, timeout=90, env=demo_env(tmp_path))
+         "--query-port", str(query), "--otlp-grpc-port", str(otlp_grpc)],
+        capture_output=True, text=True, timeout=90, env=demo_env(tmp_path))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "expected one SERVER span of ratings.default named 'ratings.default.svc.cluster.local:9080/*', found 0" \
         in result.stdout

@@ -10,6 +10,7 @@ import pytest
 from tracemesh_cli.demo.inputs import (
     DEFAULT_MESH_CONFIG,
     DEFAULT_TELEMETRY,
+    SAMPLES_DIR,
     InputError,
     read_mesh_spec,
     read_telemetries,
@@ -25,7 +26,7 @@ from tracemesh_cli.demo.plan import (
 )
 from tracemesh_sidecar.config import dump_proxy_config, parse_proxy_config
 
-COLLECTOR = CollectorPorts(zipkin=19411, otlp=14318, query=26686)
+COLLECTOR = CollectorPorts(zipkin=19411, otlp=14318, query=26686, otlp_grpc=14317)
 
 
 def ports() -> dict[Any, WorkloadPorts]:
@@ -37,8 +38,8 @@ def ports() -> dict[Any, WorkloadPorts]:
     return result
 
 
-def sample_plan(provider: str | None = None) -> DemoPlan:
-    telemetries, mesh = read_telemetries(DEFAULT_TELEMETRY), read_mesh_spec(DEFAULT_MESH_CONFIG)
+def sample_plan(provider: str | None = None, mesh_config: Path = DEFAULT_MESH_CONFIG) -> DemoPlan:
+    telemetries, mesh = read_telemetries(DEFAULT_TELEMETRY), read_mesh_spec(mesh_config)
     if provider:
         telemetries, mesh = with_provider(telemetries, mesh, provider)
     return plan_demo(mesh, telemetries, ports(), COLLECTOR)
@@ -100,6 +101,23 @@ def test_provider_override_sends_otlp_to_the_collector(provider: str, kind: str)
     assert (plan.provider.name, plan.provider.kind) == (provider, kind)
     assert plan.provider.url == "http://127.0.0.1:14318/v1/traces"
     assert all(p.proxy_config.tracing.client.provider == provider for p in plan.workloads)
+
+
+def test_istio_jaeger_task_provider_exports_otlp_grpc_to_the_collector() -> None:
+    """istio.io's Jaeger task: provider `jaeger` = opentelemetry to jaeger-collector:4317 without `http`."""
+    plan = sample_plan("jaeger", SAMPLES_DIR / "meshconfig-jaeger-task.yaml")
+    assert (plan.provider.name, plan.provider.kind, plan.provider.transport) == ("jaeger", "opentelemetry", "grpc")
+    assert plan.provider.url == "grpc://127.0.0.1:14317"
+
+
+def test_istio_otelcollector_http_provider_joins_its_relative_path() -> None:
+    """Istio's otelcollector test `test-otel-http`: `path: "v1/traces"` on 4318, with its header."""
+    plan = sample_plan("test-otel-http", SAMPLES_DIR / "meshconfig-otel-http.yaml")
+    assert (plan.provider.kind, plan.provider.transport) == ("opentelemetry", "http")
+    assert plan.provider.url == "http://127.0.0.1:14318/v1/traces"
+    assert plan.provider.headers == (("some-header", "some-value"),)
+    grpc_plan = sample_plan("test-otel", SAMPLES_DIR / "meshconfig-otel-http.yaml")
+    assert grpc_plan.provider.url == "grpc://127.0.0.1:14317"
 
 
 def test_unknown_provider_is_reported_with_the_compilers_words() -> None:

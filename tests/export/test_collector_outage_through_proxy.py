@@ -1,7 +1,8 @@
 """End to end: a real sidecar pair (`tracemesh proxy --config`, two processes) forwarding requests while
 its collector is healthy, down, answering 500 and slow. Every request must succeed with its latency
 unchanged, drops must show on the admin /stats, memory must stay flat, and spans must flow again
-once the collector is back.
+once the collector is back. Run with a Zipkin provider (HTTP) and an `opentelemetry` provider without an
+`http` block (OTLP/gRPC, to a grpcio server).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from collector_double import SLOW, CollectorDouble, wait_until
+from collector_double import DOUBLES, SLOW, CollectorDouble, Transport, wait_until
 
 REQUESTS_PER_PHASE = 100  # over three times QUEUE_SIZE: a slow collector must overflow the queue
 QUEUE_SIZE = 30
@@ -29,21 +30,27 @@ LATENCY_FACTOR = 3.0
 LATENCY_SLACK_S = 0.02
 RSS_GROWTH_LIMIT_KB = 25_000
 SERVICE_URL = "http://reviews.default.svc.cluster.local:9080/reviews/0"
+PROVIDER = "backend"
 
 
-def proxy_document(service: str, collector_port: int, admin_port: int, **data_path: Any) -> dict[str, Any]:
+def provider_document(transport: Transport, collector_port: int) -> dict[str, Any]:
+    """Default timeouts (connect 2 s, total 5 s) and retries: the behaviour users get."""
+    settings = {"service": "127.0.0.1", "port": collector_port,
+                "batch": {"maxSpans": 10, "flushInterval": "50ms", "queueSize": QUEUE_SIZE}}
+    # Istio's opentelemetry provider without an `http` block exports OTLP over gRPC.
+    return {"name": PROVIDER, "zipkin" if transport == "http" else "opentelemetry": settings}
+
+
+def proxy_document(service: str, provider: dict[str, Any], admin_port: int, **data_path: Any) -> dict[str, Any]:
     return {
         "version": "1",
         "node": {"podName": f"{service}-v1-0", "namespace": "default", "podIP": "127.0.0.1",
                  "canonicalService": service, "canonicalRevision": "v1"},
         "listeners": {"outbound": "off", "inbound": "off", "admin": f"127.0.0.1:{admin_port}",
                       "health": "off", "prometheus": "off"} | data_path.pop("listeners", {}),
-        "tracing": {"client": {"provider": "zipkin", "samplingPercentage": 100},
-                    "server": {"provider": "zipkin", "samplingPercentage": 100}},
-        # Default timeouts (connect 2 s, total 5 s) and retries: the behaviour users get.
-        "providers": [{"name": "zipkin", "zipkin": {
-            "service": "127.0.0.1", "port": collector_port,
-            "batch": {"maxSpans": 10, "flushInterval": "50ms", "queueSize": QUEUE_SIZE}}}],
+        "tracing": {"client": {"provider": PROVIDER, "samplingPercentage": 100},
+                    "server": {"provider": PROVIDER, "samplingPercentage": 100}},
+        "providers": [provider],
     } | data_path
 
 
@@ -98,24 +105,25 @@ async def started_app() -> tuple[web.AppRunner, int]:
 
 
 @pytest.fixture
-async def mesh(tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+async def mesh(tmp_path: Path, unused_tcp_port_factory: Callable[[], int], transport: Transport
                ) -> AsyncIterator[tuple[CollectorDouble, Sidecar, Sidecar, int]]:
     """productpage's sidecar (outbound, explicit proxy) -> reviews' sidecar (inbound) -> reviews app.
 
     The proxies are separate processes, so their ports are picked up front.
     """
     free_port = unused_tcp_port_factory
-    collector = CollectorDouble()
+    collector = DOUBLES[transport]()
     await collector.start()
+    provider = provider_document(transport, collector.port)
     app_runner, app_port = await started_app()
     inbound_port, outbound_port = free_port(), free_port()
     server_admin, client_admin = free_port(), free_port()
     server = await start_sidecar(tmp_path, "reviews", proxy_document(
-        "reviews", collector.port, server_admin,
+        "reviews", provider, server_admin,
         inbound={"ports": [{"port": 9080, "appPort": app_port, "listen": f"127.0.0.1:{inbound_port}"}]},
     ), server_admin)
     client = await start_sidecar(tmp_path, "productpage", proxy_document(
-        "productpage", collector.port, client_admin,
+        "productpage", provider, client_admin,
         listeners={"outbound": f"127.0.0.1:{outbound_port}"},
         outbound={"services": [{"host": "reviews.default.svc.cluster.local", "port": 9080,
                                 "endpoints": [f"127.0.0.1:{inbound_port}"]}]},
@@ -182,9 +190,10 @@ async def test_collector_outage_does_not_touch_requests(
         assert max(depths) <= QUEUE_SIZE
         for sidecar in (client, server):
             stats = await sidecar.stats(admin)
-            assert stats["tracing.zipkin.export_errors"] > 0
-            assert stats["tracing.zipkin.spans_dropped"] >= (stats["tracing.zipkin.spans_dropped_queue_full"]
-                                                             + stats["tracing.zipkin.spans_dropped_export_failed"])
+            assert stats[f"tracing.{PROVIDER}.export_errors"] > 0
+            assert stats[f"tracing.{PROVIDER}.spans_dropped"] >= (
+                stats[f"tracing.{PROVIDER}.spans_dropped_queue_full"]
+                + stats[f"tracing.{PROVIDER}.spans_dropped_export_failed"])
             assert sidecar.rss_kb() - rss_before[sidecar] < RSS_GROWTH_LIMIT_KB
 
         collector.recover()  # spans flow again
@@ -197,13 +206,13 @@ async def test_collector_outage_does_not_touch_requests(
 
 
 async def _stat(session: aiohttp.ClientSession, sidecar: Sidecar, name: str) -> float:
-    return (await sidecar.stats(session)).get(f"tracing.zipkin.{name}", 0.0)
+    return (await sidecar.stats(session)).get(f"tracing.{PROVIDER}.{name}", 0.0)
 
 
 async def _wait_for_stat_above(session: aiohttp.ClientSession, sidecar: Sidecar, name: str, value: float) -> None:
     deadline = time.monotonic() + 15
     while await _stat(session, sidecar, name) <= value:
-        assert time.monotonic() < deadline, f"tracing.zipkin.{name} stayed at {value}"
+        assert time.monotonic() < deadline, f"tracing.{PROVIDER}.{name} stayed at {value}"
         await asyncio.sleep(0.05)
 
 

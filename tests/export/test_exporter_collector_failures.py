@@ -1,4 +1,8 @@
-"""A collector that is down, slow, failing or refusing: the request path never notices, memory stays bounded."""
+"""A collector that is down, slow, failing or refusing: the request path never notices, memory stays bounded.
+
+Each test runs against an HTTP collector and an OTLP/gRPC one (a real grpcio server); the exporter's
+queueing, retrying and dropping is the same code for both, the status it retries on is each protocol's.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 import time
 
 import pytest
-from collector_double import SLOW, CollectorDouble, make_span, running_collector, wait_until
+from collector_double import DOUBLES, SLOW, Transport, make_span, running_collector, wait_until
 
 from tracemesh_sidecar.export import ProviderExporter
 from tracemesh_sidecar.stats import Stats
@@ -19,6 +23,11 @@ QUEUE_SIZE = 100
 # process on a shared machine.
 MAX_SUBMIT_S = 0.02
 MAX_MEAN_SUBMIT_S = 50e-6
+PROVIDER = "backend"
+
+
+def stat(stats: Stats, name: str) -> int:
+    return stats.get(f"tracing.{PROVIDER}.{name}")
 
 
 async def submit_while_exporting(exporter: ProviderExporter, count: int = SUBMITS) -> tuple[float, float, int]:
@@ -42,110 +51,113 @@ async def submit_while_exporting(exporter: ProviderExporter, count: int = SUBMIT
 
 def accounted(stats: Stats) -> bool:
     """Every submitted span is sent or dropped, once the exporter is closed."""
-    return stats.get("tracing.zipkin.spans_submitted") == stats.get("tracing.zipkin.spans_sent") + sum(
-        stats.get(f"tracing.zipkin.spans_dropped_{reason}") for reason in ("queue_full", "export_failed", "closed"))
+    return stat(stats, "spans_submitted") == stat(stats, "spans_sent") + sum(
+        stat(stats, f"spans_dropped_{reason}") for reason in ("queue_full", "export_failed", "closed", "rejected"))
 
 
-async def test_collector_down_then_back() -> None:
-    collector = CollectorDouble()
+async def test_collector_down_then_back(transport: Transport) -> None:
+    collector = DOUBLES[transport]()
     await collector.start()
     await collector.stop()  # nothing listens on collector.port now
     stats = Stats()
-    exporter = ProviderExporter(collector.provider(queue_size=QUEUE_SIZE, max_retries=2), stats)
+    exporter = ProviderExporter(collector.provider(name=PROVIDER, queue_size=QUEUE_SIZE, max_retries=2), stats)
 
     slowest, mean, deepest = await submit_while_exporting(exporter)
 
     assert slowest < MAX_SUBMIT_S and mean < MAX_MEAN_SUBMIT_S
     assert deepest <= QUEUE_SIZE and exporter.queue_depth <= QUEUE_SIZE
-    assert stats.get("tracing.zipkin.spans_submitted") == SUBMITS
-    assert stats.get("tracing.zipkin.spans_dropped_queue_full") >= SUBMITS - QUEUE_SIZE - 10 * 50
-    assert stats.get("tracing.zipkin.export_errors") >= 1
-    assert stats.get("tracing.zipkin.spans_sent") == 0
+    assert stat(stats, "spans_submitted") == SUBMITS
+    assert stat(stats, "spans_dropped_queue_full") >= SUBMITS - QUEUE_SIZE - 10 * 50
+    assert stat(stats, "export_errors") >= 1
+    assert stat(stats, "spans_sent") == 0
 
     await collector.start()  # the collector comes back on the same port
-    await wait_until(lambda: stats.get("tracing.zipkin.spans_sent") > 0, timeout_s=10)
+    await wait_until(lambda: stat(stats, "spans_sent") > 0, timeout_s=10)
     await exporter.close()
     assert accounted(stats)
-    assert stats.get("tracing.zipkin.spans_dropped") == SUBMITS - stats.get("tracing.zipkin.spans_sent")
+    assert stat(stats, "spans_dropped") == SUBMITS - stat(stats, "spans_sent")
     await collector.stop()
 
 
-async def test_collector_slow() -> None:
+async def test_collector_slow(transport: Transport) -> None:
     stats = Stats()
-    async with running_collector(status=SLOW) as collector:
-        provider = collector.provider(queue_size=QUEUE_SIZE, max_retries=1)
+    async with running_collector(status=SLOW, transport=transport) as collector:
+        provider = collector.provider(name=PROVIDER, queue_size=QUEUE_SIZE, max_retries=1)
         assert provider.timeout_s == 0.5
         exporter = ProviderExporter(provider, stats)
         slowest, mean, deepest = await submit_while_exporting(exporter)
-        await wait_until(lambda: stats.get("tracing.zipkin.spans_dropped_export_failed") > 0, timeout_s=10)
+        await wait_until(lambda: stat(stats, "spans_dropped_export_failed") > 0, timeout_s=10)
         await exporter.close(timeout_s=0.1)
         attempts = len(collector.received)
     assert slowest < MAX_SUBMIT_S and mean < MAX_MEAN_SUBMIT_S
     assert deepest <= QUEUE_SIZE
-    assert stats.get("tracing.zipkin.spans_sent") == 0
+    assert stat(stats, "spans_sent") == 0
     # Each attempt timed out after 0.5 s and each batch got exactly two (max_retries=1); one may be cut by close.
-    assert stats.get("tracing.zipkin.export_errors") in (attempts, attempts - 1)
+    assert stat(stats, "export_errors") in (attempts, attempts - 1)
     assert accounted(stats)
 
 
-async def test_collector_answering_500_is_retried_a_bounded_number_of_times() -> None:
+async def test_collector_answering_500_is_retried_a_bounded_number_of_times(transport: Transport) -> None:
     stats = Stats()
-    async with running_collector(status=500) as collector:
-        exporter = ProviderExporter(collector.provider(max_spans=25, max_retries=2), stats)
+    async with running_collector(status=500, transport=transport) as collector:
+        exporter = ProviderExporter(collector.provider(name=PROVIDER, max_spans=25, max_retries=2), stats)
         for number in range(25):
             exporter.submit(make_span(number))
-        await wait_until(lambda: stats.get("tracing.zipkin.spans_dropped_export_failed") == 25)
+        await wait_until(lambda: stat(stats, "spans_dropped_export_failed") == 25)
         await asyncio.sleep(0.3)  # no further attempt comes
         assert len(collector.received) == 3  # the first try and max_retries=2 retries
         assert [request.spans() for request in collector.received[1:]] == [collector.received[0].spans()] * 2
-        assert stats.get("tracing.zipkin.export_errors") == 3
+        assert stat(stats, "export_errors") == 3
 
         collector.status = 202  # recovered: new spans flow again
         exporter.submit(make_span(99))
-        await wait_until(lambda: stats.get("tracing.zipkin.spans_sent") == 1)
+        await wait_until(lambda: stat(stats, "spans_sent") == 1)
         await exporter.close()
     assert accounted(stats)
 
 
-async def test_collector_answering_500_under_load_keeps_submit_fast_and_bounded() -> None:
+async def test_collector_answering_500_under_load_keeps_submit_fast_and_bounded(transport: Transport) -> None:
     stats = Stats()
-    async with running_collector(status=500) as collector:
-        exporter = ProviderExporter(collector.provider(queue_size=QUEUE_SIZE, max_retries=1), stats)
+    async with running_collector(status=500, transport=transport) as collector:
+        exporter = ProviderExporter(collector.provider(name=PROVIDER, queue_size=QUEUE_SIZE, max_retries=1), stats)
         slowest, mean, deepest = await submit_while_exporting(exporter)
         await exporter.close(timeout_s=0.1)
     assert slowest < MAX_SUBMIT_S and mean < MAX_MEAN_SUBMIT_S
     assert deepest <= QUEUE_SIZE
-    assert stats.get("tracing.zipkin.spans_dropped_queue_full") > 0
-    assert stats.get("tracing.zipkin.export_errors") == len(collector.received)
+    assert stat(stats, "spans_dropped_queue_full") > 0
+    assert stat(stats, "export_errors") == len(collector.received)
     assert accounted(stats)
 
 
-async def test_429_is_retried() -> None:
+async def test_429_is_retried(transport: Transport) -> None:
+    """gRPC: RESOURCE_EXHAUSTED carrying a RetryInfo, which the OTLP specification makes retryable."""
     stats = Stats()
-    async with running_collector(script=[429, 429]) as collector:
-        exporter = ProviderExporter(collector.provider(max_retries=3), stats)
+    async with running_collector(script=[429, 429], transport=transport) as collector:
+        exporter = ProviderExporter(collector.provider(name=PROVIDER, max_retries=3), stats)
         for number in range(5):
             exporter.submit(make_span(number))
-        await wait_until(lambda: stats.get("tracing.zipkin.spans_sent") == 5)
+        await wait_until(lambda: stat(stats, "spans_sent") == 5)
         await exporter.close()
     assert len(collector.received) == 3
-    assert stats.get("tracing.zipkin.export_errors") == 2
-    assert stats.get("tracing.zipkin.spans_dropped") == 0
+    assert stat(stats, "export_errors") == 2
+    assert stat(stats, "spans_dropped") == 0
 
 
-async def test_400_is_not_retried_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+async def test_400_is_not_retried_and_logged_once(caplog: pytest.LogCaptureFixture, transport: Transport) -> None:
+    """gRPC: INVALID_ARGUMENT."""
     stats = Stats()
     caplog.set_level(logging.WARNING, logger="tracemesh_sidecar.export")
-    async with running_collector(status=400) as collector:
-        exporter = ProviderExporter(collector.provider(max_spans=5, max_retries=3), stats)
+    async with running_collector(status=400, transport=transport) as collector:
+        provider = collector.provider(name=PROVIDER, max_spans=5, max_retries=3)
+        exporter = ProviderExporter(provider, stats)
         for number in range(10):
             exporter.submit(make_span(number))
-        await wait_until(lambda: stats.get("tracing.zipkin.spans_dropped_export_failed") == 10)
+        await wait_until(lambda: stat(stats, "spans_dropped_export_failed") == 10)
         await asyncio.sleep(0.3)
         await exporter.close()
     assert len(collector.received) == 2  # two batches, one attempt each
-    assert stats.get("tracing.zipkin.export_errors") == 2
+    assert stat(stats, "export_errors") == 2
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "HTTP 400" in warnings[0] and "this collector says no" in warnings[0]
-    assert f"127.0.0.1:{collector.port}/api/v2/spans" in warnings[0]
+    assert collector.refusal in warnings[0] and "this collector says no" in warnings[0]
+    assert provider.url in warnings[0]

@@ -1,11 +1,14 @@
-"""Healthy collectors: spans arrive batched, decodable, with the provider's headers, counted."""
+"""Healthy collectors: spans arrive batched, decodable, with the provider's headers, counted.
+
+The batching tests run over HTTP and OTLP/gRPC (test_grpc_export.py has gRPC's own delivery test).
+"""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-from collector_double import CollectorDouble, make_span, running_collector, wait_until
+from collector_double import CollectorDouble, Transport, make_span, running_collector, wait_until
 
 from tracemesh_sidecar.config.model import ProviderKind
 from tracemesh_sidecar.export import ProviderExporter
@@ -39,8 +42,8 @@ async def test_spans_arrive_in_batches_in_the_provider_format(kind: ProviderKind
     assert stats.get("tracing.backend.queue_depth") == 0
 
 
-async def test_partial_batch_waits_for_the_flush_interval() -> None:
-    async with running_collector() as collector:
+async def test_partial_batch_waits_for_the_flush_interval(transport: Transport) -> None:
+    async with running_collector(transport=transport) as collector:
         exporter = ProviderExporter(collector.provider(max_spans=100, flush_interval_s=0.3), Stats())
         started = time.monotonic()
         for number in range(3):
@@ -52,8 +55,8 @@ async def test_partial_batch_waits_for_the_flush_interval() -> None:
     assert len(collector.received) == 1 and len(collector.spans()) == 3
 
 
-async def test_full_batch_goes_without_waiting_for_the_interval() -> None:
-    async with running_collector() as collector:
+async def test_full_batch_goes_without_waiting_for_the_interval(transport: Transport) -> None:
+    async with running_collector(transport=transport) as collector:
         exporter = ProviderExporter(collector.provider(max_spans=5, flush_interval_s=30), Stats())
         exporter.submit(make_span(100))  # starts the exporter's task
         await wait_until(lambda: exporter.queue_depth == 1)
@@ -66,8 +69,8 @@ async def test_full_batch_goes_without_waiting_for_the_interval() -> None:
     assert len(collector.spans()) == 5
 
 
-async def test_close_flushes_what_is_queued() -> None:
-    async with running_collector() as collector:
+async def test_close_flushes_what_is_queued(transport: Transport) -> None:
+    async with running_collector(transport=transport) as collector:
         exporter = ProviderExporter(collector.provider(max_spans=100, flush_interval_s=30), Stats())
         for number in range(7):
             exporter.submit(make_span(number))

@@ -78,7 +78,7 @@ def test_bookinfo_is_injected_and_valid(tmp_path: Path) -> None:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
     for deployment in deployments:
         spec = pod_spec(deployment)
-        assert [c["name"] for c in spec["initContainers"]] == ["tracemesh-init", "tracemesh-proxy"]
+        assert [c["name"] for c in spec["initContainers"]] == ["istio-init", "istio-proxy"]
         template_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert template_labels["service.istio.io/canonical-name"] == template_labels["app"]
     assert [d for d in injected if d["kind"] != "Deployment"] == [d for d in original if d["kind"] != "Deployment"]
@@ -97,10 +97,10 @@ def test_pods_cronjobs_and_opt_outs(tmp_path: Path, capsys: pytest.CaptureFixtur
     source.write_text(FIXTURE)
     pod, cronjob, legacy, configmap = kube_inject(tmp_path, source, "--native-sidecar", "false",
                                                   "--proxy-image", "registry.local/proxy:2")
-    assert [c["name"] for c in pod_spec(pod)["containers"]] == ["tracemesh-proxy", "curl"]
+    assert [c["name"] for c in pod_spec(pod)["containers"]] == ["istio-proxy", "curl"]
     assert pod_spec(pod)["containers"][0]["image"] == "registry.local/proxy:2"
     assert pod["metadata"]["labels"]["service.istio.io/canonical-name"] == "curl"
-    assert [c["name"] for c in pod_spec(cronjob)["containers"]] == ["tracemesh-proxy", "report"]
+    assert [c["name"] for c in pod_spec(cronjob)["containers"]] == ["istio-proxy", "report"]
     assert cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"][
         "service.istio.io/canonical-name"] == "report"  # no labels: the workload's name
     assert "initContainers" not in pod_spec(legacy)

@@ -125,6 +125,24 @@ def test_injected_pod_is_never_injected_twice() -> None:
     assert isinstance(outcome, Skip) and STATUS_ANNOTATION in outcome.reason
 
 
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("name", [PROXY_CONTAINER, "tracemesh-proxy"])
+def test_a_pod_with_a_proxy_container_but_no_status_annotation_is_not_injected(name: str, native: bool) -> None:
+    """Pods injected before the containers took Istio's names (`tracemesh-proxy`) keep their one proxy."""
+    pod = admitted_pod()
+    pod["spec"]["initContainers" if native else "containers"] = [
+        {"name": name, "image": "tracemesh/proxy:0.1.0"}, *([] if native else pod["spec"]["containers"])]
+    outcome = inject(pod, ENABLED, SETTINGS)
+    assert isinstance(outcome, Skip) and repr(name) in outcome.reason
+
+
+def test_injected_containers_carry_istios_names() -> None:
+    """`kubectl logs deploy/x -c istio-proxy` (pkg/kube/inject/inject.go ProxyContainerName, InitContainerName)."""
+    result = injected(admitted_pod(), settings=InjectionSettings(native_sidecar=False))
+    assert [c["name"] for c in result["spec"]["initContainers"]] == ["istio-init"]
+    assert [c["name"] for c in result["spec"]["containers"]] == ["istio-proxy", "reviews"]
+
+
 # -- what the pod gets --------------------------------------------------------------------------
 
 

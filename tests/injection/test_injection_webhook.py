@@ -115,7 +115,7 @@ async def test_injects_a_pod_in_a_labelled_namespace(client: tuple[aiohttp.Clien
     assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
     result = patched(request_review, answer)
     assert STATUS_ANNOTATION in result["metadata"]["annotations"]
-    assert [c["name"] for c in result["spec"]["initContainers"]] == ["tracemesh-init", "tracemesh-proxy"]
+    assert [c["name"] for c in result["spec"]["initContainers"]] == ["istio-init", "istio-proxy"]
     assert [v["name"] for v in result["spec"]["volumes"]] == ["kube-api-access-abcde", "tracemesh-tmp"]
 
 
@@ -132,7 +132,7 @@ async def test_opted_in_pod_in_an_unlabelled_namespace(client: tuple[aiohttp.Cli
     assert "patch" not in answer["response"]
     opted_in = review("plain", pod("ratings", {"sidecar.istio.io/inject": "true"}))
     _, answer = await post(client, opted_in)
-    assert "tracemesh-proxy" in [c["name"] for c in patched(opted_in, answer)["spec"]["initContainers"]]
+    assert "istio-proxy" in [c["name"] for c in patched(opted_in, answer)["spec"]["initContainers"]]
 
 
 async def test_never_injects_twice(client: tuple[aiohttp.ClientSession, str]) -> None:

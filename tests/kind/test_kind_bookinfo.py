@@ -78,7 +78,7 @@ def test_every_bookinfo_pod_has_the_sidecar_and_is_ready(summary: list[str]) -> 
         name = pod["metadata"]["name"]
         assert "sidecar.istio.io/status" in pod["metadata"].get("annotations", {}), f"{name} was not injected"
         containers = pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
-        assert {"tracemesh-init", "tracemesh-proxy"} <= {c["name"] for c in containers}, name
+        assert {"istio-init", "istio-proxy"} <= {c["name"] for c in containers}, name
         ready = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
         assert ready and ready[0]["status"] == "True", f"{name} is not Ready"
     summary.append(f"{len(pods)} Bookinfo pods, each injected and Ready")

@@ -7,15 +7,18 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+import pytest_asyncio
 
 # The Bookinfo assertions shared with tests/kind.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e_common"))
 from e2e_summary import pytest_terminal_summary, record, summary  # noqa: F401 (pytest finds them here)
 from netns_cluster import PREFIX, Cluster, delete_netns, remove_leftovers
+from netns_mesh import Mesh
 from netns_pods import Kubelet
 
 REQUIRED_TOOLS = {"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
@@ -73,3 +76,11 @@ def kubelet(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield running
     finally:
         running.stop_all()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def zipkin(mesh: Mesh) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """The collector's Zipkin API through a port-forward to its Service, as `tracemesh dashboard zipkin` gives
+    it; `mesh` is the test module's own."""
+    async with mesh.forward("zipkin") as forward, aiohttp.ClientSession() as session:
+        yield session, forward.url

@@ -5,8 +5,10 @@
     python netns_apps.py send HOST PORT       TCP client: sends binary bytes, half-closes, prints
                                               the peer line and whether the echo came back intact
     python netns_apps.py http PORT [--no-propagate]
-        GET /call?url=U   calls U and answers with its status and body, copying the trace
-                          headers of the inbound request (unless --no-propagate)
+        GET /call?url=U[&header=NAME:VALUE...]
+                          calls U and answers with its status and body, copying the trace
+                          headers of the inbound request (unless --no-propagate) and adding
+                          the given headers (like the `Headers` of Istio's echo ForwardEcho call)
         GET /anything     answers {"peer": <client ip>, "headers": {...}}
 """
 
@@ -44,8 +46,10 @@ class App(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/call":
-            target = urllib.parse.parse_qs(url.query)["url"][0]
+            query = urllib.parse.parse_qs(url.query)
+            target = query["url"][0]
             headers = {name: value for name in TRACE_HEADERS if self.propagate and (value := self.headers.get(name))}
+            headers.update(entry.split(":", 1) for entry in query.get("header", ()))
             try:
                 with urllib.request.urlopen(urllib.request.Request(target, headers=headers), timeout=10) as response:
                     status, body = response.status, response.read()

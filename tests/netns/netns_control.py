@@ -26,10 +26,12 @@ Body = dict[str, Any]
 
 
 class ControlPlane:
-    def __init__(self, mesh_spec: Mapping[str, Any], discovery_address: str) -> None:
+    def __init__(self, mesh_spec: Mapping[str, Any], discovery_address: str,
+                 environ: Mapping[str, str] | None = None) -> None:
         namespace, name = DEFAULT_MESH_CONFIG.split("/")
         self.hub = ConfigHub()
-        self.state = MeshState(self.hub, discovery_address)
+        # `environ` is the operator's (istiod's) environment, where provider headers' envName are read.
+        self.state = MeshState(self.hub, discovery_address, environ=environ or {})
         self.mesh: Body = {"apiVersion": "tracemesh.io/v1alpha1", "kind": "MeshConfig",
                            "metadata": {"name": name, "namespace": namespace}, "spec": copy.deepcopy(dict(mesh_spec))}
         self.pods: dict[str, dict[str, Body]] = {}

@@ -35,26 +35,27 @@ def load_yaml(relative: str) -> dict[str, Any]:
     return document
 
 
-def collector_pod() -> dict[str, Any]:
+def collector_pod(extra_args: Sequence[str] = ()) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "zipkin-netns", "namespace": SYSTEM, "labels": {"app": "zipkin"}},
             "spec": {"containers": [{
                 "name": "collector", "image": "tracemesh/proxy:0.1.0",
-                "command": ["tracemesh", "collector", "--host", "0.0.0.0"],
+                "command": ["tracemesh", "collector", "--host", "0.0.0.0", *extra_args],
                 "ports": [{"containerPort": port} for port in sorted(set(COLLECTOR_PORTS.values()))],
                 "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
             }]}}
 
 
 class Mesh:
-    def __init__(self, cluster: Cluster, kubelet: Kubelet, mesh_spec: Mapping[str, Any]) -> None:
+    def __init__(self, cluster: Cluster, kubelet: Kubelet, mesh_spec: Mapping[str, Any],
+                 collector_args: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> None:
         self.cluster = cluster
         self.kubelet = kubelet
-        self.control = ControlPlane(mesh_spec, DISCOVERY_ADDRESS)
+        self.control = ControlPlane(mesh_spec, DISCOVERY_ADDRESS, environ)
         self.namespace_labels: dict[str, dict[str, str]] = {"default": {"istio-injection": "enabled"}}
         self.discovery = cluster.add_pod("tracemesh-discovery-netns", SYSTEM, {"app": "tracemesh-discovery"})
         cluster.add_service("tracemesh-discovery", SYSTEM, [(15010, 15010)], {"app": "tracemesh-discovery"})
-        self.collector = kubelet.prepare(collector_pod())
+        self.collector = kubelet.prepare(collector_pod(collector_args))
         for name, port in COLLECTOR_PORTS.items():
             cluster.add_service(name, SYSTEM, [(port, port)], {"app": "zipkin"})
         self.workloads: list[RunningPod] = []

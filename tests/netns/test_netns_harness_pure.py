@@ -49,7 +49,7 @@ def test_images_run_their_dockerfile_entrypoint_as_its_user() -> None:
     assert container_env(container, pod)["BOOKINFO_SERVICE"] == "reviews"
     assert "PYTHONPATH" not in container_env(container, pod)  # the image's paths mean nothing here
     assert container_user(container, pod) == bookinfo.user
-    proxy = {"name": "tracemesh-proxy", "image": "tracemesh/proxy:0.1.0", "command": ["tracemesh"],
+    proxy = {"name": "istio-proxy", "image": "tracemesh/proxy:0.1.0", "command": ["tracemesh"],
              "args": ["proxy", "--bootstrap-env"], "securityContext": {"runAsUser": 1337, "runAsGroup": 1337}}
     assert container_argv(proxy) == [*local_argv(["tracemesh"]), "proxy", "--bootstrap-env"]
     assert container_user(proxy, pod) == (1337, 1337)

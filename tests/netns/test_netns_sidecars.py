@@ -61,11 +61,6 @@ async def mesh(cluster: Cluster, kubelet: Kubelet) -> AsyncIterator[Mesh]:
         await built.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def zipkin(mesh: Mesh) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
-    async with mesh.forward("zipkin") as forward, aiohttp.ClientSession() as session:
-        yield session, forward.url
-
 
 def workload(mesh: Mesh, app: str) -> RunningPod:
     return next(pod for pod in mesh.workloads if pod.net.labels["app"] == app)
@@ -162,7 +157,7 @@ async def test_an_app_that_drops_the_headers_gives_separate_traces_not_wrong_one
 
 async def test_rerunning_the_init_container_keeps_one_set_of_rules_and_traffic_flowing(mesh: Mesh) -> None:
     b = workload(mesh, "b")
-    init = next(c for c in b.body["spec"]["initContainers"] if c["name"] == "tracemesh-init")
+    init = next(c for c in b.body["spec"]["initContainers"] if c["name"] == "istio-init")
     done = exec_in_pod(b.net, container_argv(init))
     assert done.returncode == 0, done.stderr
     saved = exec_in_pod(b.net, ["iptables-save", "-t", "nat"]).stdout

@@ -173,8 +173,6 @@ REJECTED = [
      "spec.tracing[0].providers[0].name", ["'jaegr'", "use one of: otel, zipkin"]),
     ("a provider tracemesh cannot export to", ns({"providers": [{"name": "dd"}]}), "UnknownProvider",
      "spec.tracing[0].providers[0].name", ["datadog"]),
-    ("two providers in one rule", ns({"providers": [{"name": "zipkin"}, {"name": "otel"}]}), "MultipleProviders",
-     "spec.tracing[0].providers", ["one provider"]),
     ("an empty provider name", ns({"providers": [{"name": ""}]}), "InvalidTelemetry",
      "spec.tracing[0].providers[0].name", ["empty"]),
     ("sampling above 100", ns(sampling(150)), "SamplingOutOfRange", "spec.tracing[0].randomSamplingPercentage",

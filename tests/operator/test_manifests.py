@@ -21,6 +21,9 @@ MANIFESTS = REPO / "manifests"
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
 SEED_TELEMETRY = REPO / "samples" / "bookinfo" / "telemetry.yaml"
 SAMPLE_MESHCONFIG = REPO / "samples" / "bookinfo" / "meshconfig.yaml"
+ISTIO_FIXTURES = REPO / "tests" / "fixtures" / "istio"
+ISTIO_TELEMETRY_CRD = ISTIO_FIXTURES / "api" / "kubernetes" / "telemetry-crd.yaml"
+ISTIO_TRACING_TESTS = ISTIO_FIXTURES / "tests" / "integration" / "telemetry" / "tracing"
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -85,9 +88,16 @@ def test_telemetry_crd_serves_v1_and_v1alpha1_with_one_schema() -> None:
     assert versions["v1"]["storage"] and not versions["v1alpha1"]["storage"]
     assert all(v["served"] and v["subresources"] == {"status": {}} for v in versions.values())
     assert schema("telemetry", "v1") == schema("telemetry", "v1alpha1")
-    rules = schema("telemetry", "v1")["properties"]["spec"]["x-kubernetes-validations"]
-    assert rules == [{"rule": "(has(self.selector)?1:0)+(has(self.targetRef)?1:0)+(has(self.targetRefs)?1:0)<=1",
-                      "message": "only one of selector, targetRef or targetRefs can be set"}]
+
+
+def test_the_telemetry_spec_schema_is_istios_own_cel_rules_included() -> None:
+    """What the API server accepts and rejects in a Telemetry is exactly what it does with Istio's CRD."""
+    [istio] = documents(ISTIO_TELEMETRY_CRD)
+    for version in istio["spec"]["versions"]:
+        theirs = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        assert schema("telemetry", version["name"])["properties"]["spec"] == theirs
+    assert {v["name"] for v in istio["spec"]["versions"]} == {v["name"] for v in crd("telemetry")["spec"]["versions"]}
+    assert istio["spec"]["names"] == crd("telemetry")["spec"]["names"]
 
 
 def test_meshconfig_crd_has_istio_field_names_and_status() -> None:
@@ -98,6 +108,54 @@ def test_meshconfig_crd_has_istio_field_names_and_status() -> None:
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     assert {"enableTracing", "defaultConfig", "extensionProviders", "defaultProviders", "rootNamespace"} <= set(spec)
     assert set(spec["extensionProviders"]["items"]["properties"]) == {"name", "zipkin", "opentelemetry", "jaeger"}
+
+
+def _meshconfig(mesh: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "tracemesh.io/v1alpha1", "kind": "MeshConfig",
+            "metadata": {"name": "default", "namespace": "istio-system"}, "spec": mesh}
+
+
+@pytest.mark.parametrize("suite", ["otelcollector", "zipkin"])
+def test_the_meshconfig_schema_accepts_istios_own_test_mesh_configs(suite: str) -> None:
+    values = documents(ISTIO_TRACING_TESTS / suite / "control-plane-values.yaml")[0]
+    assert custom_resource_errors(_meshconfig(values["meshConfig"])) == []
+
+
+def _provider(body: dict[str, Any], kind: str = "opentelemetry") -> dict[str, Any]:
+    return _meshconfig({"extensionProviders": [{"name": "p", kind: {"service": "otel.ns.svc", "port": 4317, **body}}]})
+
+
+MESHCONFIG_SHAPES = [
+    ("grpc with timeout and envName metadata", _provider(
+        {"grpc": {"timeout": "1m30s", "initialMetadata": [{"name": "Authorization", "envName": "TOKEN"}]}}), []),
+    ("resource detectors, dynatrace sampler, enrichment", _provider(
+        {"resourceDetectors": {"environment": {}, "dynatrace": {}}, "dynatraceSampler": {"tenant": "t", "clusterId": 1},
+         "serviceAttributeEnrichment": "OTEL_SEMANTIC_CONVENTIONS"}), []),
+    ("snake_case spelling, as protobuf's JSON reader takes it", _provider({"resource_detectors": {"environment": {}}}),
+     []),
+    ("zipkin headers from the environment", _provider({"headers": [{"name": "a", "envName": "A"}]}, "zipkin"), []),
+    ("a timeout that is no duration", _provider({"grpc": {"timeout": "soon"}}), ["soon"]),
+    ("an unknown enrichment", _provider({"serviceAttributeEnrichment": "BOTH"}), ["BOTH"]),
+    ("a header without a name", _provider({"http": {"path": "/", "headers": [{"value": "v"}]}}), ["'name'"]),
+    ("port 0", _provider({"port": 0}), ["0"]),
+]
+
+
+@pytest.mark.parametrize(("doc", "words"), [c[1:] for c in MESHCONFIG_SHAPES], ids=[c[0] for c in MESHCONFIG_SHAPES])
+def test_the_meshconfig_schema_takes_istios_provider_fields(doc: dict[str, Any], words: list[str]) -> None:
+    errors = custom_resource_errors(doc)
+    assert bool(errors) == bool(words), errors
+    assert all(any(word in error for error in errors) for word in words), errors
+
+
+def test_the_meshconfig_schema_rejects_grpc_with_http_and_value_with_env_name_as_istio_does() -> None:
+    items = schema("meshconfig", "v1alpha1")["properties"]["spec"]["properties"]["extensionProviders"]["items"]
+    otel = items["properties"]["opentelemetry"]
+    assert otel["x-kubernetes-validations"] == [{"rule": "!(has(self.http) && has(self.grpc))",
+                                                 "message": "OpenTelemetryTracingProvider cannot specify both grpc "
+                                                            "and http"}]
+    header = otel["properties"]["grpc"]["properties"]["initialMetadata"]["items"]
+    assert header["x-kubernetes-validations"][0]["rule"] == "!(has(self.value) && has(self.envName))"
 
 
 def test_the_seed_and_sample_resources_apply_as_written() -> None:
@@ -151,6 +209,14 @@ def test_the_telemetry_schema_accepts_istio_shapes() -> None:
                        "user": {"header": {"name": "x-user"}}, "team": {"literal": {"value": "a"}}}})
     full["spec"]["metrics"] = [{"providers": [{"name": "prometheus"}], "overrides": []}]
     assert custom_resource_errors(full) == []
+    several = _with(["spec", "tracing", 0, "providers"], [{"name": "zipkin"}, {"name": "otel"}])
+    assert custom_resource_errors(several) == []
+    formatter = _with(["spec", "tracing", 0, "customTags"], {"key1": {"formatter": {"value": "%REQ(key1)%"}}})
+    assert custom_resource_errors(formatter) == []
+    for path in sorted((ISTIO_TRACING_TESTS / "otelcollector" / "testdata").glob("*.yaml")):
+        telemetry = dict(documents(path)[0])
+        telemetry["metadata"] = dict(telemetry["metadata"], namespace="echo")
+        assert custom_resource_errors(telemetry) == [], path.name
     gateway = copy.deepcopy(_seed())
     gateway["spec"]["targetRefs"] = [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}]
     assert custom_resource_errors(gateway) == []

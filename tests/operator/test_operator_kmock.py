@@ -28,7 +28,7 @@ from tracemesh_sidecar.stats import Stats
 SEED = Path(__file__).resolve().parents[2] / "samples" / "bookinfo" / "telemetry.yaml"
 MESHCONFIG = Path(__file__).resolve().parents[2] / "manifests" / "meshconfig-default.yaml"
 TELEMETRIES = "/apis/telemetry.istio.io/v1/namespaces/{namespace}/telemetries"
-INJECTED = {"sidecar.istio.io/status": '{"containers":["tracemesh-proxy"]}'}
+INJECTED = {"sidecar.istio.io/status": '{"containers":["istio-proxy"]}'}
 
 
 class Sidecar:

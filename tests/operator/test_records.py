@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from tracemesh_operator.compiler import compile_tracing
-from tracemesh_operator.conditions import Condition
+from tracemesh_operator.conditions import HONOURED, Condition, status_patch
 from tracemesh_operator.kube_api import object_path
-from tracemesh_operator.records import object_key, slim_pod, slim_resource
+from tracemesh_operator.records import object_key, slim_configmap, slim_pod, slim_resource
 from tracemesh_operator.workload import proxy_config_for_pod
 
 POD: dict[str, Any] = {
@@ -53,7 +53,7 @@ def test_writing_ready_keeps_the_conditions_other_controllers_wrote() -> None:
     body = {"metadata": {}, "status": {"conditions": [
         {"type": "Reconciled", "status": "True", "reason": "ByArgo"},
         {"type": "Ready", "status": "False", "reason": "UnknownProvider", "lastTransitionTime": "T1"}]}}
-    conditions = Condition(True, "Accepted", "ok").to_status(slim_resource(body), "T2")["conditions"]
+    conditions = status_patch(slim_resource(body), (Condition(True, "Accepted", "ok"),), "T2")["conditions"]
     assert conditions == [{"type": "Reconciled", "status": "True", "reason": "ByArgo"},
                           {"type": "Ready", "status": "True", "reason": "Accepted", "message": "ok",
                            "lastTransitionTime": "T2"}]
@@ -62,13 +62,32 @@ def test_writing_ready_keeps_the_conditions_other_controllers_wrote() -> None:
 def test_ready_condition_moves_its_transition_time_only_when_the_status_flips() -> None:
     body = {"metadata": {"generation": 4}, "status": {"conditions": [
         {"type": "Ready", "status": "True", "reason": "Accepted", "message": "ok", "lastTransitionTime": "T1"}]}}
-    same = Condition(True, "Accepted", "still ok").to_status(body, "T2")["conditions"][0]
+    same = status_patch(body, (Condition(True, "Accepted", "still ok"),), "T2")["conditions"][0]
     assert (same["lastTransitionTime"], same["message"], same["observedGeneration"]) == ("T1", "still ok", 4)
-    flipped = Condition(False, "UnknownProvider", "no such provider").to_status(body, "T2")["conditions"][0]
+    flipped = status_patch(body, (Condition(False, "UnknownProvider", "no such provider"),), "T2")["conditions"][0]
     assert flipped == {"type": "Ready", "status": "False", "reason": "UnknownProvider", "message": "no such provider",
                        "lastTransitionTime": "T2", "observedGeneration": 4}
-    first = Condition(True, "Accepted", "ok").to_status({"metadata": {}}, "T3")["conditions"][0]
+    first = status_patch({"metadata": {}}, (Condition(True, "Accepted", "ok"),), "T3")["conditions"][0]
     assert first["lastTransitionTime"] == "T3" and "observedGeneration" not in first
+
+
+def test_ready_and_honoured_are_written_together_and_each_keeps_its_own_transition_time() -> None:
+    body = {"metadata": {}, "status": {"conditions": [
+        {"type": "Ready", "status": "True", "reason": "Accepted", "lastTransitionTime": "T1"},
+        {"type": "Other", "status": "True"}]}}
+    ready = Condition(True, "Accepted", "in force")
+    honoured = Condition(False, "UnsupportedField", "spec.metrics: not acted on", HONOURED)
+    written = status_patch(body, (ready, honoured), "T2")["conditions"]
+    assert [(c["type"], c["status"], c.get("lastTransitionTime")) for c in written] == [
+        ("Other", "True", None), ("Ready", "True", "T1"), ("Honoured", "False", "T2")]
+    assert Condition.observed({"status": {"conditions": written}}, HONOURED) == honoured
+
+
+def test_a_configmap_record_keeps_only_the_mesh_key() -> None:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+            "data": {"mesh": "enableTracing: true", "meshNetworks": "networks: {}"}}
+    assert slim_configmap(body)["data"] == {"mesh": "enableTracing: true"}
+    assert slim_configmap({"metadata": {"name": "istio"}})["data"] == {}
 
 
 def test_object_paths() -> None:

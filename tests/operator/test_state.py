@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from tracemesh_operator.conditions import status_patch
 from tracemesh_operator.discovery.hub import ConfigHub
 from tracemesh_operator.state import MeshState, StatusUpdate, World
 
@@ -35,10 +36,16 @@ class Cluster:
         self.pods: dict[str, list[dict[str, Any]]] = {}
         self.telemetries: dict[str, list[dict[str, Any]]] = {}
         self.meshconfigs: dict[str, list[dict[str, Any]]] = {}
+        self.configmaps: dict[str, list[dict[str, Any]]] = {}
 
     @property
     def world(self) -> World:
-        return World(self.pods, self.telemetries, self.meshconfigs)
+        return World(self.pods, self.telemetries, self.meshconfigs, mesh_configmaps=self.configmaps)
+
+    def configmap(self, body: dict[str, Any], deleted: bool = False) -> list[StatusUpdate]:
+        key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+        (self._drop if deleted else self._put)(self.configmaps, key, body)
+        return self.state.mesh_changed(self.world)
 
     @staticmethod
     def _put(store: dict[str, list[dict[str, Any]]], key: str, body: dict[str, Any]) -> None:
@@ -195,7 +202,7 @@ def test_status_only_events_ask_for_nothing() -> None:
     body = telemetry("default", "ns", {"randomSamplingPercentage": 50})
     [update] = cluster.apply(body)
     version = cluster.versions()
-    written = dict(body, status=update.condition.to_status(body, "2026-01-01T00:00:00Z"))
+    written = dict(body, status=status_patch(body, update.conditions, "2026-01-01T00:00:00Z"))
     assert cluster.apply(written) == []
     assert cluster.versions() == version
 

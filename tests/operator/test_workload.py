@@ -64,7 +64,7 @@ def test_proxy_config_for_pod_carries_identity_ports_and_tracing() -> None:
                      "containers": [{"name": "reviews", "ports": [{"containerPort": 9080}, {"containerPort": 9080},
                                                                  {"containerPort": 5353, "protocol": "UDP"}]},
                                     {"name": "metrics", "ports": [{"containerPort": 9090, "protocol": "TCP"}]},
-                                    {"name": "tracemesh-proxy", "ports": [{"containerPort": 15090},
+                                    {"name": "istio-proxy", "ports": [{"containerPort": 15090},
                                                                           {"containerPort": 15021}]}]},
                status={"podIP": "10.244.0.7"})
     compiled = compile_tracing(MESH, [], "bookinfo", {"app": "reviews"})

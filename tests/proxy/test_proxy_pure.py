@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from proxy_harness import client_config, server_config
 
 from tracemesh_sidecar.config.fields import ConfigError
 from tracemesh_sidecar.config.loader import load_proxy_config
+from tracemesh_sidecar.config.model import InboundPort
 from tracemesh_sidecar.proxy.headers import (
     HOP_BY_HOP,
     ResponseHeaders,
@@ -116,25 +118,44 @@ def test_outbound_router_round_robins_registered_endpoints_and_falls_back_to_dns
     picks = [router.by_authority("reviews:9080") for _ in range(3)]
     assert [(pick.host, pick.port) for pick in picks if pick] == [
         ("10.0.0.1", 9080), ("10.0.0.2", 9080), ("10.0.0.1", 9080)]
-    assert picks[0] is not None and picks[0].span_host == "reviews.default.svc.cluster.local"
+    assert picks[0] is not None and picks[0][2:] == (
+        "reviews.default.svc.cluster.local:9080/*", "outbound|9080||reviews.default.svc.cluster.local", True)
     assert router.by_authority("reviews.default.svc.cluster.local:9080") is not None
-    assert router.by_authority("www.example.com") == Destination("www.example.com", 80, "www.example.com", 80)
-    assert router.by_authority("[::1]:8080") == Destination("::1", 8080, "::1", 8080)
+    # A host no Service names: Istio's passthrough route, which has no decorator to send on.
+    assert router.by_authority("www.example.com") == Destination(
+        "www.example.com", 80, "www.example.com:80/*", "outbound|80||www.example.com", decorated=False)
+    assert router.by_authority("[::1]:8080") == Destination("::1", 8080, "::1:8080/*", "outbound|8080||::1", False)
     assert router.by_authority("reviews:99999") is None
     assert router.by_authority("") is None
 
 
 def test_outbound_router_transparent_goes_where_the_client_aimed() -> None:
     router = OutboundRouter(client_config(["10.0.0.1:9080"]))
+    ratings = "ratings.default.svc.cluster.local"
     assert router.transparent("ratings:9080", ("10.96.0.7", 9080)) == Destination(
-        "10.96.0.7", 9080, "ratings.default.svc.cluster.local", 9080)
-    assert router.transparent("", ("10.96.0.7", 80)).span_host == "10.96.0.7"
+        "10.96.0.7", 9080, f"{ratings}:9080/*", f"outbound|9080||{ratings}", decorated=False)
+    by_address = router.transparent("", ("10.96.0.7", 80))
+    assert by_address is not None and by_address.operation == "10.96.0.7:80/*"
 
 
 def test_inbound_router_maps_service_ports_to_app_ports() -> None:
     router = InboundRouter(server_config(18080))
-    assert router.to_app(9080) == Destination("127.0.0.1", 18080, "reviews.default.svc.cluster.local", 9080)
-    assert router.to_app(7070).port == 7070  # undeclared ports pass through as is
+    assert router.to_app(9080) == Destination("127.0.0.1", 18080, "reviews.default.svc.cluster.local:9080/*",
+                                              "inbound|9080||")
+    # undeclared ports pass through as is
+    assert router.to_app(7070) == Destination("127.0.0.1", 7070, "reviews.default.svc.cluster.local:7070/*",
+                                              "inbound|7070||")
+
+
+def test_inbound_router_names_the_port_after_the_service_targeting_it() -> None:
+    # Service reviews-alias port 80 -> targetPort 8090: Istio's inbound route decorator is the Service's
+    # host and port, the cluster the workload port's (listener_inbound.go, httproute.go).
+    base = server_config(18080)
+    ports = (InboundPort(port=8090, app_port=8090, service_host="reviews-alias.default.svc.cluster.local",
+                         service_port=80),)
+    router = InboundRouter(replace(base, inbound=replace(base.inbound, ports=ports)))
+    assert router.to_app(8090) == Destination("127.0.0.1", 8090, "reviews-alias.default.svc.cluster.local:80/*",
+                                              "inbound|8090||")
 
 
 def test_parse_sockaddr_in() -> None:

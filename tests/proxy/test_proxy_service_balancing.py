@@ -36,11 +36,14 @@ def _config(endpoints: tuple[str, ...]) -> OutboundConfig:
 def test_router_picks_an_endpoint_per_request_for_a_known_service_address() -> None:
     router = OutboundRouter(client_config([], outbound=_config(("10.0.0.1:9080", "10.0.0.2:9081"))))
     picks = [router.transparent("whatever-host", VIP) for _ in range(3)]
-    assert picks == [Destination("10.0.0.1", 9080, REVIEWS, 9080), Destination("10.0.0.2", 9081, REVIEWS, 9080),
-                     Destination("10.0.0.1", 9080, REVIEWS, 9080)]
+    route = (f"{REVIEWS}:9080/*", f"outbound|9080||{REVIEWS}")
+    assert picks == [Destination("10.0.0.1", 9080, *route), Destination("10.0.0.2", 9081, *route),
+                     Destination("10.0.0.1", 9080, *route)]
     # Another port of the same address, or another address: where the client aimed, as before.
-    assert router.transparent("reviews:9090", (VIP[0], 9090)) == Destination(VIP[0], 9090, REVIEWS, 9090)
-    assert router.transparent("", ("10.96.0.8", 9080)) == Destination("10.96.0.8", 9080, "10.96.0.8", 9080)
+    assert router.transparent("reviews:9090", (VIP[0], 9090)) == Destination(
+        VIP[0], 9090, f"{REVIEWS}:9090/*", f"outbound|9090||{REVIEWS}", decorated=False)
+    assert router.transparent("", ("10.96.0.8", 9080)) == Destination(
+        "10.96.0.8", 9080, "10.96.0.8:9080/*", "outbound|9080||10.96.0.8", decorated=False)
 
 
 def test_router_has_no_destination_for_a_service_without_endpoints() -> None:

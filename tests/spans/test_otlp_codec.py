@@ -1,4 +1,5 @@
-"""OTLP/HTTP trace requests: built with, and read from, the official opentelemetry-proto classes."""
+"""OTLP trace requests (OTLP/HTTP bodies, OTLP/gRPC messages): built with, and read from, the official
+opentelemetry-proto classes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
@@ -101,12 +105,44 @@ EXPECTED_OFFICIAL = [
          name="GET /ratings/{id}", kind="SERVER", timestamp=1_544_712_660_000_000, duration=1_000_000,
          local_endpoint=Endpoint(service_name="ratings.default"),
          remote_endpoint=Endpoint(port=8080),
-         tags={"http.status_code": "500", "retry": "true", "ratio": "0.25", "list": '[1,"a"]',
+         # the resource's attributes other than service.name become tags, as the OTel Collector's Zipkin translator
+         tags={"host.name": "node-1", "http.status_code": "500", "retry": "true", "ratio": "0.25", "list": '[1,"a"]',
                "net.peer.ip": "not an address", "error": "upstream failed"},
          annotations=[Annotation(timestamp=1_544_712_660_500_000, value="retrying")]),
     Span(trace_id="5b8efff798038103d269b633813fc60c", id="eee19b7ec3c1b175", name="work", kind=None,
          timestamp=0, duration=0, local_endpoint=Endpoint()),
 ]
+
+
+def test_detected_resource_attributes_join_every_resource_and_override_as_envoy_merges(
+        proxy_spans: list[Span]) -> None:
+    """resource_provider.cc mergeResource: detected attributes insert_or_assign, service.name included."""
+    client, server = proxy_spans
+    resource = (("k8s.cluster.name", "prod"), ("deployment.environment", "staging"))
+    request = ExportTraceServiceRequest.FromString(otlp.encode_request([client, server], resource))
+    assert [attributes(rs.resource) for rs in request.resource_spans] == [
+        {"service.name": "productpage.default", "k8s.cluster.name": "prod", "deployment.environment": "staging"},
+        {"service.name": "reviews.default", "k8s.cluster.name": "prod", "deployment.environment": "staging"}]
+    renamed = ExportTraceServiceRequest.FromString(otlp.encode_request([client], (("service.name", "pp"),)))
+    assert attributes(renamed.resource_spans[0].resource) == {"service.name": "pp"}
+
+
+def test_resource_attributes_read_back_as_tags_that_span_attributes_override(proxy_spans: list[Span]) -> None:
+    client, _ = proxy_spans
+    resource = (("k8s.cluster.name", "prod"), ("upstream_cluster", "from the resource"))
+    decoded, = otlp.decode_request_proto(otlp.encode_request([client], resource))
+    assert decoded.tags["k8s.cluster.name"] == "prod"
+    assert decoded.tags["upstream_cluster"] == client.tags["upstream_cluster"]
+    assert decoded.local_endpoint.service_name == "productpage.default"
+
+
+def test_partial_success_is_read_from_an_export_response() -> None:
+    response = ExportTraceServiceResponse()
+    assert otlp.decode_partial_success(response.SerializeToString()) == otlp.ACCEPTED_WHOLE
+    response.partial_success.rejected_spans = 4
+    response.partial_success.error_message = "too old"
+    assert otlp.decode_partial_success(response.SerializeToString()) == otlp.PartialSuccess(4, "too old")
+    assert otlp.decode_partial_success(b"\xff\xff") == otlp.ACCEPTED_WHOLE  # unreadable: the 2xx/OK stands
 
 
 def test_decodes_what_the_official_classes_produce() -> None:

@@ -22,13 +22,15 @@ W3C_C = {"traceparent": f"00-{C}-{SPAN_C}-01", "tracestate": "k=v"}
 JAEGER_D = {"uber-trace-id": f"{D}:{SPAN_D}:0:1"}
 OT_E = {"ot-tracer-traceid": E, "ot-tracer-spanid": SPAN_E, "ot-tracer-sampled": "true"}
 ALL = {**MULTI_A, **SINGLE_B, **W3C_C, **JAEGER_D, **OT_E}
+# What a zipkin provider under USE_B3_WITH_W3C_PROPAGATION reads; Jaeger and OT come on top when configured.
+B3_AND_W3C = ("b3", "b3_single", "w3c")
 
 
 @pytest.mark.parametrize(("headers", "extra", "expected"), [
     (ALL, (), TraceContext(A, SPAN_A, True)),
     ({**SINGLE_B, **W3C_C, **JAEGER_D, **OT_E}, (), TraceContext(B, SPAN_B, False)),
     ({**W3C_C, **JAEGER_D, **OT_E}, (), TraceContext(C, SPAN_C, True, tracestate="k=v")),
-    # Jaeger and OT are read only when configured, and after the formats always read.
+    # Jaeger and OT are read only when configured, and after the provider's formats.
     ({**JAEGER_D, **OT_E}, (), None),
     ({**JAEGER_D, **OT_E}, ("jaeger",), TraceContext(D, SPAN_D, True)),
     ({**JAEGER_D, **OT_E}, ("ot",), TraceContext(E, SPAN_E, True)),
@@ -37,7 +39,7 @@ ALL = {**MULTI_A, **SINGLE_B, **W3C_C, **JAEGER_D, **OT_E}
     ({**W3C_C, **JAEGER_D}, ("unknown",), TraceContext(C, SPAN_C, True, tracestate="k=v")),
 ])
 def test_precedence(headers: dict[str, str], extra: tuple[str, ...], expected: TraceContext | None) -> None:
-    assert extract(headers, extra) == ExtractResult(expected, ())
+    assert extract(headers, B3_AND_W3C + extra) == ExtractResult(expected, ())
 
 
 @pytest.mark.parametrize(("headers", "expected"), [
@@ -51,7 +53,17 @@ def test_precedence(headers: dict[str, str], extra: tuple[str, ...], expected: T
     ({"uber-trace-id": "x", "ot-tracer-traceid": "x"}, ExtractResult(None, ())),  # not configured: not read
 ])
 def test_malformed_formats_are_absent_and_named(headers: dict[str, str], expected: ExtractResult) -> None:
-    assert extract(headers) == expected
+    assert extract(headers, B3_AND_W3C) == expected
+
+
+@pytest.mark.parametrize(("formats", "expected"), [
+    (("b3", "b3_single"), TraceContext(A, SPAN_A, True)),
+    (("w3c",), TraceContext(C, SPAN_C, True, tracestate="k=v")),
+    (("b3_single",), TraceContext(B, SPAN_B, False)),
+    ((), None),
+])
+def test_only_the_formats_asked_for_are_read(formats: tuple[str, ...], expected: TraceContext | None) -> None:
+    assert extract(ALL, formats) == ExtractResult(expected, ())
 
 
 def test_malformed_optional_formats_are_named_when_configured() -> None:

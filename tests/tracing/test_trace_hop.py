@@ -24,6 +24,8 @@ TRACE = "463ac35c9f6413ad48485a3953bb6124"
 TRACE64 = "48485a3953bb6124"
 SPAN = "a2fb4a1d1a96d312"
 B3_SAMPLED = {"x-b3-traceid": TRACE, "x-b3-spanid": SPAN, "x-b3-sampled": "1"}
+# A UUID4 request id whose first 8 hex digits are 0x00001388 = 5000: 5000 % 10000 samples at over 50%.
+REQUEST_ID = "00001388-0000-4000-8000-000000000001"
 HEX16 = re.compile(r"[0-9a-f]{16}")
 START = 1_763_700_000_000_000
 
@@ -44,7 +46,8 @@ def set_headers(hop: Any) -> dict[str, str]:
 def test_missing_request_id_is_generated_and_set(enabled: bool) -> None:
     hop = tracer(config(provider(), enabled=enabled)).start(outbound_request(), START)
     request_id = set_headers(hop)["x-request-id"]
-    assert uuid.UUID(request_id).version == 4
+    # A UUID4, whose version digit carries Envoy's trace reason once a tracer sampled it ("9").
+    assert str(uuid.UUID(request_id)) == request_id and request_id[14] == ("9" if enabled else "4")
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -60,7 +63,7 @@ def test_empty_request_id_is_replaced() -> None:
 
 
 def test_request_id_is_the_guid_tag() -> None:
-    hop = tracer(config(provider())).start(outbound_request({"x-request-id": "abc-1"}), START)
+    hop = tracer(config(provider())).start(outbound_request({**B3_SAMPLED, "x-request-id": "abc-1"}), START)
     span = hop.finish(response(), START + 10)
     assert span is not None and span.tags["guid:x-request-id"] == "abc-1"
     generated = tracer(config(provider())).start(outbound_request(), START)
@@ -71,40 +74,41 @@ def test_request_id_is_the_guid_tag() -> None:
 # --- policy flags ------------------------------------------------------------------------------
 
 
-def test_disabled_policy_adds_and_strips_no_trace_headers_and_reports_nothing() -> None:
+EVERY_FORMAT = {
+    "x-b3-traceid": TRACE, "x-b3-spanid": SPAN, "x-b3-parentspanid": "0000000000000001", "x-b3-sampled": "1",
+    "x-b3-flags": "0", "b3": f"{TRACE}-{SPAN}-1", "traceparent": f"00-{TRACE}-{SPAN}-01", "tracestate": "k=v",
+    "uber-trace-id": f"{TRACE}:{SPAN}:0:1", "ot-tracer-traceid": TRACE, "ot-tracer-spanid": SPAN,
+    "ot-tracer-sampled": "true",
+}
+
+
+@pytest.mark.parametrize("policy", [
+    {"enabled": False}, {"disable_span_reporting": True}, {"provider": None},
+], ids=["tracing off", "disableSpanReporting", "no provider"])
+def test_a_direction_without_a_tracer_passes_every_trace_header_untouched(policy: dict[str, Any]) -> None:
+    # Istio compiles disableSpanReporting and a missing provider to `Disabled` (pilot/pkg/model/telemetry.go),
+    # for which tracing.go configures no tracer at all: Envoy then only ensures x-request-id, so the next
+    # hop's span is the child of the last reported one instead of a span that was never reported.
     stats = Stats()
-    incoming = {**B3_SAMPLED, "traceparent": "garbage", "x-request-id": "r"}
-    hop = tracer(config(provider(), enabled=False), stats=stats).start(outbound_request(incoming), START)
-    assert hop.headers_to_set == []
-    assert hop.headers_to_remove == frozenset()
+    incoming = {**EVERY_FORMAT, "x-request-id": REQUEST_ID, "x-envoy-decorator-operation": "op"}
+    hop = tracer(config(provider(), **policy), stats=stats).start(outbound_request(incoming), START)
+    assert hop.headers_to_set == []  # not even the sampling decision packed into x-request-id
+    assert hop.headers_to_remove == {"x-envoy-force-trace"}
+    assert forward(incoming, hop) == incoming
     assert hop.finish(response(), START + 10) is None
+    assert hop.provider is None
     assert stats.counters == {}  # the headers were not even read
 
 
-def test_disabled_context_propagation_reports_but_writes_no_context() -> None:
-    hop = tracer(config(provider(), disable_context_propagation=True)).start(
-        outbound_request({**B3_SAMPLED, "x-request-id": "r"}), START)
-    assert hop.headers_to_set == []
-    assert hop.headers_to_remove == TRACE_HEADERS  # the next hop starts its own trace, not a wrong one
+def test_disabled_context_propagation_reports_but_leaves_the_headers_as_they_came() -> None:
+    # Envoy's no_context_propagation skips injectContext: the span is reported, the headers pass as received.
+    incoming = {**B3_SAMPLED, "x-request-id": "r"}
+    hop = tracer(config(provider(), disable_context_propagation=True)).start(outbound_request(incoming), START)
+    assert [name for name, _ in hop.headers_to_set] == ["x-envoy-decorator-operation"]
+    assert hop.headers_to_remove == {"x-envoy-force-trace"}
     span = hop.finish(response(), START + 10)
     assert span is not None
     assert (span.trace_id, span.parent_id) == (TRACE, SPAN)
-
-
-def test_disabled_span_reporting_still_propagates() -> None:
-    hop = tracer(config(provider(), disable_span_reporting=True)).start(outbound_request(B3_SAMPLED), START)
-    written = set_headers(hop)
-    assert written["x-b3-traceid"] == TRACE
-    assert written["x-b3-parentspanid"] == SPAN
-    assert written["x-b3-sampled"] == "1"
-    assert hop.finish(response(), START + 10) is None
-
-
-def test_no_provider_propagates_b3_and_reports_nothing() -> None:
-    hop = tracer(config(None)).start(outbound_request(B3_SAMPLED), START)
-    assert hop.provider is None
-    assert set_headers(hop)["x-b3-traceid"] == TRACE
-    assert hop.finish(response(), START + 10) is None
 
 
 def test_provider_name_is_on_the_hop() -> None:
@@ -188,7 +192,8 @@ def test_trace_id_width(bits64: bool, incoming: dict[str, str], b3_trace: str, t
 ])
 def test_sampling_decision_is_obeyed_and_passed_on(incoming: dict[str, str], percentage: float, sampled: str,
                                                   debug: bool) -> None:
-    hop = tracer(config(provider(), sampling_percentage=percentage)).start(outbound_request(incoming), START)
+    zipkin = provider(trace_context_option="USE_B3_WITH_W3C_PROPAGATION")
+    hop = tracer(config(zipkin, sampling_percentage=percentage)).start(outbound_request(incoming), START)
     written = set_headers(hop)
     assert written["x-b3-sampled"] == sampled
     assert ("x-b3-flags" in written) is debug
@@ -216,41 +221,58 @@ def test_percentage_samples_about_that_share() -> None:
 
 # --- which headers are written and stripped -----------------------------------------------------
 
-EVERY_FORMAT = {
-    "x-b3-traceid": TRACE, "x-b3-spanid": SPAN, "x-b3-parentspanid": "0000000000000001", "x-b3-sampled": "1",
-    "x-b3-flags": "0", "b3": f"{TRACE}-{SPAN}-1", "traceparent": f"00-{TRACE}-{SPAN}-01", "tracestate": "k=v",
-    "uber-trace-id": f"{TRACE}:{SPAN}:0:1", "ot-tracer-traceid": TRACE, "ot-tracer-spanid": SPAN,
-    "ot-tracer-sampled": "true",
-}
 B3_WRITTEN = {"x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled"}
 W3C_WRITTEN = {"traceparent", "tracestate"}
 
 
-@pytest.mark.parametrize(("provider_config", "written"), [
-    (provider("zipkin"), B3_WRITTEN),
-    (provider("zipkin", trace_context_option="USE_B3_WITH_W3C_PROPAGATION"), B3_WRITTEN | W3C_WRITTEN),
-    (provider("opentelemetry"), W3C_WRITTEN),
-    (provider("jaeger"), W3C_WRITTEN),
-    (None, B3_WRITTEN),
+B3_OWNED = {"x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "b3"}
+
+
+@pytest.mark.parametrize(("provider_config", "written", "owned"), [
+    (provider("zipkin"), B3_WRITTEN, B3_OWNED),
+    (provider("zipkin", trace_context_option="USE_B3_WITH_W3C_PROPAGATION"), B3_WRITTEN | W3C_WRITTEN,
+     B3_OWNED | W3C_WRITTEN),
+    (provider("opentelemetry"), W3C_WRITTEN, W3C_WRITTEN),
+    (provider("jaeger"), W3C_WRITTEN, W3C_WRITTEN),
 ])
-def test_written_formats_per_provider_and_the_rest_stripped(provider_config: Any, written: set[str]) -> None:
+def test_a_tracer_writes_its_formats_and_passes_the_others_untouched(provider_config: Any, written: set[str],
+                                                                   owned: set[str]) -> None:
+    # Envoy's zipkin tracer sets B3 (and traceparent under USE_B3_WITH_W3C_PROPAGATION) and leaves every
+    # other header alone; its opentelemetry tracer sets traceparent/tracestate and leaves B3 alone. Only a
+    # stale header of the tracer's own formats is dropped, so that the next hop cannot misread it.
+    incoming = outbound_request(EVERY_FORMAT).headers
     hop = tracer(config(provider_config)).start(outbound_request(EVERY_FORMAT), START)
-    assert set(set_headers(hop)) - {"x-request-id"} == written
-    assert hop.headers_to_remove == TRACE_HEADERS - written
-    forwarded = forward(outbound_request(EVERY_FORMAT).headers, hop)
-    assert set(forwarded) & TRACE_HEADERS == written
+    assert set(set_headers(hop)) - {"x-request-id", "x-envoy-decorator-operation"} == written
+    assert hop.headers_to_remove == (owned - written) | {"x-envoy-force-trace"}
+    forwarded = forward(incoming, hop)
+    for name in TRACE_HEADERS - owned:
+        assert forwarded[name] == incoming[name]
     own_span = set_headers(hop).get("x-b3-spanid") or set_headers(hop)["traceparent"].split("-")[2]
     assert own_span != SPAN
     if "tracestate" in written:
         assert forwarded["tracestate"] == "k=v"
 
 
+@pytest.mark.parametrize(("provider_config", "incoming", "parent"), [
+    # USE_B3 reads no traceparent: an app's own W3C trace is neither continued nor disturbed.
+    (provider("zipkin"), {"traceparent": f"00-{'1' * 32}-{SPAN}-01"}, None),
+    (provider("zipkin", trace_context_option="USE_B3_WITH_W3C_PROPAGATION"),
+     {"traceparent": f"00-{TRACE}-{SPAN}-01"}, SPAN),
+    # The opentelemetry tracer reads no B3.
+    (provider("opentelemetry"), B3_SAMPLED, None),
+    (provider("opentelemetry"), {"traceparent": f"00-{TRACE}-{SPAN}-01"}, SPAN),
+])
+def test_a_tracer_reads_only_its_formats(provider_config: Any, incoming: dict[str, str], parent: str | None) -> None:
+    span = tracer(config(provider_config)).start(outbound_request(incoming), START).finish(response(), START + 1)
+    assert span is not None and span.parent_id == parent
+
+
 def test_tracestate_is_dropped_when_its_trace_is_not_continued() -> None:
-    incoming = {**B3_SAMPLED, "traceparent": f"00-{'1' * 32}-{SPAN}-01", "tracestate": "k=v"}
+    incoming = {"traceparent": f"00-{'0' * 32}-{SPAN}-01", "tracestate": "k=v"}
     hop = tracer(config(provider("opentelemetry"))).start(outbound_request(incoming), START)
     assert "tracestate" not in set_headers(hop)
     assert "tracestate" in hop.headers_to_remove
-    assert set_headers(hop)["traceparent"].split("-")[1] == TRACE
+    assert set_headers(hop)["traceparent"].split("-")[1] != "0" * 32
 
 
 def test_debug_flag_is_written_and_not_stripped() -> None:
@@ -271,14 +293,16 @@ def test_malformed_headers_are_counted_and_ignored() -> None:
     stats = Stats()
     incoming = {"x-b3-traceid": "nothex", "x-b3-spanid": SPAN, "b3": "1-2-3", "traceparent": f"00-{TRACE}-{SPAN}-01",
                 "uber-trace-id": "bad"}
-    hop = tracer(config(provider(), extra_extract=("jaeger",)), stats=stats).start(outbound_request(incoming), START)
+    zipkin = provider(trace_context_option="USE_B3_WITH_W3C_PROPAGATION")
+    hop = tracer(config(zipkin, extra_extract=("jaeger",)), stats=stats).start(outbound_request(incoming), START)
     assert set_headers(hop)["x-b3-traceid"] == TRACE  # from traceparent, the first valid format
     assert stats.counters == {
         "tracing.malformed_trace_headers": 3, "tracing.malformed.b3": 1, "tracing.malformed.b3_single": 1,
         "tracing.malformed.jaeger": 1,
     }
     forwarded = forward(incoming, hop)
-    assert "b3" not in forwarded and "uber-trace-id" not in forwarded
+    assert "b3" not in forwarded  # a stale header of the tracer's own format
+    assert forwarded["uber-trace-id"] == "bad"  # read where configured, but never the tracer's to drop
 
 
 def test_only_malformed_headers_start_a_new_trace() -> None:
@@ -320,17 +344,68 @@ def test_client_span_shape() -> None:
         "istio.canonical_revision": "v1",
         "istio.namespace": "default",
         "istio.mesh_id": "cluster.local",
+        "istio.cluster_id": "Kubernetes",
     }
     assert span.debug is False
 
 
+def test_istio_tags_only_with_enable_istio_tags() -> None:
+    # pilot/pkg/networking/core/tracing.go configureCustomTags: buildServiceTags only when spec.EnableIstioTags.
+    hop = tracer(config(provider(), enable_istio_tags=False)).start(outbound_request(B3_SAMPLED), START)
+    span = hop.finish(response(), START + 1)
+    assert span is not None
+    assert not [name for name in span.tags if name.startswith("istio.")]
+    assert span.tags["node_id"] == PRODUCTPAGE.node_id and span.tags["component"] == "proxy"
+
+
+def test_use_request_id_for_trace_sampling_off_leaves_the_decision_to_the_tracer() -> None:
+    # ConnectionManagerUtility::mutateTracingRequestHeader: the request id then says "Sampling" for every request,
+    # and is not rewritten; an upstream decision still wins.
+    proxy_config = config(provider(), sampling_percentage=0.0, use_request_id_for_trace_sampling=False)
+    hop = tracer(proxy_config).start(outbound_request({"x-request-id": REQUEST_ID}), START)
+    assert set_headers(hop)["x-b3-sampled"] == "1" and "x-request-id" not in set_headers(hop)
+    hop = tracer(proxy_config).start(outbound_request({"x-b3-sampled": "0"}), START)
+    assert set_headers(hop)["x-b3-sampled"] == "0"
+
+
+@pytest.mark.parametrize(("percentage", "sampled", "forwarded"), [
+    (50.01, "1", REQUEST_ID[:14] + "9" + REQUEST_ID[15:]),  # 0x1388 = 5000 < 5001
+    (50.0, "0", None),
+])
+def test_sampling_follows_the_request_id_and_packs_the_decision(percentage: float, sampled: str,
+                                                                 forwarded: str | None) -> None:
+    hop = tracer(config(provider(), sampling_percentage=percentage)).start(
+        outbound_request({"x-request-id": REQUEST_ID}), START)
+    assert set_headers(hop)["x-b3-sampled"] == sampled
+    assert set_headers(hop).get("x-request-id") == forwarded
+
+
+def test_client_trace_id_forces_sampling_and_is_tagged() -> None:
+    hop = tracer(config(provider(), sampling_percentage=0.0)).start(
+        outbound_request({"x-request-id": REQUEST_ID, "x-client-trace-id": "abc"}), START)
+    span = hop.finish(response(), START + 1)
+    assert span is not None
+    assert span.tags["guid:x-client-trace-id"] == "abc"
+    assert span.tags["guid:x-request-id"] == set_headers(hop)["x-request-id"] == REQUEST_ID[:14] + "b" + REQUEST_ID[15:]
+
+
+def test_force_trace_is_removed_and_not_honoured() -> None:
+    # Envoy honours x-envoy-force-trace for internal requests only; cleanInternalHeaders strips it from the
+    # others, and an Istio sidecar takes no request for internal (useRemoteAddress false, no trusted XFF).
+    hop = tracer(config(provider(), sampling_percentage=0.0)).start(
+        outbound_request({"x-request-id": REQUEST_ID, "x-envoy-force-trace": "true"}), START)
+    assert "x-envoy-force-trace" in hop.headers_to_remove
+    assert set_headers(hop)["x-b3-sampled"] == "0"
+
+
 def test_server_span_shape() -> None:
-    request = inbound_request(B3_SAMPLED, authority="some-alias:80",
-                              destination_host="reviews.default.svc.cluster.local")
+    request = inbound_request(B3_SAMPLED, authority="some-alias:80", operation="reviews.default.svc.cluster.local:80/*",
+                              cluster="inbound|9080||")
     hop = tracer(config(provider()), "inbound").start(request, START)
+    assert "x-envoy-decorator-operation" not in set_headers(hop)
     span = hop.finish(response(upstream=("127.0.0.1", 9080)), START + 900)
     assert span is not None
-    assert span.name == "reviews.default.svc.cluster.local:9080/*"  # whatever Host the caller sent
+    assert span.name == "reviews.default.svc.cluster.local:80/*"  # the route's, whatever Host the caller sent
     assert span.kind == "SERVER"
     assert span.remote_endpoint == Endpoint(ipv4="10.244.0.5", port=51234)  # the downstream peer
     assert span.tags["upstream_cluster"] == "inbound|9080||"
@@ -338,9 +413,44 @@ def test_server_span_shape() -> None:
     assert span.tags["http.url"] == "http://some-alias:80/reviews/0"
 
 
+# --- x-envoy-decorator-operation (ConnectionManagerImpl::ActiveStream::traceRequest) ----------------
+
+
+def test_outbound_sends_its_route_operation_to_the_server() -> None:
+    hop = tracer(config(provider())).start(outbound_request({"x-envoy-decorator-operation": "app's"}), START)
+    assert set_headers(hop)["x-envoy-decorator-operation"] == "reviews.default.svc.cluster.local:9080/*"
+
+
+def test_outbound_passthrough_has_no_decorator_to_send() -> None:
+    request = outbound_request({"x-envoy-decorator-operation": "app's"}, decorated=False)
+    hop = tracer(config(provider())).start(request, START)
+    assert "x-envoy-decorator-operation" not in set_headers(hop)
+    assert forward(request.headers, hop)["x-envoy-decorator-operation"] == "app's"
+
+
+@pytest.mark.parametrize(("sent", "name"), [
+    ("reviews.default.svc.cluster.local:9080/*", "reviews.default.svc.cluster.local:9080/*"),
+    ("custom-operation", "custom-operation"),
+    ("", "reviews-alias.default.svc.cluster.local:80/*"),  # an empty one is ignored, and still removed
+])
+def test_inbound_names_its_span_after_the_callers_operation_and_removes_it(sent: str, name: str) -> None:
+    request = inbound_request({**B3_SAMPLED, "x-envoy-decorator-operation": sent},
+                              operation="reviews-alias.default.svc.cluster.local:80/*")
+    hop = tracer(config(provider()), "inbound").start(request, START)
+    assert "x-envoy-decorator-operation" in hop.headers_to_remove
+    span = hop.finish(response(), START + 1)
+    assert span is not None and span.name == name
+
+
+def test_inbound_without_a_tracer_leaves_the_operation_header_to_the_app() -> None:
+    request = inbound_request({"x-envoy-decorator-operation": "op"})
+    hop = tracer(config(None), "inbound").start(request, START)
+    assert forward(request.headers, hop)["x-envoy-decorator-operation"] == "op"
+
+
 @pytest.mark.parametrize(("changes", "url"), [
     ({"target": "http://reviews:9080/reviews/0?x=1", "authority": "reviews:9080"}, "http://reviews:9080/reviews/0?x=1"),
-    ({"target": "https://api.example.com/v1"}, "https://api.example.com/v1"),
+    ({"target": "https://api.example.com/v1", "authority": "api.example.com"}, "https://api.example.com/v1"),
     ({"target": "/a?b=c", "authority": "details.default:9080"}, "http://details.default:9080/a?b=c"),
 ])
 def test_http_url(changes: dict[str, Any], url: str) -> None:
@@ -395,25 +505,24 @@ def test_error_tag(status: int, flags: str, error: bool) -> None:
     assert span.tags.get("error") == ("true" if error else None)
 
 
-def test_tags_are_truncated_to_the_providers_max_tag_length() -> None:
+def test_max_tag_length_caps_the_path_in_the_url_tag_only() -> None:
+    # Envoy's max_path_tag_length (Istio's maxTagLength): buildUrl cuts the path, no other tag is touched.
     long_path = "/reviews/" + "x" * 500
     hop = tracer(config(provider(max_tag_length=40))).start(
-        outbound_request({"user-agent": "u" * 100, "x-request-id": "r" * 100}, target=long_path), START)
+        outbound_request({**B3_SAMPLED, "user-agent": "u" * 100, "x-request-id": "r" * 100}, target=long_path),
+        START)
     span = hop.finish(response(), START + 1)
     assert span is not None
-    assert span.tags["http.url"] == ("http://reviews:9080" + long_path)[:40]
-    assert span.tags["user_agent"] == "u" * 40
-    assert span.tags["guid:x-request-id"] == "r" * 40
-    assert span.tags["node_id"] == PRODUCTPAGE.node_id[:40]
-    assert all(len(value) <= 40 for value in span.tags.values())
+    assert span.tags["http.url"] == "http://reviews:9080" + long_path[:40]
+    assert span.tags["user_agent"] == "u" * 100
+    assert span.tags["guid:x-request-id"] == "r" * 100
 
 
-def test_default_max_tag_length_is_256_and_zero_is_unlimited() -> None:
+@pytest.mark.parametrize("max_tag_length", [256, 0], ids=["default", "0 means the default"])
+def test_default_max_path_tag_length_is_256(max_tag_length: int) -> None:
     request = outbound_request(target="/" + "x" * 1000)
-    span = tracer(config(provider())).start(request, START).finish(response(), START + 1)
-    assert span is not None and len(span.tags["http.url"]) == 256
-    span = tracer(config(provider(max_tag_length=0))).start(request, START).finish(response(), START + 1)
-    assert span is not None and len(span.tags["http.url"]) == len("http://reviews:9080/") + 1000
+    span = tracer(config(provider(max_tag_length=max_tag_length))).start(request, START).finish(response(), START + 1)
+    assert span is not None and span.tags["http.url"] == "http://reviews:9080/" + "x" * 255
 
 
 CUSTOM_TAGS = (
@@ -435,7 +544,7 @@ def test_custom_tags() -> None:
     assert span is not None
     custom = {name: span.tags.get(name) for name in (tag.name for tag in CUSTOM_TAGS)}
     assert custom == {
-        "cluster": "east", "pod_env": "productpag", "env_default": "fallback", "env_missing": None,
+        "cluster": "east", "pod_env": "productpage-v1-x", "env_default": "fallback", "env_missing": None,
         "user": "jason", "header_default": "anon", "header_missing": None, "component": "custom",
     }
 

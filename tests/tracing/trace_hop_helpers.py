@@ -48,14 +48,15 @@ def outbound_request(headers: Mapping[str, str] | None = None, **changes: Any) -
     facts = RequestFacts(
         method="GET", target="/reviews/0", authority="reviews:9080", protocol="HTTP/1.1",
         headers={"host": "reviews:9080", "user-agent": "python-requests/2.31.0", **(headers or {})},
-        peer=("127.0.0.1", 45678), destination_host="reviews.default.svc.cluster.local", destination_port=9080,
+        peer=("127.0.0.1", 45678), operation="reviews.default.svc.cluster.local:9080/*",
+        cluster="outbound|9080||reviews.default.svc.cluster.local",
     )
     return replace(facts, **changes)
 
 
 def inbound_request(headers: Mapping[str, str] | None = None, **changes: Any) -> RequestFacts:
     """A call from productpage's pod arriving at reviews' sidecar inbound listener."""
-    return outbound_request(headers, **{"peer": ("10.244.0.5", 51234), **changes})
+    return outbound_request(headers, **{"peer": ("10.244.0.5", 51234), "cluster": "inbound|9080||", **changes})
 
 
 def response(**changes: Any) -> ResponseFacts:

@@ -60,9 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_port, default=9080, help="productpage's port (default 9080)")
     parser.add_argument("--zipkin-port", type=_port, default=9411, help="the collector's Zipkin API port")
     parser.add_argument("--otlp-port", type=_port, default=4318, help="the collector's OTLP/HTTP port")
+    parser.add_argument("--otlp-grpc-port", type=_port, default=4317, help="the collector's OTLP/gRPC port")
     parser.add_argument("--query-port", type=_port, default=16686, help="the collector's Jaeger query API port")
     parser.add_argument("--external-collector", action="store_true",
-                        help="start no collector: use the one already on the three collector ports (e.g. "
+                        help="start no collector: use the one already on the four collector ports (e.g. "
                              "`tracemesh collector` in another terminal), whose traces outlive the demo")
     parser.add_argument("--trace-timeout", type=float, default=15.0, metavar="SECONDS",
                         help="how long to wait for the traces to arrive (default 15)")
@@ -83,16 +84,19 @@ async def _demo(args: argparse.Namespace) -> int:
     mesh_spec = read_mesh_spec(args.mesh_config)
     if args.provider:
         telemetries, mesh_spec = with_provider(telemetries, mesh_spec, args.provider)
-    collector_ports = {"--zipkin-port": (args.zipkin_port, "the Zipkin API"), "--otlp-port": (args.otlp_port, "OTLP"),
+    collector_ports = {"--zipkin-port": (args.zipkin_port, "the Zipkin API"),
+                       "--otlp-port": (args.otlp_port, "OTLP/HTTP"),
+                       "--otlp-grpc-port": (args.otlp_grpc_port, "OTLP/gRPC"),
                        "--query-port": (args.query_port, "the Jaeger API")}
-    # A collector already on all three ports (`tracemesh collector` in another terminal) is used
+    # A collector already on all four ports (`tracemesh collector` in another terminal) is used
     # as is, so that its traces outlive a `--once` run.
     external = args.external_collector or await all_listening(collector_ports)
     check_free({"--port": (args.port, "productpage"), **({} if external else collector_ports)})
     if external:
         await check_listening(collector_ports, "start `tracemesh collector` first, or drop --external-collector")
         print(f"using the collector already listening on 127.0.0.1:{args.zipkin_port} (Zipkin API), "
-              f":{args.otlp_port} (OTLP) and :{args.query_port} (Jaeger API)", flush=True)
+              f":{args.otlp_port} (OTLP/HTTP), :{args.otlp_grpc_port} (OTLP/gRPC) and :{args.query_port} (Jaeger API)",
+              flush=True)
     plan = plan_demo(mesh_spec, telemetries, *_ports(args))
     if args.once and plan.sampling_percentage < 100:
         raise PlanError(f"the Telemetry samples {plan.sampling_percentage:g}% of requests, so --once cannot expect "
@@ -126,10 +130,10 @@ async def _demo(args: argparse.Namespace) -> int:
 
 def _ports(args: argparse.Namespace) -> tuple[dict[Workload, WorkloadPorts], CollectorPorts]:
     """The user's fixed ports (0: any) and kernel-chosen ones for everything internal."""
-    fixed = {args.port, args.zipkin_port, args.otlp_port, args.query_port} - {0}
-    free = iter(pick_free(4 * len(WORKLOADS) + 3, exclude=fixed))
+    fixed = {args.port, args.zipkin_port, args.otlp_port, args.query_port, args.otlp_grpc_port} - {0}
+    free = iter(pick_free(4 * len(WORKLOADS) + 4, exclude=fixed))
     collector = CollectorPorts(zipkin=args.zipkin_port or next(free), otlp=args.otlp_port or next(free),
-                               query=args.query_port or next(free))
+                               query=args.query_port or next(free), otlp_grpc=args.otlp_grpc_port or next(free))
     ports = {}
     for workload in WORKLOADS:
         inbound = (args.port or next(free)) if workload.service == "productpage" else next(free)
@@ -152,8 +156,10 @@ async def _start(plan: DemoPlan, supervisor: Supervisor, work_dir: Path, *, star
     if start_collector:
         collector = supervisor.start("collector", [
             *python, "tracemesh_cli.main", "collector", "--host", LOOPBACK, "--zipkin-port", str(ports.zipkin),
-            "--otlp-port", str(ports.otlp), "--query-port", str(ports.query)], _child_environment({}))
-        waits.append(supervisor.wait_listening(collector, [ports.zipkin, ports.otlp, ports.query], STARTUP_TIMEOUT_S))
+            "--otlp-port", str(ports.otlp), "--query-port", str(ports.query), "--otlp-grpc-port", str(ports.otlp_grpc)],
+            _child_environment({}))
+        waits.append(supervisor.wait_listening(collector, [ports.zipkin, ports.otlp, ports.query, ports.otlp_grpc],
+                                               STARTUP_TIMEOUT_S))
     for workload in plan.workloads:
         config_path = work_dir / f"{workload.workload.name}-proxy.yaml"
         config_path.write_text(yaml.safe_dump(dump_proxy_config(workload.proxy_config), sort_keys=False))

@@ -33,9 +33,12 @@ NAMESPACE = "default"
 CLUSTER_DOMAIN = "cluster.local"
 SERVICE_PORT = 9080  # every Bookinfo service's port, as in the manifests
 LOOPBACK = "127.0.0.1"
-# The in-cluster addresses of the tracing addons (samples/bookinfo/meshconfig.yaml), served locally by the collector.
+# The in-cluster addresses of the tracing backends the sample MeshConfigs name (samples/bookinfo/meshconfig*.yaml:
+# the addons, Istio's Jaeger task, Istio's otelcollector test), all served locally by the one collector.
 ZIPKIN_HOST = "zipkin.istio-system.svc.cluster.local"
 JAEGER_COLLECTOR_HOST = "jaeger-collector.istio-system.svc.cluster.local"
+OTEL_COLLECTOR_HOST = "opentelemetry-collector.istio-system.svc.cluster.local"
+ZIPKIN_PORT, OTLP_HTTP_PORT, OTLP_GRPC_PORT = 9411, 4318, 4317
 
 
 class PlanError(ValueError):
@@ -75,6 +78,7 @@ class CollectorPorts:
     zipkin: int  # Zipkin v2 API and span ingest
     otlp: int  # OTLP/HTTP ingest
     query: int  # Jaeger query API
+    otlp_grpc: int  # OTLP/gRPC ingest
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +128,11 @@ def registry(ports: Mapping[Workload, WorkloadPorts], collector: CollectorPorts)
     for workload, workload_ports in ports.items():
         host = f"{workload.service}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"
         endpoints.setdefault((host, SERVICE_PORT), []).append(f"{LOOPBACK}:{workload_ports.inbound}")
-    endpoints[(ZIPKIN_HOST, 9411)] = [f"{LOOPBACK}:{collector.zipkin}"]
-    endpoints[(JAEGER_COLLECTOR_HOST, 4318)] = [f"{LOOPBACK}:{collector.otlp}"]
-    endpoints[(JAEGER_COLLECTOR_HOST, 9411)] = [f"{LOOPBACK}:{collector.zipkin}"]  # Jaeger also takes Zipkin
+    endpoints[(ZIPKIN_HOST, ZIPKIN_PORT)] = [f"{LOOPBACK}:{collector.zipkin}"]
+    for host in (JAEGER_COLLECTOR_HOST, OTEL_COLLECTOR_HOST):  # both ingest OTLP on Istio's ports
+        endpoints[(host, OTLP_HTTP_PORT)] = [f"{LOOPBACK}:{collector.otlp}"]
+        endpoints[(host, OTLP_GRPC_PORT)] = [f"{LOOPBACK}:{collector.otlp_grpc}"]
+    endpoints[(JAEGER_COLLECTOR_HOST, ZIPKIN_PORT)] = [f"{LOOPBACK}:{collector.zipkin}"]  # Jaeger also takes Zipkin
     return tuple(ServiceEntry(host=host, port=port, endpoints=tuple(addresses))
                  for (host, port), addresses in endpoints.items())
 

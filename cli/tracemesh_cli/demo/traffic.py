@@ -1,7 +1,8 @@
 """Sending the demo's requests and reading their traces back, each request matched to its own trace.
 
-Every request carries a fresh `x-request-id`; the proxies keep one they receive and tag every span
-with it (`guid:x-request-id`), so each trace is found by the request that caused it, even when
+Every request carries a fresh `x-request-id`; the proxies keep one they receive (packing their sampling
+decision into its 15th character, as Envoy does) and tag every span with it (`guid:x-request-id`), so
+each trace is found by the request that caused it, even when
 the backend also holds traces from earlier runs.
 """
 
@@ -18,6 +19,7 @@ import aiohttp
 from tracemesh_bookinfo.trace_shape import BookinfoTrace, inspect_bookinfo_trace
 from tracemesh_cli.backend_client import Api, BackendError, TraceSearch, fetch_traces
 from tracemesh_sidecar.spans.model import Span
+from tracemesh_sidecar.tracing.request_id import without_trace_reason
 
 ENTRY_SERVICE = "productpage.default"
 REQUEST_ID_TAG = "guid:x-request-id"
@@ -78,8 +80,8 @@ def match_traces(sent: Sequence[Sent], traces: Sequence[Sequence[Span]]) -> dict
     by_request: dict[str, Sequence[Span]] = {}
     for trace in traces:
         request_id = request_id_of(trace)
-        if request_id is not None:
-            by_request[request_id] = trace
+        if request_id is not None:  # the proxies pack their sampling decision into it, as Envoy does
+            by_request[without_trace_reason(request_id)] = trace
     found: dict[str, Found | None] = {}
     for item in sent:
         spans = by_request.get(item.request_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracemesh_operator.compiler.mesh import MeshTracing, read_mesh
+from tracemesh_operator.compiler.mesh import NO_ENVIRONMENT, MeshTracing, read_mesh
 from tracemesh_operator.compiler.model import CompiledTracing, Problem
 from tracemesh_operator.compiler.telemetry import TelemetryRules, object_identity, read_telemetry
 from tracemesh_sidecar.config import ProviderConfig, TracingConfig, TracingPolicy
@@ -19,9 +19,12 @@ LEVELS = ("root", "namespace", "workload")
 
 
 def compile_tracing(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, Any]], namespace: str,
-                    labels: Mapping[str, str]) -> CompiledTracing:
-    """The tracing config of a workload in `namespace` with `labels`; `telemetries` may hold any namespaces'."""
-    mesh = read_mesh(mesh_spec)
+                    labels: Mapping[str, str], environ: Mapping[str, str] = NO_ENVIRONMENT) -> CompiledTracing:
+    """The tracing config of a workload in `namespace` with `labels`; `telemetries` may hold any namespaces'.
+
+    `environ` is the operator's environment, where provider headers' `envName`s are read (istiod reads its own).
+    """
+    mesh = read_mesh(mesh_spec, environ)
     problems = list(mesh.problems)
     candidates: dict[str, list[TelemetryRules]] = {level: [] for level in LEVELS}
     for obj in telemetries:

@@ -7,13 +7,24 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tracemesh_operator.compiler.model import Problem
+from tracemesh_operator.compiler.providers import (
+    FOREIGN_KINDS,
+    MESH_RESOURCE,
+    camel_case_keys,
+    provider_kind,
+    read_provider,
+)
 from tracemesh_sidecar.config import ConfigError, ProviderConfig
 from tracemesh_sidecar.config.fields import Fields
-from tracemesh_sidecar.config.model import PROVIDER_KINDS, parse_provider
+from tracemesh_sidecar.config.model import PROVIDER_KINDS
 
 DEFAULT_ROOT_NAMESPACE = "istio-system"
 DEFAULT_SAMPLING = 1.0  # Istio's defaultConfig.tracing.sampling default
-MESH_RESOURCE = "MeshConfig"
+NO_ENVIRONMENT: Mapping[str, str] = {}
+# The MeshConfig fields the operator acts on; Istio's others are accepted and reported as not acted on.
+ACTED_ON = frozenset({"rootNamespace", "enableTracing", "trustDomain", "defaultConfig", "extensionProviders",
+                      "defaultProviders"})
+ACTED_ON_PROXY_CONFIG = frozenset({"meshId", "tracing"})  # defaultConfig: workload.mesh_id reads meshId
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +36,7 @@ class MeshTracing:
     default_provider: str | None
     default_sampling: float
     problems: tuple[Problem, ...]
+    notices: tuple[Problem, ...] = ()  # accepted, not (all) acted on: for the Honoured condition
 
     def resolve(self, name: str) -> str | None:
         """The extensionProviders name `name` refers to; Istio matches provider names case-insensitively."""
@@ -38,10 +50,20 @@ def _problem(error: ConfigError, reason: str = "InvalidMeshConfig") -> Problem:
     return Problem(MESH_RESOURCE, error.field, reason, error.problem, error.fix)
 
 
-def read_mesh(mesh_spec: Mapping[str, Any]) -> MeshTracing:
-    """Never raises: a broken part is left out and reported; the rest is used."""
+def read_mesh(mesh_spec: Mapping[str, Any], environ: Mapping[str, str] = NO_ENVIRONMENT) -> MeshTracing:
+    """Never raises: a broken part is left out and reported; the rest is used.
+
+    `environ` is the operator's environment, where header `envName`s are read, as istiod reads its own.
+    """
     problems: list[Problem] = []
-    spec = Fields(mesh_spec if isinstance(mesh_spec, Mapping) else {}, "spec")
+    notices: list[Problem] = []
+    try:
+        # Istio reads the mesh config with protobuf's JSON reader: snake_case field names are as good as camelCase.
+        mesh_spec = camel_case_keys(mesh_spec if isinstance(mesh_spec, Mapping) else {}, "spec")
+    except ConfigError as error:
+        problems.append(_problem(error))
+        mesh_spec = {}
+    spec = Fields(mesh_spec, "spec")
 
     def attempt(read: Any, default: Any) -> Any:
         try:
@@ -54,13 +76,15 @@ def read_mesh(mesh_spec: Mapping[str, Any]) -> MeshTracing:
     enabled = attempt(lambda: spec.boolean("enableTracing", True), True)
     sampling = attempt(lambda: spec.mapping("defaultConfig").mapping("tracing").number(
         "sampling", DEFAULT_SAMPLING, minimum=0.0, maximum=100.0), DEFAULT_SAMPLING)
-    providers, foreign = _read_providers(spec, problems)
+    providers, foreign = _read_providers(spec, environ, problems, notices)
     mesh = MeshTracing(root_namespace, enabled, providers, foreign, None, sampling, ())
-    default_provider = _read_default_provider(spec, mesh, problems)
-    return replace(mesh, default_provider=default_provider, problems=tuple(problems))
+    default_provider = _read_default_provider(spec, mesh, problems, notices)
+    notices.extend(_not_acted_on(mesh_spec))
+    return replace(mesh, default_provider=default_provider, problems=tuple(problems), notices=tuple(notices))
 
 
-def _read_providers(spec: Fields, problems: list[Problem]) -> tuple[dict[str, ProviderConfig], dict[str, str]]:
+def _read_providers(spec: Fields, environ: Mapping[str, str], problems: list[Problem],
+                    notices: list[Problem]) -> tuple[dict[str, ProviderConfig], dict[str, str]]:
     providers: dict[str, ProviderConfig] = {}
     foreign: dict[str, str] = {}
     try:
@@ -74,27 +98,72 @@ def _read_providers(spec: Fields, problems: list[Problem]) -> tuple[dict[str, Pr
                                     "write it as {name: ..., zipkin: {...}}"))
             continue
         name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            problems.append(Problem(MESH_RESOURCE, f"{path}.name", "InvalidMeshConfig", "is empty or missing",
+                                    "give every provider a name (Istio: empty extension provider name)"))
+            continue
         if name in providers or name in foreign:
             problems.append(Problem(MESH_RESOURCE, f"{path}.name", "InvalidMeshConfig",
                                     f"{name!r} is used by an earlier provider", "give every provider its own name"))
             continue
-        kinds = set(entry) - {"name"}
-        if not kinds & set(PROVIDER_KINDS):
+        kind = provider_kind(entry)
+        if kind in FOREIGN_KINDS:
             # Not a tracing provider we export to (access-log, ext-authz, or a foreign tracer): keep the name
             # so that a Telemetry naming it gets an error saying what it is, not "unknown".
-            if isinstance(name, str):
-                foreign[name] = ", ".join(sorted(kinds)) or "empty"
+            foreign[name] = kind
+            notices.append(Problem(MESH_RESOURCE, f"{path}.{kind}", "UnsupportedProvider",
+                                   f"provider {name!r} is a {kind} provider; accepted, not acted on: tracemesh "
+                                   f"sends spans to zipkin and opentelemetry providers only",
+                                   "use a zipkin or opentelemetry provider for tracing; remove it if nothing else "
+                                   "reads it"))
+            continue
+        if kind not in PROVIDER_KINDS:
+            # Istio's validateExtensionProvider: "unsupported provider" (none set, an unknown one, or two).
+            kinds = ", ".join(sorted(str(key) for key in entry if key != "name")) or "no provider kind"
+            problems.append(Problem(MESH_RESOURCE, path, "InvalidMeshConfig",
+                                    f"provider {name!r} sets {kinds}, not exactly one kind of Istio's",
+                                    "set one of zipkin, opentelemetry, or another kind of Istio's ExtensionProvider"))
             continue
         try:
-            provider = parse_provider(Fields(entry, path))
+            provider, provider_notices = read_provider(entry, path, environ)
         except ConfigError as error:
             problems.append(_problem(error))
             continue
         providers[provider.name] = provider
+        notices.extend(provider_notices)
     return providers, foreign
 
 
-def _read_default_provider(spec: Fields, mesh: MeshTracing, problems: list[Problem]) -> str | None:
+def _not_acted_on(mesh_spec: Mapping[str, Any]) -> list[Problem]:
+    """Istio's MeshConfig fields tracemesh accepts but does not act on: it acts on tracing only."""
+    notices = [Problem(MESH_RESOURCE, f"spec.{key}", "UnsupportedField",
+                       "is accepted (as Istio accepts it) but not acted on: tracemesh acts on tracing only",
+                       "remove it, or keep it for Istio; it changes nothing here")
+               for key in sorted(set(mesh_spec) - ACTED_ON)]
+    proxy_config = mesh_spec.get("defaultConfig")
+    if isinstance(proxy_config, Mapping):
+        notices += [Problem(MESH_RESOURCE, f"spec.defaultConfig.{key}", "UnsupportedField",
+                            "is a ProxyConfig field tracemesh's sidecar does not act on",
+                            "remove it, or keep it for Istio; it changes nothing here")
+                    for key in sorted(set(proxy_config) - ACTED_ON_PROXY_CONFIG)]
+        tracing = proxy_config.get("tracing")
+        # Istio's legacy tracing settings (zipkin.address, customTags, maxPathTagLength...): superseded by
+        # extensionProviders and Telemetry; tracemesh reads only the default sampling.
+        notices += [Problem(MESH_RESOURCE, f"spec.defaultConfig.tracing.{key}", "UnsupportedField",
+                            "is a legacy ProxyConfig tracing setting tracemesh does not act on",
+                            "configure it through extensionProviders and a Telemetry resource instead")
+                    for key in sorted(set(tracing if isinstance(tracing, Mapping) else ()) - {"sampling"})]
+    default_providers = mesh_spec.get("defaultProviders")
+    if isinstance(default_providers, Mapping):
+        notices += [Problem(MESH_RESOURCE, f"spec.defaultProviders.{key}", "UnsupportedField",
+                            "names providers for Istio's metrics or access logs, which tracemesh does not produce",
+                            "remove it, or keep it for Istio; it changes nothing here")
+                    for key in sorted(set(default_providers) - {"tracing"})]
+    return notices
+
+
+def _read_default_provider(spec: Fields, mesh: MeshTracing, problems: list[Problem],
+                           notices: list[Problem]) -> str | None:
     try:
         names = [str(name) for _, name in spec.mapping("defaultProviders").items("tracing")]
     except ConfigError as error:
@@ -102,7 +171,11 @@ def _read_default_provider(spec: Fields, mesh: MeshTracing, problems: list[Probl
         return None
     if not names:
         return None
-    # Istio supports one tracing provider per proxy: the first one named.
+    # Istio supports one tracing provider per proxy: the first one named (pilot/pkg/model/telemetry.go Tracing).
+    if len(names) > 1:
+        notices.append(Problem(MESH_RESOURCE, "spec.defaultProviders.tracing", "FirstProviderUsed",
+                               f"names {len(names)} providers; {names[0]!r} is used and the others are ignored, "
+                               f"as Istio does", "name one tracing provider"))
     resolved = mesh.resolve(names[0])
     if resolved is None:
         problems.append(Problem(MESH_RESOURCE, "spec.defaultProviders.tracing[0]", "UnknownProvider",

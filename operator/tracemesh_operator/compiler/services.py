@@ -94,3 +94,36 @@ def _slice_port(service_port: Body, slice_ports: list[Mapping[str, Any]]) -> int
     if target is not None and any(_port(p.get("port")) == target for p in slice_ports):
         return target
     return None
+
+
+def inbound_services(services: Iterable[Body], pod_labels: Mapping[str, str], named_ports: Mapping[str, int],
+                     cluster_domain: str = "cluster.local") -> dict[int, tuple[str, int]]:
+    """Workload port -> (Service FQDN, Service port) of the Service that names the workload's inbound chain there.
+
+    `services` are those of the pod's namespace; a Service selects the pod by its selector (ExternalName and
+    selector-less Services do not). As Istio (pilot/pkg/model/context.go SetServiceTargets, then
+    listener_inbound.go getFilterChainsByServicePort): the Services are taken oldest first (creation time,
+    then hostname), and the first one whose port targets a workload port names it; later ones are skipped.
+    A named targetPort is the container port of that name (`named_ports`); no targetPort means the port.
+    """
+    selecting = []
+    for service in services:
+        metadata, spec = _mapping(service.get("metadata")), _mapping(service.get("spec"))
+        selector = _mapping(spec.get("selector"))
+        name, namespace = str(metadata.get("name") or ""), str(metadata.get("namespace") or "")
+        if (not name or not selector or spec.get("type") == "ExternalName"
+                or any(pod_labels.get(str(key)) != str(value) for key, value in selector.items())):
+            continue
+        host = f"{name}.{namespace}.svc.{cluster_domain}"
+        selecting.append((str(metadata.get("creationTimestamp") or ""), host, spec))
+    targets: dict[int, tuple[str, int]] = {}
+    for _, host, spec in sorted(selecting, key=lambda found: (found[0], found[1])):
+        for service_port in map(_mapping, _list(spec.get("ports"))):
+            port = _port(service_port.get("port"))
+            if port is None or str(service_port.get("protocol") or "TCP") != "TCP":
+                continue
+            target = service_port.get("targetPort", port)
+            workload_port = named_ports.get(target) if isinstance(target, str) else _port(target)
+            if workload_port is not None:
+                targets.setdefault(workload_port, (host, port))
+    return targets

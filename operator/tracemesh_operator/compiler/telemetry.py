@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -10,7 +11,7 @@ from tracemesh_operator.compiler.mesh import MeshTracing, unknown_provider_fix, 
 from tracemesh_operator.compiler.model import Problem
 from tracemesh_sidecar.config import ConfigError, CustomTag, TracingPolicy
 from tracemesh_sidecar.config.fields import Fields
-from tracemesh_sidecar.config.model import parse_custom_tag
+from tracemesh_sidecar.config.model import CustomTagKind, parse_custom_tag
 
 # match.mode -> the directions of the workload's traffic a rule applies to.
 MODES: Mapping[str, tuple[str, ...]] = {
@@ -18,7 +19,14 @@ MODES: Mapping[str, tuple[str, ...]] = {
     "SERVER": ("server",),
     "CLIENT_AND_SERVER": ("client", "server"),
 }
-TRACING_FIELDS_UNUSED = ("useRequestIdForTraceSampling", "enableIstioTags")  # Istio's; accepted, not acted on
+# A `formatter` custom tag is an Envoy substitution format string; the sidecar reads request headers and its
+# environment, so the two operators that are exactly that become header and environment tags. A value Envoy's
+# formatter cannot find is "-".
+_FORMATTERS: Mapping[CustomTagKind, re.Pattern[str]] = {
+    "header": re.compile(r"%REQ\(([^():?%]+)\)%"),
+    "environment": re.compile(r"%ENVIRONMENT\(([^():%]+)\)%"),
+}
+MISSING_VALUE = "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,8 @@ class TracingRule:
     disable_span_reporting: bool | None = None
     disable_context_propagation: bool | None = None
     custom_tags: tuple[CustomTag, ...] | None = None
+    enable_istio_tags: bool | None = None
+    use_request_id_for_trace_sampling: bool | None = None
 
     def apply(self, parent: TracingPolicy) -> TracingPolicy:
         policy = parent
@@ -44,6 +54,10 @@ class TracingRule:
             policy = replace(policy, disable_context_propagation=self.disable_context_propagation)
         if self.custom_tags is not None:
             policy = replace(policy, custom_tags=self.custom_tags)
+        if self.enable_istio_tags is not None:
+            policy = replace(policy, enable_istio_tags=self.enable_istio_tags)
+        if self.use_request_id_for_trace_sampling is not None:
+            policy = replace(policy, use_request_id_for_trace_sampling=self.use_request_id_for_trace_sampling)
         return policy
 
 
@@ -56,6 +70,7 @@ class TelemetryRules:
     selector: Mapping[str, str] | None
     targeted: bool  # targetRef(s): for gateways and waypoints, which have no sidecar
     rules: tuple[TracingRule, ...]
+    notices: tuple[Problem, ...] = ()  # accepted, not (all) acted on: for the Honoured condition
 
     @property
     def resource(self) -> str:
@@ -107,17 +122,31 @@ def _read(obj: Mapping[str, Any], namespace: str, name: str, mesh: MeshTracing) 
     if spec.has("selector") and targets:
         raise _Rejected(f"spec.{targets[0]}", "SelectorWithTargetRef", "is set together with spec.selector",
                         f"use either selector (for sidecars) or {targets[0]} (for gateways), not both")
-    rules = tuple(_read_rule(Fields(item, path), mesh) for path, item in spec.items("tracing"))
+    resource = telemetry_resource(namespace, name)
+    notices: list[Problem] = []
+    rules = tuple(_read_rule(Fields(item, path), mesh, resource, notices) for path, item in spec.items("tracing"))
+    for section in ("metrics", "accessLogging"):
+        if spec.raw(section):
+            notices.append(Problem(resource, f"spec.{section}", "UnsupportedField",
+                                   f"configures Istio's {section}, which tracemesh does not produce; accepted, "
+                                   f"not acted on", "remove it, or keep it for Istio; it changes nothing here"))
+    if targets:
+        notices.append(Problem(resource, f"spec.{targets[0]}", "UnsupportedField",
+                               "selects gateways or waypoints, which tracemesh does not run; no sidecar is affected",
+                               "select sidecars with spec.selector, or leave both out for the whole namespace"))
+    spec.raw("targetRef")
+    spec.raw("targetRefs")
+    spec.done()
     metadata = obj.get("metadata")
     created = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
-    return TelemetryRules(namespace, name, str(created or ""), selector, bool(targets), rules)
+    return TelemetryRules(namespace, name, str(created or ""), selector, bool(targets), rules, tuple(notices))
 
 
-def _read_rule(entry: Fields, mesh: MeshTracing) -> TracingRule:
+def _read_rule(entry: Fields, mesh: MeshTracing, resource: str, notices: list[Problem]) -> TracingRule:
     match = entry.mapping("match")
     mode = match.choice("mode", tuple(MODES), "CLIENT_AND_SERVER")
     match.done()
-    provider = _read_provider(entry, mesh)
+    provider = _read_provider(entry, mesh, resource, notices)
     sampling = entry.number("randomSamplingPercentage", None)
     if sampling is not None and not 0.0 <= sampling <= 100.0:
         raise _Rejected(f"{entry.path}.randomSamplingPercentage", "SamplingOutOfRange",
@@ -126,9 +155,8 @@ def _read_rule(entry: Fields, mesh: MeshTracing) -> TracingRule:
     if entry.has("customTags"):
         table = entry.mapping("customTags")
         # A map in the resource: sorted by name so that equal resources compile to equal configs.
-        tags = tuple(parse_custom_tag(tag, table.mapping(tag)) for tag in sorted(table.keys()))
-    for unused in TRACING_FIELDS_UNUSED:
-        entry.raw(unused)
+        read = (_read_custom_tag(tag, table.mapping(tag), resource, notices) for tag in sorted(table.keys()))
+        tags = tuple(tag for tag in read if tag is not None)
     rule = TracingRule(
         directions=MODES[mode],
         provider=provider,
@@ -136,9 +164,33 @@ def _read_rule(entry: Fields, mesh: MeshTracing) -> TracingRule:
         disable_span_reporting=_optional_boolean(entry, "disableSpanReporting"),
         disable_context_propagation=_optional_boolean(entry, "disableContextPropagation"),
         custom_tags=tags,
+        enable_istio_tags=_optional_boolean(entry, "enableIstioTags"),
+        use_request_id_for_trace_sampling=_optional_boolean(entry, "useRequestIdForTraceSampling"),
     )
     entry.done()
     return rule
+
+
+def _read_custom_tag(name: str, fields: Fields, resource: str, notices: list[Problem]) -> CustomTag | None:
+    """One customTags entry; a `formatter` the sidecar cannot evaluate is reported and left out (None)."""
+    if not fields.has("formatter"):
+        return parse_custom_tag(name, fields)
+    formatter = fields.mapping("formatter")
+    value = formatter.string("value")
+    formatter.done()
+    others = [kind for kind in fields.keys() if kind != "formatter" and fields.has(kind)]  # noqa: SIM118
+    if others:
+        raise ConfigError(f"{fields.path}.{others[0]}", "is set together with formatter",
+                          "set exactly one of literal, environment, header, formatter")
+    fields.done()
+    for kind, pattern in _FORMATTERS.items():
+        if match := pattern.fullmatch(value.strip()):
+            return CustomTag(name=name, kind=kind, source=match.group(1), default=MISSING_VALUE)
+    notices.append(Problem(resource, f"{fields.path}.formatter.value", "UnsupportedField",
+                           f"is {value!r}; tracemesh's sidecar evaluates only %REQ(header)% and %ENVIRONMENT(NAME)% "
+                           f"formatters, so the tag {name!r} is left out", "use a header, environment or literal "
+                           "tag, or a formatter of exactly %REQ(header)% or %ENVIRONMENT(NAME)%"))
+    return None
 
 
 def _optional_boolean(entry: Fields, key: str) -> bool | None:
@@ -149,7 +201,7 @@ def _optional_boolean(entry: Fields, key: str) -> bool | None:
     return bool(entry.boolean(key))
 
 
-def _read_provider(entry: Fields, mesh: MeshTracing) -> str | None:
+def _read_provider(entry: Fields, mesh: MeshTracing, resource: str, notices: list[Problem]) -> str | None:
     names: list[str] = []
     for path, item in entry.items("providers"):
         reference = Fields(item, path)
@@ -158,8 +210,10 @@ def _read_provider(entry: Fields, mesh: MeshTracing) -> str | None:
     if not names:
         return None
     if len(names) > 1:
-        raise _Rejected(f"{entry.path}.providers", "MultipleProviders", f"names {len(names)} providers",
-                        "name one provider per tracing rule; a proxy sends its spans to one tracer")
+        # pilot/pkg/model/telemetry.go Tracing: "we only support a single provider per mode", the first.
+        notices.append(Problem(resource, f"{entry.path}.providers", "FirstProviderUsed",
+                               f"names {len(names)} providers; {names[0]!r} is used and the others are ignored, "
+                               f"as Istio does", "name one provider per tracing rule"))
     resolved = mesh.resolve(names[0])
     if resolved is None:
         raise _Rejected(f"{entry.path}.providers[0].name", "UnknownProvider",

@@ -46,8 +46,12 @@ EXCLUDE_INBOUND_PORTS = "traffic.sidecar.istio.io/excludeInboundPorts"
 EXCLUDE_OUTBOUND_PORTS = "traffic.sidecar.istio.io/excludeOutboundPorts"
 EXCLUDE_OUTBOUND_IP_RANGES = "traffic.sidecar.istio.io/excludeOutboundIPRanges"
 
-PROXY_CONTAINER = "tracemesh-proxy"
-INIT_CONTAINER = "tracemesh-init"
+# Istio's names (pkg/kube/inject/inject.go ProxyContainerName, InitContainerName): `kubectl logs
+# deploy/x -c istio-proxy` and the tools that assume them work as they do with Istio.
+PROXY_CONTAINER = "istio-proxy"
+INIT_CONTAINER = "istio-init"
+# Names of a proxy container in a pod: ours, and the one tracemesh used before it took Istio's.
+PROXY_CONTAINER_NAMES = frozenset({PROXY_CONTAINER, "tracemesh-proxy"})
 TMP_VOLUME = "tracemesh-tmp"
 HEALTH_PORT = 15021
 PROMETHEUS_PORT = 15090
@@ -89,6 +93,9 @@ def injection_skip_reason(pod: Mapping[str, Any], namespace_labels: Mapping[str,
     labels = pod_labels(pod)
     if STATUS_ANNOTATION in annotations:
         return f"already injected (annotation {STATUS_ANNOTATION} is present)"
+    proxy = proxy_container_name(pod)
+    if proxy is not None:
+        return f"already has a proxy container ({proxy!r})"
     if _mapping(pod.get("spec")).get("hostNetwork") is True:
         return "hostNetwork pod: capture rules would apply to the node's network"
     # The annotation form is Istio's older opt-out, still honoured so existing manifests keep working.
@@ -100,6 +107,16 @@ def injection_skip_reason(pod: Mapping[str, Any], namespace_labels: Mapping[str,
     if namespace_setting == "enabled" or labels.get(INJECT_LABEL) == "true":
         return None
     return f'not asked for: no {NAMESPACE_LABEL}=enabled namespace label, no {INJECT_LABEL}: "true" pod label'
+
+
+def proxy_container_name(pod: Mapping[str, Any]) -> str | None:
+    """The name of the pod's proxy container (an init container when native), or None."""
+    spec = _mapping(pod.get("spec"))
+    for container in [*_list(spec.get("initContainers")), *_list(spec.get("containers"))]:
+        name = _mapping(container).get("name")
+        if isinstance(name, str) and name in PROXY_CONTAINER_NAMES:
+            return name
+    return None
 
 
 def inject(pod: Mapping[str, Any], namespace_labels: Mapping[str, str],

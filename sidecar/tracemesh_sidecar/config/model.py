@@ -21,6 +21,7 @@ Example (YAML):
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -29,6 +30,12 @@ from tracemesh_sidecar.config.fields import ConfigError, Fields
 
 ProviderKind = Literal["zipkin", "opentelemetry", "jaeger"]
 PROVIDER_KINDS: tuple[ProviderKind, ...] = ("zipkin", "opentelemetry", "jaeger")
+# How spans travel to a provider: Istio's `opentelemetry` exports OTLP over gRPC unless it has an `http` block.
+Transport = Literal["http", "grpc"]
+TRANSPORTS: tuple[Transport, ...] = ("http", "grpc")
+# OpenTelemetry resource detectors the proxy applies (Istio's `resourceDetectors`): `environment` reads
+# OTEL_RESOURCE_ATTRIBUTES from the proxy's environment, as Envoy's environment detector does.
+RESOURCE_DETECTORS = ("environment",)
 TRACE_CONTEXT_OPTIONS = ("USE_B3", "USE_B3_WITH_W3C_PROPAGATION")
 CustomTagKind = Literal["literal", "environment", "header"]
 CUSTOM_TAG_KINDS: tuple[CustomTagKind, ...] = ("literal", "environment", "header")
@@ -56,13 +63,17 @@ class NodeIdentity:
     mesh_id: str = "cluster.local"
     cluster_domain: str = "cluster.local"
     labels: Mapping[str, str] = field(default_factory=dict)
-    # The FQDN that names this workload's SERVER spans; defaults to the canonical service's.
+    cluster_id: str = "Kubernetes"  # Istio's cluster name (istiod's CLUSTER_ID default): the istio.cluster_id tag
+    # The FQDN that names SERVER spans on an inbound port no Service targets; defaults to the canonical service's.
     service_host: str | None = None
+    # Envoy's service cluster, the `localEndpoint.serviceName` of every span, as Istio's bootstrap picks it
+    # (the operator computes it from the pod's labels); None: `{canonical service}.{namespace}`.
+    tracing_service_name: str | None = None
 
     @property
     def service_name(self) -> str:
-        """`localEndpoint.serviceName` of every span: `{canonical service}.{namespace}`."""
-        return f"{self.canonical_service}.{self.namespace}"
+        """`localEndpoint.serviceName` of every span."""
+        return self.tracing_service_name or f"{self.canonical_service}.{self.namespace}"
 
     @property
     def own_host(self) -> str:
@@ -87,11 +98,22 @@ class Listeners:
 
 @dataclass(frozen=True, slots=True)
 class InboundPort:
-    """One application port fronted by the proxy."""
+    """One application port fronted by the proxy, and the Service that targets it.
 
-    port: int  # the port callers aim at: SERVER span name and `inbound|port||`
+    Istio builds one inbound chain per target port, named after the oldest Service targeting it
+    (pilot/pkg/networking/core/listener_inbound.go): its route decorator, the SERVER span's name, is
+    `{service_host}:{service_port}/*`, and its cluster `inbound|{port}||`.
+    """
+
+    port: int  # the workload port callers' packets aim at (a Service's targetPort): `inbound|port||`
     app_port: int  # where the application listens, on `InboundConfig.app_address`
     listen: str | None = None  # an extra explicit listener (`host:port`) for local mode
+    service_host: str | None = None  # the Service's FQDN; None: no Service targets the port (NodeIdentity.own_host)
+    service_port: int | None = None  # that Service's port mapping to `port`; None: `port`
+
+    def operation(self, own_host: str) -> str:
+        """The SERVER span's name when the caller sends no `x-envoy-decorator-operation`."""
+        return f"{self.service_host or own_host}:{self.service_port or self.port}/*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +162,10 @@ class TracingPolicy:
     disable_span_reporting: bool = False
     disable_context_propagation: bool = False
     custom_tags: tuple[CustomTag, ...] = ()
+    # Istio's Telemetry `enableIstioTags` (the istio.* span tags) and `useRequestIdForTraceSampling`
+    # (Envoy's use_request_id_for_trace_sampling: the sampling decision follows x-request-id), both default on.
+    enable_istio_tags: bool = True
+    use_request_id_for_trace_sampling: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +197,15 @@ class ProviderConfig:
     trace_context_option: str = "USE_B3"
     connect_timeout_s: float = 2.0
     timeout_s: float = 5.0
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # HTTP request headers, or gRPC initial metadata
     batch: BatchConfig = BatchConfig()
+    transport: Transport = "http"  # "grpc": OTLP over gRPC (`path` is then unused)
+    resource_detectors: tuple[str, ...] = ()  # from RESOURCE_DETECTORS
 
     @property
     def url(self) -> str:
+        if self.transport == "grpc":
+            return f"grpc://{self.service}:{self.port}"
         return f"http://{self.service}:{self.port}{self.path}"
 
     @property
@@ -265,7 +295,9 @@ def _parse_node(node: Fields) -> NodeIdentity:
         mesh_id=node.string("meshId", "cluster.local"),
         cluster_domain=node.string("clusterDomain", "cluster.local"),
         labels=node.string_map("labels"),
+        cluster_id=node.string("clusterID", "Kubernetes"),
         service_host=node.string("serviceHost", None),
+        tracing_service_name=node.string("tracingServiceName", None),
     )
     node.done()
     return result
@@ -319,8 +351,14 @@ def _parse_inbound(fields: Fields) -> InboundConfig:
     for path, item in fields.items("ports"):
         entry = Fields(item, path)
         port = entry.port("port")
+        service_host = entry.string("serviceHost", None)
+        service_port = entry.port("servicePort", None)
+        if service_port is not None and service_host is None:
+            raise ConfigError(f"{entry.path}.servicePort", "is set without serviceHost",
+                              "add serviceHost (the Service's FQDN) or remove servicePort")
         ports.append(InboundPort(port=port, app_port=entry.port("appPort", port),
-                                 listen=_listen_address(entry, "listen", None)))
+                                 listen=_listen_address(entry, "listen", None),
+                                 service_host=service_host, service_port=service_port))
         entry.done()
     result = InboundConfig(
         app_address=fields.string("appAddress", "127.0.0.1"),
@@ -379,6 +417,8 @@ def _parse_policy(fields: Fields) -> TracingPolicy:
         disable_span_reporting=fields.boolean("disableSpanReporting", False),
         disable_context_propagation=fields.boolean("disableContextPropagation", False),
         custom_tags=tuple(tags),
+        enable_istio_tags=fields.boolean("enableIstioTags", True),
+        use_request_id_for_trace_sampling=fields.boolean("useRequestIdForTraceSampling", True),
     )
     fields.done()
     return result
@@ -435,39 +475,86 @@ def parse_provider(fields: Fields) -> ProviderConfig:
         max_retries=batch.integer("maxRetries", defaults.max_retries, minimum=0),
     )
     batch.done()
-    http = body.mapping("http") if kind == "opentelemetry" else body
-    default_path = DEFAULT_ZIPKIN_PATH if kind == "zipkin" else DEFAULT_OTLP_PATH
+    transport: Transport = "http"
+    if kind == "opentelemetry":
+        # Istio's OpenTelemetryTracingProvider: OTLP/HTTP with an `http` block, otherwise OTLP/gRPC.
+        if body.has("http") and body.has("grpc"):
+            raise ConfigError(f"{body.path}.grpc", "is set together with http",
+                              "keep http (OTLP/HTTP) or grpc (OTLP/gRPC), not both")
+        transport = "http" if body.has("http") else "grpc"
+        transport_fields = body.mapping(transport)
+    else:
+        transport_fields = body
+    # An empty or unset path: Zipkin's is /api/v2/spans (tracing.go zipkinConfig); Istio's OpenTelemetry HttpService
+    # has none (it posts to "/", as Envoy reads a URI without a path); tracemesh's `jaeger` posts to /v1/traces.
+    default_path = {"zipkin": DEFAULT_ZIPKIN_PATH, "opentelemetry": "", "jaeger": DEFAULT_OTLP_PATH}[kind]
+    path_text = transport_fields.string("path", "", allow_empty=True) or default_path
+    path = "" if transport == "grpc" else join_path(path_text)
+    headers_key = "initialMetadata" if transport == "grpc" else "headers"
     provider = ProviderConfig(
         name=name,
         kind=kind,
         service=body.string("service"),
         port=body.port("port"),
-        path=http.string("path", default_path),
+        path=path,
         max_tag_length=body.integer("maxTagLength", 256, minimum=0),
         enable_64bit_trace_id=body.boolean("enable64bitTraceId", False),
         trace_context_option=body.choice("traceContextOption", TRACE_CONTEXT_OPTIONS, "USE_B3"),
         connect_timeout_s=body.duration("connectTimeout", 2.0),
-        timeout_s=http.duration("timeout", 5.0),
-        headers=tuple(sorted(_parse_headers(http).items())),
+        timeout_s=transport_fields.duration("timeout", _default_timeout_s(kind, transport)),
+        headers=tuple(sorted(_parse_headers(transport_fields, headers_key).items())),
         batch=batch_config,
+        transport=transport,
+        resource_detectors=_parse_resource_detectors(body),
     )
-    if http is not body:
-        http.done()
+    if transport_fields is not body:
+        transport_fields.done()
     body.done()
     fields.done()
     return provider
 
 
-def _parse_headers(fields: Fields) -> dict[str, str]:
-    """Istio's `headers: [{name, value}]` list; a plain mapping is accepted too."""
-    value = fields.raw("headers")
+def _default_timeout_s(kind: ProviderKind, transport: Transport) -> float:
+    """Istio's HttpService timeout defaults to 3s (config.proto); Zipkin's to Envoy's 5s (tracing.go zipkinConfig).
+
+    Envoy sets no deadline on an OTLP/gRPC export without `grpc.timeout`; 5s keeps a silent collector from
+    holding the export queue.
+    """
+    return 3.0 if kind == "opentelemetry" and transport == "http" else 5.0
+
+
+def join_path(path: str) -> str:
+    """The request path as Istio joins `service` and `path` (Go's url.JoinPath): `v1/traces` -> `/v1/traces`.
+
+    Like Go's path.Join it drops empty, `.` and `..` segments and keeps one trailing slash; an empty path
+    is `/`, as Envoy reads a URI without a path.
+    """
+    joined = posixpath.normpath("/" + path.lstrip("/"))
+    return joined + "/" if path.endswith("/") and joined != "/" else joined
+
+
+def _parse_resource_detectors(body: Fields) -> tuple[str, ...]:
+    detectors = body.mapping("resourceDetectors")
+    found = tuple(name for name in RESOURCE_DETECTORS if detectors.has(name))
+    for name in found:
+        detectors.mapping(name).done()
+    detectors.done()
+    return found
+
+
+def _parse_headers(fields: Fields, key: str = "headers") -> dict[str, str]:
+    """Istio's `headers: [{name, value}]` list (gRPC: `initialMetadata`); a plain mapping is accepted too."""
+    value = fields.raw(key)
     if value is None:
         return {}
     if isinstance(value, Mapping):
-        return fields.string_map("headers")
+        return fields.string_map(key)
     result = {}
-    for path, item in fields.items("headers"):
+    for path, item in fields.items(key):
         entry = Fields(item, path)
+        if entry.has("envName"):
+            raise ConfigError(f"{path}.envName", "is read by the operator (as istiod reads it), not by the proxy",
+                              "give the proxy config the header's value; put envName in the MeshConfig")
         result[entry.string("name")] = entry.string("value", allow_empty=True)
         entry.done()
     return result
@@ -496,13 +583,16 @@ def dump_proxy_config(config: ProxyConfig) -> dict[str, Any]:
             "podName": node.pod_name, "namespace": node.namespace, "podIP": node.pod_ip,
             "canonicalService": node.canonical_service, "canonicalRevision": node.canonical_revision,
             "serviceAccount": node.service_account, "meshId": node.mesh_id,
-            "clusterDomain": node.cluster_domain, "labels": dict(node.labels), "serviceHost": node.service_host,
+            "clusterDomain": node.cluster_domain, "labels": dict(node.labels), "clusterID": node.cluster_id,
+            "serviceHost": node.service_host,
+            "tracingServiceName": node.tracing_service_name,
         }),
         "listeners": {key: getattr(config.listeners, key) or "off"
                       for key in ("outbound", "inbound", "admin", "health", "prometheus")},
         "inbound": _drop_none({
             "appAddress": config.inbound.app_address,
-            "ports": [_drop_none({"port": p.port, "appPort": p.app_port, "listen": p.listen})
+            "ports": [_drop_none({"port": p.port, "appPort": p.app_port, "listen": p.listen,
+                                  "serviceHost": p.service_host, "servicePort": p.service_port})
                       for p in config.inbound.ports],
             "connectTimeout": _duration(config.inbound.connect_timeout_s),
             "requestTimeout": _duration(config.inbound.request_timeout_s),
@@ -543,6 +633,8 @@ def _dump_policy(policy: TracingPolicy) -> dict[str, Any]:
         "disableSpanReporting": policy.disable_span_reporting,
         "disableContextPropagation": policy.disable_context_propagation,
         "customTags": {tag.name: dump_custom_tag(tag) for tag in policy.custom_tags},
+        "enableIstioTags": policy.enable_istio_tags,
+        "useRequestIdForTraceSampling": policy.use_request_id_for_trace_sampling,
     })
 
 
@@ -562,12 +654,14 @@ def dump_provider(provider: ProviderConfig) -> dict[str, Any]:
         "batch": {"maxSpans": batch.max_spans, "flushInterval": _duration(batch.flush_interval_s),
                   "queueSize": batch.queue_size, "maxRetries": batch.max_retries},
     }
-    http = {"path": provider.path, "timeout": _duration(provider.timeout_s),
-            "headers": [{"name": name, "value": value} for name, value in provider.headers]}
-    if provider.kind == "opentelemetry":
-        settings["http"] = http
+    headers = [{"name": name, "value": value} for name, value in provider.headers]
+    if provider.transport == "grpc":
+        settings["grpc"] = {"timeout": _duration(provider.timeout_s), "initialMetadata": headers}
     else:
-        settings.update(http)
+        http = {"path": provider.path, "timeout": _duration(provider.timeout_s), "headers": headers}
+        settings.update({"http": http} if provider.kind == "opentelemetry" else http)
+    if provider.resource_detectors:
+        settings["resourceDetectors"] = {name: {} for name in provider.resource_detectors}
     if provider.kind == "zipkin":
         settings["enable64bitTraceId"] = provider.enable_64bit_trace_id
         settings["traceContextOption"] = provider.trace_context_option

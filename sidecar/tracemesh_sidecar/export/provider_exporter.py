@@ -1,6 +1,6 @@
 """The exporter of one provider: a bounded queue fed by the request path, drained by a background task.
 
-The request path only appends to a deque. Batching, encoding and HTTP happen in a task of
+The request path only appends to a deque. Batching, encoding and sending happen in a task of
 the proxy's event loop, so a dead, slow or failing collector costs the request path nothing;
 while that task waits on the collector, new spans keep queueing and, past `queue_size`, the
 oldest are dropped and counted. Memory stays within `queue_size` spans plus the one batch in
@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 
 from tracemesh_sidecar.config.model import ProviderConfig
 from tracemesh_sidecar.export.collector_client import CollectorClient
 from tracemesh_sidecar.export.error_log import RateLimitedLog
+from tracemesh_sidecar.export.grpc_client import GrpcCollectorClient
+from tracemesh_sidecar.export.http_client import HttpCollectorClient
 from tracemesh_sidecar.export.retry import backoff_delay
-from tracemesh_sidecar.export.wire import wire_format
+from tracemesh_sidecar.export.wire import WireFormat, wire_format
 from tracemesh_sidecar.spans.model import Span
 from tracemesh_sidecar.stats import Stats
 
@@ -28,8 +31,8 @@ class ProviderExporter:
     def __init__(self, provider: ProviderConfig, stats: Stats) -> None:
         self.provider = provider
         self._stats = stats
-        self._wire = wire_format(provider.kind)
-        self._client = CollectorClient(provider, self._wire)
+        self._wire = wire_format(provider, os.environ)
+        self._client = _client(provider, self._wire)
         self._log = RateLimitedLog(logger)
         self._capacity = provider.batch.queue_size
         self._max_spans = provider.batch.max_spans
@@ -44,6 +47,7 @@ class ProviderExporter:
         self._dropped = prefix + "spans_dropped"
         self._dropped_queue_full = prefix + "spans_dropped_queue_full"
         self._dropped_export_failed = prefix + "spans_dropped_export_failed"
+        self._dropped_rejected = prefix + "spans_dropped_rejected"
         self._dropped_closed = prefix + "spans_dropped_closed"
         self._export_errors = prefix + "export_errors"
         self._batches_sent = prefix + "batches_sent"
@@ -161,10 +165,17 @@ class ProviderExporter:
             return
         attempts = self.provider.batch.max_retries + 1
         for attempt in range(attempts):
-            outcome = await self._client.post(body)
+            outcome = await self._client.export(body)
             if outcome.sent:
-                self._stats.inc(self._sent, len(batch))
+                # OTLP partial success: the rejected spans are dropped, never retried (the OTLP specification).
+                rejected = min(outcome.rejected_spans, len(batch))
+                self._stats.inc(self._sent, len(batch) - rejected)
                 self._stats.inc(self._batches_sent)
+                if rejected:
+                    self._count_dropped(self._dropped_rejected, rejected)
+                    self._log.warning(outcome.error, (
+                        f"collector {self._client.url} rejected {rejected} of {len(batch)} spans for provider "
+                        f"{self.provider.name}: {outcome.error}"))
                 return
             self._stats.inc(self._export_errors)
             self._publish_queue_depth()
@@ -175,3 +186,7 @@ class ProviderExporter:
                 break
             await asyncio.sleep(backoff_delay(attempt, outcome.retry_after_s))
         self._count_dropped(self._dropped_export_failed, len(batch))
+
+
+def _client(provider: ProviderConfig, wire: WireFormat) -> CollectorClient:
+    return GrpcCollectorClient(provider, wire) if provider.transport == "grpc" else HttpCollectorClient(provider, wire)

@@ -1,24 +1,34 @@
-"""The request body each provider kind takes: Zipkin v2 JSON, or OTLP/HTTP protobuf for jaeger and opentelemetry."""
+"""What goes on the wire per provider: Zipkin v2 JSON, or an OTLP ExportTraceServiceRequest (jaeger and
+opentelemetry, over HTTP or gRPC) carrying the provider's detected resource attributes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
-from tracemesh_sidecar.config.model import ProviderKind
+from tracemesh_sidecar.config.model import ProviderConfig
 from tracemesh_sidecar.spans import otlp, zipkin_json
 from tracemesh_sidecar.spans.model import Span
+from tracemesh_sidecar.spans.otlp import ACCEPTED_WHOLE, PartialSuccess
+from tracemesh_sidecar.spans.resource import detect_resource
 
 
 @dataclass(frozen=True, slots=True)
 class WireFormat:
-    content_type: str
+    content_type: str  # of an HTTP request body
     encode: Callable[[Sequence[Span]], bytes]
+    # What an accepted export's answer says was rejected all the same (OTLP's partial success).
+    partial_success: Callable[[bytes], PartialSuccess]
 
 
-ZIPKIN_JSON = WireFormat("application/json", zipkin_json.encode_spans)
-OTLP_PROTOBUF = WireFormat("application/x-protobuf", otlp.encode_request)
+ZIPKIN_JSON = WireFormat("application/json", zipkin_json.encode_spans, lambda _: ACCEPTED_WHOLE)
 
 
-def wire_format(kind: ProviderKind) -> WireFormat:
-    return ZIPKIN_JSON if kind == "zipkin" else OTLP_PROTOBUF
+def wire_format(provider: ProviderConfig, environ: Mapping[str, str]) -> WireFormat:
+    """The provider's format; `environ` is the proxy's environment, read by the `environment` resource detector."""
+    if provider.kind == "zipkin":
+        return ZIPKIN_JSON
+    resource = detect_resource(provider.resource_detectors, environ)
+    return WireFormat("application/x-protobuf", partial(otlp.encode_request, resource=resource),
+                      otlp.decode_partial_success)

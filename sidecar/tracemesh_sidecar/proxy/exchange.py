@@ -173,13 +173,14 @@ class Exchange:
                 self.authority = host or ""
             destination = ctx.route(self.authority, conn)
         self.destination = destination
-        span_host, span_port = (destination.span_host, destination.span_port) if destination else \
-            (ctx.unrouted_host(self.authority), 0)
         if self.method != b"CONNECT":
+            operation, cluster = (destination.operation, destination.cluster) if destination else \
+                ctx.unrouted(self.authority)
             self.hop = ctx.start_hop(RequestFacts(
                 method=self.method.decode("latin-1"), target=self.target.decode("latin-1"),
                 authority=self.authority, protocol=f"HTTP/{self.version}", headers=fields,
-                peer=conn.peer, destination_host=span_host, destination_port=span_port,
+                peer=conn.peer, operation=operation, cluster=cluster,
+                decorated=destination is not None and destination.decorated,
             ), self.start_us)
         if destination is None:
             self.fail(503, "UH", UH_BODY)
@@ -370,7 +371,8 @@ class Exchange:
         if self.finished:
             return
         log.info("upstream %s sent a malformed response: %s", self._upstream_name(), error)
-        self.fail(503, "UPE", UPE_BODY)
+        # Envoy >= 1.18 answers an upstream protocol error 502 (Router::onUpstreamReset: ProtocolError -> BadGateway).
+        self.fail(502, "UPE", UPE_BODY)
 
     def upstream_lost(self, upstream: UpstreamConnection) -> None:
         if self.finished or upstream is not self.upstream:

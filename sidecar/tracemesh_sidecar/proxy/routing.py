@@ -17,8 +17,14 @@ _CACHE_LIMIT = 4096
 class Destination(NamedTuple):  # a tuple: built per request, and cheaper to build than a frozen dataclass
     host: str  # where to connect
     port: int
-    span_host: str  # what names the span and the cluster
-    span_port: int
+    operation: str  # the route's decorator: the span's name, `{service FQDN}:{service port}/*`
+    cluster: str  # `outbound|{port}||{FQDN}` or `inbound|{port}||`
+    decorated: bool = True  # False: a passthrough to a host no Service names (Istio's route has no decorator)
+
+
+def outbound_route(fqdn: str, port: int) -> tuple[str, str]:
+    """(operation, cluster) of Istio's outbound route to a Service port (route.go buildSidecarVirtualHostForService)."""
+    return f"{fqdn}:{port}/*", f"outbound|{port}||{fqdn}"
 
 
 class _Endpoints:
@@ -46,15 +52,16 @@ class OutboundRouter:
         self._namespace = config.node.namespace
         self._domain = config.node.cluster_domain
         self._normalized: dict[str, tuple[str, int | None]] = {}
-        self.services: dict[tuple[str, int], _Endpoints] = {}
-        # Transparent capture: a Service's (ClusterIP, port) -> its FQDN and endpoints, so that each
-        # request picks an endpoint (kube-proxy would pick once per pooled connection).
-        self.virtual: dict[tuple[str, int], tuple[str, _Endpoints]] = {}
+        self.services: dict[tuple[str, int], _Route] = {}
+        # Transparent capture: a Service's (ClusterIP, port) -> its route, so that each request picks an
+        # endpoint (kube-proxy would pick once per pooled connection).
+        self.virtual: dict[tuple[str, int], _Route] = {}
         for service in config.outbound.services:
             fqdn, _ = normalize_host(service.host, self._namespace, self._domain)
-            endpoints = self.services[(fqdn, service.port)] = _Endpoints(service.endpoints)
+            route = self.services[(fqdn, service.port)] = _Route(_Endpoints(service.endpoints),
+                                                                 *outbound_route(fqdn, service.port))
             for address in service.addresses:
-                self.virtual[(address, service.port)] = (fqdn, endpoints)
+                self.virtual[(address, service.port)] = route
 
     def normalize(self, authority: str) -> tuple[str, int | None]:
         result = self._normalized.get(authority)
@@ -75,38 +82,62 @@ class OutboundRouter:
             if _has_port(authority):
                 return None  # a port that is not a number in 1-65535
             port = default_port
-        endpoints = self.services.get((fqdn, port))
-        if endpoints is not None:
-            address = endpoints.pick()
-            if address is None:
-                return None
-            return Destination(address[0], address[1], fqdn, port)
-        return Destination(_host_part(authority) or fqdn, port, fqdn, port)
+        route = self.services.get((fqdn, port))
+        if route is not None:
+            return route.destination()
+        return Destination(_host_part(authority) or fqdn, port, *outbound_route(fqdn, port), decorated=False)
 
     def transparent(self, authority: str, original: tuple[str, int]) -> Destination | None:
         """Captured traffic to a known Service address goes to its next endpoint, named after the Service;
         other captured traffic goes where the client aimed, named from the Host header.
 
         None for a known Service with no endpoints (the caller answers 503 UH, Envoy's "no healthy upstream")."""
-        service = self.virtual.get(original)
-        if service is not None:
-            address = service[1].pick()
-            if address is None:
-                return None
-            return Destination(address[0], address[1], service[0], original[1])
+        route = self.virtual.get(original)
+        if route is not None:
+            return route.destination()
         fqdn = self.normalize(authority)[0] if authority else ""
-        return Destination(original[0], original[1], fqdn or original[0], original[1])
+        return Destination(original[0], original[1], *outbound_route(fqdn or original[0], original[1]),
+                           decorated=False)
+
+
+class _Route:
+    """A Service port's endpoints and its route's constant strings, built once per config."""
+
+    __slots__ = ("cluster", "endpoints", "operation")
+
+    def __init__(self, endpoints: _Endpoints, operation: str, cluster: str) -> None:
+        self.endpoints = endpoints
+        self.operation = operation
+        self.cluster = cluster
+
+    def destination(self) -> Destination | None:
+        address = self.endpoints.pick()
+        if address is None:
+            return None
+        return Destination(address[0], address[1], self.operation, self.cluster)
 
 
 class InboundRouter:
+    """Captured or listened-for inbound traffic -> the app, on Istio's inbound chain of the port it arrived on."""
+
     def __init__(self, config: ProxyConfig) -> None:
         self._app_address = config.inbound.app_address
         self._own_host = config.node.own_host
-        self._app_ports = {entry.port: entry.app_port for entry in config.inbound.ports}
+        self._ports = {entry.port: Destination(self._app_address, entry.app_port, entry.operation(self._own_host),
+                                               inbound_cluster(entry.port))
+                       for entry in config.inbound.ports}
 
-    def to_app(self, service_port: int) -> Destination:
-        return Destination(self._app_address, self._app_ports.get(service_port, service_port),
-                           self._own_host, service_port)
+    def to_app(self, port: int) -> Destination:
+        """`port`: the workload port the caller aimed at (the original destination, or the listener's)."""
+        destination = self._ports.get(port)
+        if destination is None:  # a port no config names: Istio's passthrough chain, straight to the app
+            destination = Destination(self._app_address, port, f"{self._own_host}:{port}/*", inbound_cluster(port))
+        return destination
+
+
+def inbound_cluster(port: int) -> str:
+    """Istio's inbound cluster name (model.BuildInboundSubsetKey): by the workload port, not the Service's."""
+    return f"inbound|{port}||"
 
 
 def _has_port(authority: str) -> bool:

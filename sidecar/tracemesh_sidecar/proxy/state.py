@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tracemesh_sidecar.config.model import ProxyConfig
-from tracemesh_sidecar.proxy.routing import Destination, InboundRouter, OutboundRouter
+from tracemesh_sidecar.proxy.routing import Destination, InboundRouter, OutboundRouter, inbound_cluster, outbound_route
 from tracemesh_sidecar.proxy.upstream import UpstreamPool
 from tracemesh_sidecar.spans.model import Span
 from tracemesh_sidecar.stats import Stats
@@ -79,10 +79,11 @@ class DirectionContext:
             return None
         return destination
 
-    def unrouted_host(self, authority: str) -> str:
+    def unrouted(self, authority: str) -> tuple[str, str]:
+        """(operation, cluster) naming the span of a request that found no route."""
         if self.direction == "inbound":
-            return self.config.node.own_host
-        return self.outbound.normalize(authority)[0] if authority else "unknown"
+            return f"{self.config.node.own_host}:0/*", inbound_cluster(0)
+        return outbound_route(self.outbound.normalize(authority)[0] if authority else "unknown", 0)
 
     # -- tracing: a fault in the tracing core must never fail a request
     def start_hop(self, facts: RequestFacts, start_us: int) -> Hop | None:

@@ -1,4 +1,4 @@
-"""OTLP/HTTP trace export requests (`ExportTraceServiceRequest`) to and from the Span model.
+"""OTLP trace export requests (`ExportTraceServiceRequest`, the same over HTTP and gRPC) to and from the Span model.
 
 The mapping is the one the OpenTelemetry Collector's Zipkin translator uses (the code Jaeger
 runs when it ingests Zipkin), so a span reads the same whichever way it reached a backend:
@@ -14,7 +14,9 @@ runs when it ingests Zipkin), so a span reads the same whichever way it reached 
   remote `net.peer.ip` / `net.peer.port` / `peer.service`, local `net.host.ip` / `net.host.port`.
   The newer `network.peer.*` names would not be understood by that translator.
 
-`debug` and `shared` have no OTLP counterpart and are not carried.
+`debug` and `shared` have no OTLP counterpart and are not carried. Resource attributes other than
+`service.name` (a sender's resource detectors) become tags of each span of that resource, as that
+translator writes them to Zipkin; a span's own attribute of the same name wins.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ import base64
 import binascii
 import ipaddress
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Status
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
@@ -55,8 +61,12 @@ _KIND_FROM_OTLP: dict[int, SpanKind | None] = {
 # Encoding
 
 
-def encode_request(spans: Iterable[Span]) -> bytes:
-    """An OTLP/HTTP protobuf request body (`POST /v1/traces`)."""
+def encode_request(spans: Iterable[Span], resource: Sequence[tuple[str, str]] = ()) -> bytes:
+    """An ExportTraceServiceRequest in protobuf (the OTLP/HTTP body, the OTLP/gRPC message).
+
+    `resource` holds detected resource attributes; as Envoy merges detected resources
+    (resource_detectors/resource_provider.cc), they override `service.name` too.
+    """
     by_service: dict[str | None, ResourceSpans] = {}
     request = ExportTraceServiceRequest()
     for span in spans:
@@ -64,8 +74,9 @@ def encode_request(spans: Iterable[Span]) -> bytes:
         resource_spans = by_service.get(service)
         if resource_spans is None:
             resource_spans = request.resource_spans.add()
-            if service is not None:
-                _add_attribute(resource_spans.resource.attributes, SERVICE_NAME, service)
+            attributes = ({SERVICE_NAME: service} if service is not None else {}) | dict(resource)
+            for key, value in attributes.items():
+                _add_attribute(resource_spans.resource.attributes, key, value)
             resource_spans.scope_spans.add().scope.name = SCOPE_NAME
             by_service[service] = resource_spans
         _fill_span(resource_spans.scope_spans[0].spans.add(), span)
@@ -114,6 +125,29 @@ def _add_attribute(attributes: Any, key: str, value: str) -> None:
     attribute = attributes.add()
     attribute.key = key
     attribute.value.string_value = value
+
+
+@dataclass(frozen=True, slots=True)
+class PartialSuccess:
+    """What a collector that accepted an export still rejected (`ExportTraceServiceResponse.partial_success`)."""
+
+    rejected_spans: int = 0
+    error_message: str = ""
+
+
+ACCEPTED_WHOLE = PartialSuccess()
+
+
+def decode_partial_success(body: bytes) -> PartialSuccess:
+    """The partial success of an ExportTraceServiceResponse; an unreadable answer counts as accepted whole
+    (the transport already said the export succeeded)."""
+    response = ExportTraceServiceResponse()
+    try:
+        response.ParseFromString(body)
+    except DecodeError:
+        return ACCEPTED_WHOLE
+    partial = response.partial_success
+    return PartialSuccess(partial.rejected_spans, partial.error_message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,23 +226,17 @@ def _hex_ids_to_base64(item: dict[str, Any], path: str, keys: tuple[tuple[str, s
 def _spans_from_request(request: Any) -> list[Span]:
     spans = []
     for resource_index, resource_spans in enumerate(request.resource_spans):
-        service = _service_name(resource_spans.resource.attributes)
+        resource = {attribute.key: _attribute_text(attribute.value) for attribute in resource_spans.resource.attributes}
+        service = resource.pop(SERVICE_NAME, None)
         resource_path = f"resourceSpans[{resource_index}]"
         for scope_index, scope_spans in enumerate(resource_spans.scope_spans):
             scope_path = f"{resource_path}.scopeSpans[{scope_index}]"
             for span_index, otlp_span in enumerate(scope_spans.spans):
-                spans.append(_span(otlp_span, service, f"{scope_path}.spans[{span_index}]"))
+                spans.append(_span(otlp_span, service, resource, f"{scope_path}.spans[{span_index}]"))
     return spans
 
 
-def _service_name(attributes: Any) -> str | None:
-    for attribute in attributes:
-        if attribute.key == SERVICE_NAME:
-            return _attribute_text(attribute.value)
-    return None
-
-
-def _span(otlp: Any, service: str | None, path: str) -> Span:
+def _span(otlp: Any, service: str | None, resource: dict[str, str], path: str) -> Span:
     trace_id = normalize_trace_id(id_from_bytes(otlp.trace_id, f"{path}.traceId", (16,)))
     parent_id = None
     if otlp.parent_span_id:
@@ -218,7 +246,7 @@ def _span(otlp: Any, service: str | None, path: str) -> Span:
     start, end = otlp.start_time_unix_nano, otlp.end_time_unix_nano
     if end < start:
         raise SpanDecodeError(f"{path}.endTimeUnixNano", f"({end}) is before startTimeUnixNano ({start})")
-    tags = {attribute.key: _attribute_text(attribute.value) for attribute in otlp.attributes}
+    tags = resource | {attribute.key: _attribute_text(attribute.value) for attribute in otlp.attributes}
     local = _pop_endpoint(tags, HOST_IP, HOST_PORT)
     local.service_name = service
     remote = _pop_endpoint(tags, PEER_IP, PEER_PORT)

@@ -1,7 +1,9 @@
-"""Reading the incoming trace context from request headers, across every format the proxy knows.
+"""Reading the incoming trace context from request headers, in the formats one hop's tracer reads.
 
-Formats are read in the mesh contract's order: B3 multi, B3 single, W3C, then Jaeger and OT when
-configured. A present but malformed format is treated as absent and named in the result (the
+Which formats a hop reads depends on its provider, as with Envoy's tracers: the zipkin tracer reads
+B3 (multi, then single), and W3C only under USE_B3_WITH_W3C_PROPAGATION; the opentelemetry tracer
+reads W3C only. Jaeger and OT are read where configured (`tracing.extraExtract`). Formats are read
+in FORMATS' order. A present but malformed format is treated as absent and named in the result (the
 caller counts it); extraction never raises. The first format carrying ids gives the trace and
 parent span; the first carrying a sampling decision gives the decision, unless it names another
 trace (a stale header left over from an unrelated request must not steer this one).
@@ -23,13 +25,17 @@ B3_SINGLE = "b3_single"
 W3C = "w3c"
 JAEGER = "jaeger"
 OT = "ot"
-ALWAYS_READ: tuple[tuple[str, Extractor], ...] = (
-    (B3_MULTI, b3.extract_multi), (B3_SINGLE, b3.extract_single), (W3C, w3c.extract),
-)
-OPTIONAL: dict[str, Extractor] = {JAEGER: jaeger.extract, OT: ot.extract}
-
+# Every format the proxy can read, in reading order.
+FORMATS: dict[str, Extractor] = {
+    B3_MULTI: b3.extract_multi, B3_SINGLE: b3.extract_single, W3C: w3c.extract, JAEGER: jaeger.extract, OT: ot.extract,
+}
+# The headers of each format: what a hop that owns the format must not forward stale.
+FORMAT_HEADERS: dict[str, frozenset[str]] = {
+    B3_MULTI: frozenset(b3.MULTI_HEADERS), B3_SINGLE: frozenset((b3.SINGLE,)), W3C: frozenset(w3c.HEADERS),
+    JAEGER: frozenset((jaeger.HEADER,)), OT: frozenset(ot.HEADERS),
+}
 # Every header that carries trace context in some format (baggage is not context and passes).
-TRACE_HEADERS = frozenset((*b3.MULTI_HEADERS, b3.SINGLE, *w3c.HEADERS, jaeger.HEADER, *ot.HEADERS))
+TRACE_HEADERS = frozenset().union(*FORMAT_HEADERS.values())
 
 
 class ExtractResult(NamedTuple):
@@ -37,13 +43,13 @@ class ExtractResult(NamedTuple):
     malformed: tuple[str, ...]  # names of formats present but unusable, in reading order
 
 
-def readers(extra_formats: Collection[str]) -> tuple[tuple[str, Extractor], ...]:
-    """The formats to read, in order; unknown names in `extra_formats` are ignored."""
-    return ALWAYS_READ + tuple((name, OPTIONAL[name]) for name in OPTIONAL if name in extra_formats)
+def readers(names: Collection[str]) -> tuple[tuple[str, Extractor], ...]:
+    """The formats named, in reading order; unknown names are ignored."""
+    return tuple((name, read) for name, read in FORMATS.items() if name in names)
 
 
-def extract(headers: Mapping[str, str], extra_formats: Collection[str] = ()) -> ExtractResult:
-    return extract_with(headers, readers(extra_formats))
+def extract(headers: Mapping[str, str], formats: Collection[str] = FORMATS.keys()) -> ExtractResult:
+    return extract_with(headers, readers(formats))
 
 
 def extract_with(headers: Mapping[str, str], formats: tuple[tuple[str, Extractor], ...]) -> ExtractResult:

@@ -17,8 +17,12 @@ class RequestFacts:
     protocol: str  # "HTTP/1.1" or "HTTP/1.0"
     headers: Mapping[str, str]  # lowercase names; repeated headers joined with ", "
     peer: tuple[str, int]  # the downstream address
-    destination_host: str  # outbound: the called service's FQDN; inbound: the workload's own service host
-    destination_port: int  # outbound: the port called; inbound: the service port the caller aimed at
+    # The route's: the span's name (`reviews.default.svc.cluster.local:9080/*`, Istio's route decorator),
+    # the upstream cluster (`outbound|9080||reviews.default.svc.cluster.local`, `inbound|9080||`), and
+    # whether the route carries the decorator (a Service's route; not a passthrough to an unknown host).
+    operation: str
+    cluster: str
+    decorated: bool = True
 
 
 @dataclass(slots=True)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
+def decide(upstream_decision: bool | None, debug: bool, local_decision: bool) -> bool:
+    """Debug forces sampling; else an upstream decision is obeyed; else the hop's own decision (by request id).
 
-def decide(upstream_decision: bool | None, debug: bool, percentage: float, rand: Callable[[], float]) -> bool:
-    """Debug forces sampling; else an upstream decision is obeyed; else `percentage` (0-100) decides.
-
-    `rand` returns a float in [0, 1), so 0 never samples and 100 always does.
+    As Envoy's tracers: the sampled flag of the context read wins over the connection manager's decision.
     """
     if debug:
         return True
     if upstream_decision is not None:
         return upstream_decision
-    return rand() * 100.0 < percentage
+    return local_decision

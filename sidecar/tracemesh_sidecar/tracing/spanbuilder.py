@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from tracemesh_sidecar.config.model import CustomTag, NodeIdentity, ProviderConfig, TracingPolicy
 from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
 from tracemesh_sidecar.tracing.facts import Direction, RequestFacts, ResponseFacts
+from tracemesh_sidecar.tracing.request_id import CLIENT_TRACE_ID
 
-# Istio's maxTagLength default; a configured 0 means "no limit" rather than "empty tags".
-DEFAULT_MAX_TAG_LENGTH = 256
-_UNLIMITED = 1 << 62
+# Envoy's max_path_tag_length default; Istio passes a provider's maxTagLength only when it is not 0
+# (pilot/pkg/networking/core/tracing.go buildHCMTracing). It caps the path in the http.url tag, nothing
+# else (HttpTracerUtility's buildUrl, source/common/tracing/http_tracer_impl.cc).
+DEFAULT_MAX_PATH_TAG_LENGTH = 256
 _ABSOLUTE_FORM = ("http://", "https://")
 
 
@@ -27,16 +29,16 @@ class SpanBuilder:
         # One Endpoint shared by every span of this builder: spans are read-only once built, and this
         # saves an allocation per span on the request path.
         self._local_endpoint = _endpoint((node.pod_ip, None), node.service_name)
-        max_length = provider.max_tag_length if provider is not None else DEFAULT_MAX_TAG_LENGTH
-        self._limit = max_length or _UNLIMITED
-        static = {
-            "node_id": node.node_id,
-            "component": "proxy",
-            "istio.canonical_service": node.canonical_service,
-            "istio.canonical_revision": node.canonical_revision,
-            "istio.namespace": node.namespace,
-            "istio.mesh_id": node.mesh_id,
-        }
+        self._path_limit = (provider.max_tag_length if provider is not None else 0) or DEFAULT_MAX_PATH_TAG_LENGTH
+        static = {"node_id": node.node_id, "component": "proxy"}
+        if policy.enable_istio_tags:  # Istio's buildServiceTags, only with Telemetry's enableIstioTags
+            static.update({
+                "istio.canonical_service": node.canonical_service,
+                "istio.canonical_revision": node.canonical_revision,
+                "istio.namespace": node.namespace,
+                "istio.mesh_id": node.mesh_id,
+                "istio.cluster_id": node.cluster_id,
+            })
         header_tags: list[tuple[str, str, str | None]] = []
         for tag in policy.custom_tags:
             if tag.kind == "header":
@@ -45,39 +47,36 @@ class SpanBuilder:
             value = _static_custom_value(tag, environ)
             if value is not None:
                 static[tag.name] = value
-        self._static_tags = {name: value[: self._limit] for name, value in static.items()}
+        self._static_tags = static
         self._header_tags = tuple(header_tags)
 
-    def build(self, trace_id: str, span_id: str, parent_id: str | None, debug: bool, request_id: str,
+    def build(self, trace_id: str, span_id: str, parent_id: str | None, debug: bool, request_id: str, name: str,
               request: RequestFacts, response: ResponseFacts, start_us: int, end_us: int) -> Span:
-        limit = self._limit
-        target = request.target
-        url = target if target.startswith(_ABSOLUTE_FORM) else f"http://{request.authority}{target}"
-        port = request.destination_port
-        cluster = f"outbound|{port}||{request.destination_host}" if self._outbound else f"inbound|{port}||"
         status = response.status
         flags = response.response_flags
         headers = request.headers
-        peer_ip = request.peer[0]
         tags = {
-            "http.method": request.method[:limit],
-            "http.url": url[:limit],
-            "http.protocol": request.protocol[:limit],
+            "http.method": request.method,
+            "http.url": _url(request.target, request.authority, self._path_limit),
+            "http.protocol": request.protocol,
             "http.status_code": str(status),
             "request_size": str(response.request_size),
             "response_size": str(response.response_size),
-            "response_flags": flags[:limit],
-            "upstream_cluster": cluster[:limit],
-            "guid:x-request-id": request_id[:limit],
-            "user_agent": headers.get("user-agent", "-")[:limit],
-            "peer.address": peer_ip,
+            "response_flags": flags,
+            "upstream_cluster": request.cluster,
+            "guid:x-request-id": request_id,
+            "user_agent": headers.get("user-agent", "-"),
+            "peer.address": request.peer[0],
         }
+        client_trace_id = headers.get(CLIENT_TRACE_ID)
+        if client_trace_id is not None:
+            tags["guid:x-client-trace-id"] = client_trace_id
         # Custom tags are applied last so that a custom tag may replace a standard one, as in Envoy.
         tags.update(self._static_tags)
-        for name, header, default in self._header_tags:
+        for tag_name, header, default in self._header_tags:
             value = headers.get(header, default)
             if value is not None:
-                tags[name] = value[:limit]
+                tags[tag_name] = value
         if status >= 500 or status == 0 or flags != "-":
             tags["error"] = "true"
         if self._outbound:
@@ -88,7 +87,7 @@ class SpanBuilder:
             trace_id=trace_id,
             id=span_id,
             parent_id=parent_id,
-            name=f"{request.destination_host}:{port}/*",
+            name=name,
             kind=self._kind,
             timestamp=start_us,
             duration=max(end_us - start_us, 1),  # Zipkin v2 requires duration >= 1 µs
@@ -97,6 +96,18 @@ class SpanBuilder:
             tags=tags,
             debug=debug,
         )
+
+
+def _url(target: str, authority: str, path_limit: int) -> str:
+    """`http://{authority}{path}` with the path cut at `path_limit` characters, as Envoy's buildUrl."""
+    scheme = "http"
+    if target.startswith(_ABSOLUTE_FORM):  # an explicit-proxy client's absolute-form target
+        scheme, _, rest = target.partition("://")
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
+    if len(target) > path_limit:
+        target = target[:path_limit]
+    return f"{scheme}://{authority}{target}"
 
 
 def _static_custom_value(tag: CustomTag, environ: Mapping[str, str]) -> str | None:

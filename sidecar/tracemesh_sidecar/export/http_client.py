@@ -1,0 +1,55 @@
+"""Export over HTTP: one POST of an encoded batch (Zipkin v2 JSON, OTLP/HTTP protobuf) through aiohttp."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tracemesh_sidecar.config.model import ProviderConfig
+from tracemesh_sidecar.export.collector_client import (
+    ERROR_BODY_BYTES,
+    RESPONSE_BODY_LIMIT,
+    ExportOutcome,
+    accepted,
+)
+from tracemesh_sidecar.export.retry import is_retryable_status, parse_retry_after
+from tracemesh_sidecar.export.wire import WireFormat
+
+
+class HttpCollectorClient:
+    """Posts request bodies to one provider's URL over a lazily created aiohttp session."""
+
+    def __init__(self, provider: ProviderConfig, wire: WireFormat) -> None:
+        self.url = provider.url
+        self._wire = wire
+        self._headers = {**dict(provider.headers), "Content-Type": wire.content_type}
+        self._timeout = aiohttp.ClientTimeout(total=provider.timeout_s, sock_connect=provider.connect_timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def export(self, body: bytes) -> ExportOutcome:
+        if self._session is None:
+            # trust_env stays off: the sidecar's environment may point HTTP_PROXY at the sidecar itself.
+            self._session = aiohttp.ClientSession(timeout=self._timeout,
+                                                  connector=aiohttp.TCPConnector(limit=2))
+        try:
+            async with self._session.post(self.url, data=body, headers=self._headers) as response:
+                if response.status < 300:
+                    return accepted(self._wire.partial_success(await response.content.read(RESPONSE_BODY_LIMIT)))
+                message = (await response.content.read(ERROR_BODY_BYTES)).decode("utf-8", "replace").strip()
+                return ExportOutcome(
+                    sent=False,
+                    retryable=is_retryable_status(response.status),
+                    error=f"HTTP {response.status} {response.reason or ''}: {message or '(no body)'}",
+                    retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
+                )
+        except TimeoutError:
+            return ExportOutcome(sent=False, retryable=True, error=f"timed out (connect {self._timeout.sock_connect} "
+                                                                   f"s, total {self._timeout.total} s)")
+        except aiohttp.InvalidURL as error:
+            return ExportOutcome(sent=False, retryable=False, error=f"invalid collector URL ({error})")
+        except (aiohttp.ClientError, OSError) as error:
+            return ExportOutcome(sent=False, retryable=True, error=f"{type(error).__name__}: {error}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()

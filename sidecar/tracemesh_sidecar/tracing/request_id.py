@@ -1,0 +1,62 @@
+"""Sampling by `x-request-id`, as Envoy's default UUID request-id extension does it.
+
+Envoy packs the tracing decision into the request id it forwards: the UUID's 15th character
+(index 14, `4` in a fresh UUID4) becomes `9` (sampled), `a` (forced) or `b` (client-forced).
+A hop whose incoming request id carries one of them traces the request without rolling again;
+otherwise an `x-client-trace-id` header forces it (Istio's client sampling is 100%), else the id's
+first 8 hex digits modulo 10000 are compared with the percentage in hundredths, so every proxy
+that sees the same request id takes the same decision. An id whose first 8 characters are not hex
+is never sampled. Followed: source/extensions/request_id/uuid/config.{h,cc} and
+ConnectionManagerUtility::mutateTracingRequestHeader (source/common/http/conn_manager_utility.cc).
+
+`x-envoy-force-trace` is honoured by Envoy for internal requests only, and a sidecar never sees
+one: Istio's sidecar listeners do not use the remote address and Envoy >= 1.33 trusts no address
+by default, so cleanInternalHeaders strips the header before the decision (see hop.py).
+"""
+
+from __future__ import annotations
+
+REQUEST_ID = "x-request-id"
+CLIENT_TRACE_ID = "x-client-trace-id"
+FORCE_TRACE = "x-envoy-force-trace"
+
+_UUID_LENGTH = 36
+_TRACE_BYTE = 14
+_SAMPLED = "9"
+_CLIENT_FORCED = "b"
+_TRACED = frozenset({_SAMPLED, "a", _CLIENT_FORCED})  # "a": forced by x-envoy-force-trace upstream
+
+
+def sampling_numerator(percentage: float) -> int:
+    """A 0-100 percentage as Envoy's random_sampling: hundredths of a percent, rounded (0-10000)."""
+    return int(percentage * 100.0 + 0.5)
+
+
+def decide_by_request_id(request_id: str, client_trace_id: bool, numerator: int) -> tuple[bool, str]:
+    """(traced, the request id to forward, with the decision packed into it when it is a UUID)."""
+    if len(request_id) < 8:
+        return False, request_id
+    try:
+        value = int(request_id[:8], 16)
+    except ValueError:
+        return False, request_id
+    packs = len(request_id) == _UUID_LENGTH
+    if packs and request_id[_TRACE_BYTE] in _TRACED:
+        return True, request_id
+    if client_trace_id:
+        reason = _CLIENT_FORCED
+    elif value % 10000 < numerator:
+        reason = _SAMPLED
+    else:
+        return False, request_id
+    if packs:
+        request_id = f"{request_id[:_TRACE_BYTE]}{reason}{request_id[_TRACE_BYTE + 1:]}"
+    return True, request_id
+
+
+def without_trace_reason(request_id: str) -> str:
+    """The request id as its first proxy received or made it: a packed trace reason back to UUID4's `4`
+    (what a client that sent the id finds it by in the spans' `guid:x-request-id`)."""
+    if len(request_id) == _UUID_LENGTH and request_id[_TRACE_BYTE] in _TRACED:
+        return f"{request_id[:_TRACE_BYTE]}4{request_id[_TRACE_BYTE + 1:]}"
+    return request_id
