@@ -10,6 +10,7 @@ BENCHMARKS = {
     "exporter_clients": "bench.exporter_clients",
     "control_plane": "bench.control_plane",
     "operator_memory": "bench.operator_memory",
+    "collector": "bench.collector",
 }
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-from bench.processes import free_port, started
+from bench.processes import free_port, save_results, started
 
 CALLS = 200
 BATCH = 512
@@ -92,9 +91,7 @@ def main(argv: list[str]) -> int:
     for r in results:
         print(f"{r['candidate']:<12} {r['baseline_rss_mb']:>24.1f} {r['peak_rss_mb']:>12.1f} "
               f"{r['rss_added_mb']:>9.1f} {r['cpu_ms_per_call']:>12.2f}")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "exporter_clients.json").write_text(json.dumps(results, indent=2))
+    save_results("exporter_clients", results)
     return 0
 
 

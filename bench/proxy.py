@@ -4,6 +4,9 @@ Three paths to the same nginx origin (1 KB request and response bodies):
   direct         load generator -> origin
   tracemesh pair load generator -> client sidecar (outbound) -> server sidecar (inbound) -> origin,
                  tracing on at 100% sampling, spans exported in Zipkin JSON to a sink
+  gateway hop    load generator -> ingress gateway (`tracemesh proxy router`, one route) -> server sidecar
+                 -> origin: the gateway's cost (two spans per request: its SERVER and upstream CLIENT span)
+                 beside the client sidecar's in the same run
   nginx pair     load generator -> nginx reverse proxy -> nginx reverse proxy -> origin
 For each: saturated throughput and latency (wrk), then latency at a fixed 1000 requests/s
 (open loop), each proxy's CPU milliseconds per 1000 requests and peak RSS.
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from bench import nginx_peers
 from bench.loadgen import run_fixed_rate
-from bench.processes import Measured, free_port, started
+from bench.processes import Measured, free_port, save_results, started
 from tracemesh_sidecar.config import (
     InboundConfig,
     InboundPort,
@@ -43,6 +46,14 @@ from tracemesh_sidecar.config import (
     dump_proxy_config,
 )
 from tracemesh_sidecar.config.model import Transport
+from tracemesh_sidecar.config.routes import (
+    GatewayConfig,
+    GatewayListener,
+    Route,
+    RouteTable,
+    VirtualHost,
+    WeightedDestination,
+)
 
 SATURATED_SECONDS = 8
 FIXED_RATE = 1000
@@ -50,6 +61,7 @@ FIXED_SECONDS = 8
 WRK_CONNECTIONS = 16
 BACKEND = "backend.default.svc.cluster.local"
 OTLP_HTTP_PATH, OTLP_GRPC_PATH = "pair, OTLP/HTTP", "pair, OTLP/gRPC"
+GATEWAY_PATH = "gateway hop"
 
 
 @dataclass
@@ -161,6 +173,26 @@ def _sidecar_configs(tmp: Path, origin_port: int, provider: ProviderConfig) -> t
     return paths[0], paths[1], client_port, server_port, client_admin
 
 
+def _gateway_config(tmp: Path, server_port: int, provider: ProviderConfig) -> tuple[Path, int]:
+    """istio-ingressgateway in router mode: every path of every host to the backend's server sidecar."""
+    port, admin = free_port(), free_port()
+    tracing = TracingPolicy(provider=provider.name, sampling_percentage=100.0)
+    route = Route(name="", match=(), decorator=f"{BACKEND}:9080/*", destinations=(WeightedDestination(BACKEND, 9080),))
+    config = ProxyConfig(
+        node=NodeIdentity(pod_name="istio-ingressgateway-bench", namespace="istio-system", pod_ip="127.0.0.1",
+                          canonical_service="istio-ingressgateway"),
+        proxy_type="router",
+        gateway=GatewayConfig((GatewayListener(f"127.0.0.1:{port}", 80, "http.80"),)),
+        route_tables=(RouteTable("http.80", (VirtualHost("default/backend", ("*",), (route,)),)),),
+        listeners=Listeners(outbound=None, inbound=None, admin=f"127.0.0.1:{admin}", health=None, prometheus=None),
+        outbound=OutboundConfig(services=(ServiceEntry(BACKEND, 9080, (f"127.0.0.1:{server_port}",)),)),
+        tracing=TracingConfig(client=tracing, server=tracing), providers=(provider,),
+    )
+    path = tmp / "gateway.json"
+    path.write_text(json.dumps(dump_proxy_config(config)))
+    return path, port
+
+
 def _spans_sent(admin_port: int) -> str:
     import urllib.request
 
@@ -188,6 +220,16 @@ def _measure_pair(path: str, tmp: Path, origin_port: int, provider: ProviderConf
     return result
 
 
+def _measure_gateway(tmp: Path, origin_port: int, provider: ProviderConfig) -> PathResult:
+    _, server_conf, _, server_port, _ = _sidecar_configs(tmp, origin_port, provider)
+    gateway_conf, gateway_port = _gateway_config(tmp, server_port, provider)
+    proxy = [sys.executable, "-m", "tracemesh_cli.main", "proxy"]
+    with started("tracemesh server sidecar", [*proxy, "--config", str(server_conf)], server_port) as server, \
+            started("tracemesh ingress gateway", [*proxy, "router", "--config", str(gateway_conf)],
+                    gateway_port) as gateway:
+        return _measure(GATEWAY_PATH, gateway_port, "/", "bookinfo.example.com", [gateway, server], tmp)
+
+
 @contextlib.contextmanager
 def _collector() -> Iterator[tuple[int, int]]:
     """The embedded collector as the OTLP sink: (OTLP/HTTP port, OTLP/gRPC port)."""
@@ -208,6 +250,7 @@ def run() -> list[PathResult]:
             zipkin = ProviderConfig(name="zipkin", kind="zipkin", service="127.0.0.1", port=origin_port,
                                     path="/api/v2/spans")
             results.append(_measure_pair("tracemesh pair", tmp, origin_port, zipkin))
+            results.append(_measure_gateway(tmp, origin_port, zipkin))
 
             inner, outer = free_port(), free_port()
             with started("nginx server proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "inner", inner,
@@ -257,6 +300,13 @@ def report(results: list[PathResult]) -> str:
         ]
         if mesh.notes:
             lines.append(mesh.notes)
+    gateway = by_path.get(GATEWAY_PATH)
+    if mesh and gateway:
+        hop, sidecar = gateway.proxies[0], mesh.proxies[0]
+        lines.append(f"gateway hop beside the client sidecar (same run, same origin, CPU ms per 1000 requests "
+                     f"saturated / at {FIXED_RATE}/s): gateway {hop.cpu_ms_per_1000_saturated:.0f} / "
+                     f"{hop.cpu_ms_per_1000_at_fixed_rate:.0f}, client sidecar {sidecar.cpu_ms_per_1000_saturated:.0f}"
+                     f" / {sidecar.cpu_ms_per_1000_at_fixed_rate:.0f}; gateway peak RSS {hop.peak_rss_mb:.0f} MB")
     lines += _exporter_report(by_path.get(OTLP_HTTP_PATH), by_path.get(OTLP_GRPC_PATH))
     return "\n".join(lines)
 
@@ -281,9 +331,7 @@ def _exporter_report(http: PathResult | None, grpc: PathResult | None) -> list[s
 def main(argv: list[str]) -> int:
     results = run()
     print(report(results))
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "proxy.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    save_results("proxy", [asdict(r) for r in results])
     return 0
 
 

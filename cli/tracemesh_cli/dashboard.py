@@ -8,9 +8,10 @@ Istio's own (samples/addons/jaeger.yaml's Service `tracing` listens on 80, its p
 The forwarding goes through the official client; no kubectl. Runs until Ctrl-C.
 
 Local mode: with no kubeconfig to load and the embedded collector (`tracemesh collector`,
-`tracemesh demo`) listening on the UI's port on this machine, prints the collector's URL instead.
+`tracemesh demo`) listening on the UI's port on this machine, prints (and with --browser opens) the
+collector's own trace UI instead: where Zipkin serves its UI (/zipkin/) or Jaeger its (/).
 
-    tracemesh dashboard zipkin                       http://localhost:9411
+    tracemesh dashboard zipkin                       http://127.0.0.1:9411/zipkin/
     tracemesh dashboard jaeger -p 8080 --browser=false
 """
 
@@ -37,13 +38,13 @@ class Dashboard:
     title: str
     selector: str  # istioctl's label selector
     ui_port: int  # istioctl's default --ui-port
-    local: bool  # the embedded collector serves this one's API in local mode
+    local_ui_path: str | None  # where the embedded collector serves its trace UI on ui_port; None: no local mode
 
 
 DASHBOARDS = {
-    "zipkin": Dashboard("Zipkin", "app=zipkin", 9411, local=True),
-    "jaeger": Dashboard("Jaeger", "app=jaeger", 16686, local=True),
-    "prometheus": Dashboard("Prometheus", "app.kubernetes.io/name=prometheus", 9090, local=False),
+    "zipkin": Dashboard("Zipkin", "app=zipkin", 9411, local_ui_path="/zipkin/"),
+    "jaeger": Dashboard("Jaeger", "app=jaeger", 16686, local_ui_path="/"),
+    "prometheus": Dashboard("Prometheus", "app.kubernetes.io/name=prometheus", 9090, local_ui_path=None),
 }
 
 
@@ -82,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         cluster = Cluster.connect(args.kubeconfig, args.context)
     except ClusterError as error:
-        if dashboard.local and not (args.kubeconfig or args.context) and _listening(LOCAL_COLLECTOR, remote_port):
-            _announce(f"http://{LOCAL_COLLECTOR}:{remote_port}", args.browser, "(the local collector: no cluster)")
+        if (dashboard.local_ui_path is not None and not (args.kubeconfig or args.context)
+                and _listening(LOCAL_COLLECTOR, remote_port)):
+            _announce(f"http://{LOCAL_COLLECTOR}:{remote_port}{dashboard.local_ui_path}", args.browser,
+                      "(the local collector's trace UI: no cluster)")
             return 0
         print(f"tracemesh dashboard: {error}", file=sys.stderr)
         return 1

@@ -15,7 +15,10 @@ from tracemesh_collector.server import (
     ListenError,
     run_collector,
 )
-from tracemesh_collector.store import DEFAULT_MAX_SPANS
+from tracemesh_collector.sqlite_archive import StorageError, open_sqlite_store, parse_storage
+from tracemesh_collector.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_SPANS, SpanStore
+
+_BYTE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"Jaeger query API, /api/traces (default {QUERY_PORT})")
     parser.add_argument("--max-spans", type=_positive, default=DEFAULT_MAX_SPANS,
                         help=f"spans kept in memory; beyond it the oldest traces go (default {DEFAULT_MAX_SPANS})")
+    parser.add_argument("--max-bytes", type=_byte_size, default=DEFAULT_MAX_BYTES,
+                        help="memory the kept spans may take, e.g. 512M or 2G; beyond it the oldest traces go "
+                             f"(default {DEFAULT_MAX_BYTES // 1024**2}M)")
+    parser.add_argument("--storage", default="memory",
+                        help="'memory' (default: a restart forgets every span) or 'sqlite:PATH' (spans are also "
+                             "written to that SQLite file and loaded back at start, so a restart loses nothing)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,13 +54,20 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(args))
-    except ListenError as error:
-        print(f"tracemesh collector: {error.strerror}", file=sys.stderr)
+        path = parse_storage(args.storage)
+        if path is None:
+            return asyncio.run(_serve(args, SpanStore(args.max_spans, args.max_bytes), "in memory"))
+        store, archive = open_sqlite_store(path, args.max_spans, args.max_bytes)
+        try:
+            return asyncio.run(_serve(args, store, f"in memory and in {path} ({store.span_count} loaded)"))
+        finally:
+            archive.close()
+    except (ListenError, StorageError) as error:
+        print(f"tracemesh collector: {error.strerror if isinstance(error, ListenError) else error}", file=sys.stderr)
         return 1
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, store: SpanStore, where: str) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -59,14 +75,16 @@ async def _serve(args: argparse.Namespace) -> int:
     async with run_collector(args.host, args.zipkin_port, args.otlp_port, args.query_port, args.max_spans,
                              otlp_grpc_port=args.otlp_grpc_port,
                              otlp_grpc_auth=None if args.bearer_token is None
-                             else (args.otlp_grpc_auth_port, args.bearer_token)) as c:
-        print(f"tracemesh collector on {args.host}, keeping up to {args.max_spans} spans in memory", flush=True)
+                             else (args.otlp_grpc_auth_port, args.bearer_token), store=store) as c:
+        print(f"tracemesh collector on {args.host}, keeping up to {args.max_spans} spans "
+              f"({args.max_bytes // 1024**2} MiB) {where}", flush=True)
         print(f"  Zipkin v2 API     {c.zipkin_url}  (POST /api/v2/spans, GET /api/v2/traces?serviceName=...)")
         print(f"  OTLP/HTTP ingest  {c.otlp_url}/v1/traces")
         print(f"  OTLP/gRPC ingest  {c.otlp_grpc_target}  (opentelemetry.proto.collector.trace.v1.TraceService/Export)")
         if c.otlp_grpc_auth_target is not None:
             print(f"  OTLP/gRPC ingest  {c.otlp_grpc_auth_target}  (bearer token required)")
-        print(f"  Jaeger query API  {c.query_url}  (GET /api/traces?service=...)", flush=True)
+        print(f"  Jaeger query API  {c.query_url}  (GET /api/traces?service=...)")
+        print(f"  trace UI          {c.zipkin_url}/zipkin/ and {c.query_url}/", flush=True)
         await stop.wait()
     print("tracemesh collector: stopped", flush=True)
     return 0
@@ -83,6 +101,16 @@ def _positive(text: str) -> int:
     value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _byte_size(text: str) -> int:
+    number, unit = text[:-1], text[-1:].upper()
+    if unit not in _BYTE_UNITS or unit == "":
+        number, unit = text, ""
+    value = _integer(number) * _BYTE_UNITS[unit]
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive size like 256M, got {text!r}")
     return value
 
 

@@ -4,7 +4,8 @@ Responses use Jaeger's envelope `{"data", "total", "limit", "offset", "errors"}`
 JSON (jaeger_json). Parameters follow Jaeger's query service: `start`/`end` in epoch
 microseconds (default: the last two days), `minDuration`/`maxDuration` as durations (`250ms`),
 `tags` as a JSON object or repeated `tag=key:value`, `limit` defaulting to 100, repeated
-`traceID` to fetch given traces; `lookback=1h` is honoured when `start` is absent.
+`traceID` to fetch given traces; `lookback=1h` is honoured when `start` is absent. As Jaeger's query
+service does, a SERVER span sharing a CLIENT span's id gets an id of its own (jaeger_adjust).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from tracemesh_collector import params
+from tracemesh_collector.jaeger_adjust import deduplicate_client_server_span_ids
 from tracemesh_collector.jaeger_json import trace_to_jaeger
 from tracemesh_collector.params import ParameterError
 from tracemesh_collector.query import TraceQuery
 from tracemesh_collector.store import SpanStore
 from tracemesh_collector.zipkin_api import Clock, Handler
+from tracemesh_sidecar.spans.model import Span
 
 DEFAULT_LIMIT = 100  # Jaeger's query service default
 DEFAULT_LOOKBACK_US = 2 * 86_400_000_000  # Jaeger's default query lookback: two days
@@ -61,13 +64,13 @@ class JaegerApi:
             found = self.store.get_traces(params.trace_id(trace_id, "traceID") for trace_id in trace_ids)
         else:
             found = self.store.find_traces(self._trace_query(request.query))
-        return envelope([trace_to_jaeger(spans) for spans in found])
+        return envelope([_jaeger_trace(spans) for spans in found])
 
     async def trace(self, request: web.Request) -> web.Response:
         spans = self.store.get_trace(params.trace_id(request.match_info["traceID"], "traceID"))
         if not spans:
             return error_envelope(404, f"trace {request.match_info['traceID']} not found")
-        return envelope([trace_to_jaeger(spans)])
+        return envelope([_jaeger_trace(spans)])
 
     async def dependencies(self, request: web.Request) -> web.Response:
         end_ms = params.integer(request.query, "endTs", positive=True, what="epoch milliseconds")
@@ -104,6 +107,11 @@ class JaegerApi:
             max_duration_us=max_duration or None,
             limit=params.integer(query, "limit", positive=True) or DEFAULT_LIMIT,
         )
+
+
+def _jaeger_trace(spans: list[Span]) -> dict[str, Any]:
+    """A trace as Jaeger's query service serves it: ids made unique (jaeger_adjust), then Jaeger's JSON."""
+    return trace_to_jaeger(deduplicate_client_server_span_ids(spans))
 
 
 def envelope(data: Any) -> web.Response:

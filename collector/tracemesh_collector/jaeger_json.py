@@ -6,6 +6,17 @@ carries them: the kind as `span.kind`, the remote endpoint as `peer.service`, `p
 `ipv6`, `port`); annotations are logs with one `event` field; `debug` is flag bit 2. Reading is
 liberal about what a real Jaeger writes: unpadded hex ids, typed tag values (numbers, booleans,
 a numeric `ip`), logs with several fields. Zipkin's `shared` flag has no Jaeger form and is lost.
+
+Jaeger v2 stores what it ingests as OTLP and serves it through the OpenTelemetry Collector's
+translator (jaeger: internal/storage/v2/v1adapter/translator.go, V1BatchesFromTraces ->
+opentelemetry-collector-contrib pkg/translator/jaeger): resource attributes become process tags,
+span attributes span tags. Its processes therefore have no `ip`; the endpoints arrive as the span
+tags a sender's OTLP carried them in, `net.host.ip`/`net.host.port` (local) and
+`net.peer.ip`/`net.peer.port` (remote), which are read back into the endpoints here.
+
+A span the collector received as OTLP is served the way that translator writes it (otlp_jaeger):
+typed tags, the resource as process tags, the scope, links and events; a span received as Zipkin
+is served as Jaeger's Zipkin converter writes it.
 """
 
 from __future__ import annotations
@@ -14,9 +25,11 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any, get_args
 
+from tracemesh_collector.otlp_jaeger import otlp_process, otlp_span_to_jaeger
 from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.ids import check_hex_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
+from tracemesh_sidecar.spans.otlp import HOST_IP, HOST_PORT, PEER_IP, PEER_PORT
 
 _KINDS: tuple[SpanKind, ...] = get_args(SpanKind)
 _SAMPLED, _DEBUG = 1, 2
@@ -29,18 +42,25 @@ _PEER_TAGS = ("peer.service", "peer.ipv4", "peer.ipv6", "peer.port")
 def trace_to_jaeger(spans: Sequence[Span]) -> dict[str, Any]:
     """One trace (spans sharing a trace id) as a Jaeger UI trace object."""
     processes: dict[tuple[Any, ...], str] = {}
+    process_bodies: dict[str, dict[str, Any]] = {}
     jaeger_spans = []
     for span in spans:
-        endpoint = span.local_endpoint
-        process_key = (endpoint.service_name, endpoint.ipv4, endpoint.ipv6, endpoint.port)
-        process_id = processes.setdefault(process_key, f"p{len(processes) + 1}")
-        jaeger_spans.append(_span_to_jaeger(span, process_id))
+        key, process = otlp_process(span) if span.otlp is not None else _zipkin_process(span.local_endpoint)
+        process_id = processes.setdefault(key, f"p{len(processes) + 1}")
+        process_bodies.setdefault(process_id, process)
+        jaeger_spans.append(otlp_span_to_jaeger(span, process_id) if span.otlp is not None
+                            else _span_to_jaeger(span, process_id))
     return {
         "traceID": spans[0].trace_id if spans else "",
         "spans": jaeger_spans,
-        "processes": {process_id: _process(*key) for key, process_id in processes.items()},
+        "processes": process_bodies,
         "warnings": None,
     }
+
+
+def _zipkin_process(endpoint: Endpoint) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    key = (endpoint.service_name, endpoint.ipv4, endpoint.ipv6, endpoint.port)
+    return key, _process(*key)
 
 
 def _span_to_jaeger(span: Span, process_id: str) -> dict[str, Any]:
@@ -93,6 +113,8 @@ def _tag(key: str, value: str) -> dict[str, Any]:
     return {"key": key, "type": "string", "value": value}
 
 
+
+
 # ---------------------------------------------------------------------------------------------
 # Jaeger -> Span
 
@@ -113,6 +135,9 @@ def _span_from_jaeger(data: object, processes: Mapping[str, Any], path: str) -> 
     tags = _tag_values(fields.get("tags"), f"{path}.tags")
     kind_text = tags.pop("span.kind", "").upper()
     peer = {key: tags.pop(key) for key in _PEER_TAGS if key in tags}
+    otel_local, otel_remote = _otel_endpoint(tags, HOST_IP, HOST_PORT), _otel_endpoint(tags, PEER_IP, PEER_PORT)
+    remote = _either(_endpoint(peer.get("peer.service"), peer.get("peer.ipv4"), peer.get("peer.ipv6"),
+                               peer.get("peer.port")), otel_remote)
     process_id = fields.get("processID")
     process = fields.get("process") or processes.get(process_id if isinstance(process_id, str) else "")
     if process is None:
@@ -126,9 +151,8 @@ def _span_from_jaeger(data: object, processes: Mapping[str, Any], path: str) -> 
         kind=next((kind for kind in _KINDS if kind == kind_text), None),
         timestamp=_microseconds(fields.get("startTime"), f"{path}.startTime"),
         duration=_microseconds(fields.get("duration"), f"{path}.duration"),
-        local_endpoint=_process_endpoint(process, f"{path}.process"),
-        remote_endpoint=_endpoint(peer.get("peer.service"), peer.get("peer.ipv4"), peer.get("peer.ipv6"),
-                                  peer.get("peer.port")) if peer else None,
+        local_endpoint=_either(_process_endpoint(process, f"{path}.process"), otel_local),
+        remote_endpoint=remote if remote != Endpoint() else None,
         tags=tags,
         annotations=_annotations(fields.get("logs"), f"{path}.logs"),
         debug=isinstance(flags, int) and bool(flags & _DEBUG),
@@ -140,6 +164,19 @@ def _process_endpoint(data: object, path: str) -> Endpoint:
     tags = _tag_values(process.get("tags"), f"{path}.tags")
     service = _string(process.get("serviceName"), f"{path}.serviceName")
     return _endpoint(service, tags.get("ip"), tags.get("ipv6"), tags.get("port"))
+
+
+def _otel_endpoint(tags: dict[str, str], ip_key: str, port_key: str) -> Endpoint:
+    """The endpoint in OTLP attribute tags (Jaeger v2's form), taken out of `tags`."""
+    ip, port = tags.pop(ip_key, None), tags.pop(port_key, None)
+    ipv6 = ip is not None and ":" in ip
+    return _endpoint(None, None if ipv6 else ip, ip if ipv6 else None, port)
+
+
+def _either(first: Endpoint, fallback: Endpoint) -> Endpoint:
+    """`first`, its missing address and port taken from `fallback`."""
+    return Endpoint(service_name=first.service_name, ipv4=first.ipv4 or fallback.ipv4,
+                    ipv6=first.ipv6 or fallback.ipv6, port=first.port or fallback.port)
 
 
 def _endpoint(service: str | None, ipv4: str | None, ipv6: str | None, port: str | None) -> Endpoint:

@@ -1,8 +1,9 @@
 """OTLP/HTTP trace ingest (`POST /v1/traces`), answering as the OTLP specification says.
 
 Success is a 200 carrying an ExportTraceServiceResponse in the request's encoding; a payload
-that does not decode is rejected whole with a 400 carrying a google.rpc.Status whose message
-says what is wrong; an unsupported Content-Type gets a 415.
+that does not decode (JSON nested too deeply included) is rejected whole with a 400 carrying a
+google.rpc.Status whose message says what is wrong, a body over the size cap gets a 413
+(request_body); an unsupported Content-Type gets a 415.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from tracemesh_collector.request_body import read_body
+from tracemesh_collector.request_body import BodyRefused, read_spans, refusal, refuse_oversized_expectation
 from tracemesh_collector.store import SpanStore
 from tracemesh_sidecar.spans import otlp
-from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.model import Span
 
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
@@ -31,7 +31,7 @@ class OtlpApi:
         self.store = store
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v1/traces", self.post_traces)]
+        return [web.post("/v1/traces", self.post_traces, expect_handler=refuse_oversized_expectation)]
 
     async def post_traces(self, request: web.Request) -> web.Response:
         media_type = request.content_type
@@ -39,9 +39,9 @@ class OtlpApi:
         if decode is None:
             return _status(415, JSON, f"Content-Type {media_type!r} is not supported: send {PROTOBUF} or {JSON}")
         try:
-            spans = decode(await read_body(request))
-        except SpanDecodeError as error:
-            return _status(400, media_type, f"malformed ExportTraceServiceRequest, no span stored: {error}")
+            spans = await read_spans(request, decode, "malformed ExportTraceServiceRequest, no span stored")
+        except BodyRefused as refused:
+            return refusal(refused, _status(refused.status, media_type, refused.message))
         self.store.add(spans)
         # an empty ExportTraceServiceResponse: no partial_success, everything was accepted
         return web.Response(status=200, body=b"" if media_type == PROTOBUF else b"{}", content_type=media_type)
@@ -62,10 +62,11 @@ def encode_rpc_status(code: int, message: str) -> bytes:
     googleapis-common-protos, a package tracemesh would otherwise not need.
     """
     text = message.encode()
-    return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
+    return b"\x08" + varint(code) + b"\x12" + varint(len(text)) + text
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """A protobuf base-128 varint."""
     out = bytearray()
     while True:
         low, value = value & 0x7F, value >> 7

@@ -13,13 +13,14 @@ from __future__ import annotations
 import grpc
 from grpc import aio
 
+from tracemesh_collector.request_body import MAX_BODY_BYTES
 from tracemesh_collector.store import SpanStore
 from tracemesh_sidecar.export.grpc_wire import EXPORT_PATH
 from tracemesh_sidecar.spans import otlp
 from tracemesh_sidecar.spans.errors import SpanDecodeError
 
 SERVICE, METHOD = EXPORT_PATH.strip("/").split("/")
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # as the HTTP side's body limit; grpcio's default (4 MB) would refuse big batches
+MAX_MESSAGE_BYTES = MAX_BODY_BYTES  # the HTTP side's cap; grpcio's default (4 MB) would refuse big batches
 
 
 class OtlpGrpcService:

@@ -23,11 +23,12 @@ from tracemesh_collector.index_page import render_index
 from tracemesh_collector.jaeger_api import JaegerApi
 from tracemesh_collector.otlp_api import OtlpApi
 from tracemesh_collector.otlp_grpc import grpc_server
+from tracemesh_collector.request_body import MAX_BODY_BYTES
 from tracemesh_collector.store import DEFAULT_MAX_SPANS, SpanStore
+from tracemesh_collector.ui.routes import ui_routes
 from tracemesh_collector.zipkin_api import Clock, ZipkinApi
 
 ZIPKIN_PORT, OTLP_PORT, OTLP_GRPC_PORT, QUERY_PORT = 9411, 4318, 4317, 16686
-MAX_BODY_BYTES = 64 * 1024 * 1024  # after gzip inflation; far above any sane export batch
 
 
 class ListenError(OSError):
@@ -86,13 +87,22 @@ async def run_collector(
     clock: Clock = time.time,
     otlp_grpc_port: int = OTLP_GRPC_PORT,
     otlp_grpc_auth: tuple[int, str] | None = None,
+    store: SpanStore | None = None,
 ) -> AsyncIterator[RunningCollector]:
     """Serve the four APIs over one store until the block exits; `otlp_grpc_auth` (port, bearer token) adds a
-    second OTLP/gRPC receiver that takes only calls carrying that token."""
-    collector = RunningCollector(store=SpanStore(max_spans), host=host)
-    zipkin = _app(ZipkinApi(collector.store, clock).routes(), [zipkin_api.bad_parameter_as_400], collector)
+    second OTLP/gRPC receiver that takes only calls carrying that token; `store` (e.g. one kept on disk)
+    replaces the in-memory store of `max_spans`."""
+    collector = RunningCollector(store=store or SpanStore(max_spans), host=host)
+    zipkin_routes = ZipkinApi(collector.store, clock).routes()
+    zipkin_queries = [route for route in zipkin_routes if route.method == "GET"]
+    # zipkin-server answers its query API under the UI's base path too (/zipkin/api/v2/...), where the UI calls it
+    zipkin_ui_queries = [web.get("/zipkin" + route.path, route.handler) for route in zipkin_queries]
+    zipkin = _app([*zipkin_routes, *zipkin_ui_queries, zipkin_api.UI_CONFIG_ROUTE, *ui_routes("/zipkin/")],
+                  [zipkin_api.bad_parameter_as_400], collector)
     otlp = _app(OtlpApi(collector.store).routes(), [], collector)
-    query = _app(JaegerApi(collector.store, clock).routes(), [jaeger_api.bad_parameter_as_400], collector)
+    # Jaeger's port: its UI root is the trace UI, which reads Zipkin's v2 query API served beside Jaeger's
+    query = _app([*JaegerApi(collector.store, clock).routes(), *zipkin_queries, *ui_routes("/")],
+                 [jaeger_api.bad_parameter_as_400], collector)
     async with AsyncExitStack() as stack:
         collector.zipkin_port = await _serve(stack, zipkin, host, zipkin_port, "Zipkin API", "--zipkin-port")
         collector.otlp_port = await _serve(stack, otlp, host, otlp_port, "OTLP/HTTP", "--otlp-port")
@@ -114,7 +124,8 @@ def _app(routes: Sequence[web.RouteDef], middlewares: Sequence[Middleware],
     async def health(request: web.Request) -> web.Response:
         store = collector.store
         return web.json_response({"status": "UP", "spans": store.span_count, "traces": store.trace_count,
-                                  "maxSpans": store.max_spans})
+                                  "maxSpans": store.max_spans, "bytes": store.byte_count,
+                                  "maxBytes": store.max_bytes})
 
     async def index(request: web.Request) -> web.Response:
         store = collector.store
@@ -122,7 +133,9 @@ def _app(routes: Sequence[web.RouteDef], middlewares: Sequence[Middleware],
                             store.max_spans, collector.otlp_grpc_target)
         return web.Response(text=page, content_type="text/html")
 
-    app.add_routes([web.get("/health", health), web.get("/", index)])
+    app.add_routes([web.get("/health", health)])
+    if not any(route.method == "GET" and route.path == "/" for route in routes):
+        app.add_routes([web.get("/", index)])  # where no UI sits at the root
     return app
 
 

@@ -1,10 +1,16 @@
-"""The collector's in-memory span store: bounded, indexed, and queried with Zipkin's semantics.
+"""The collector's span store: bounded in bytes, indexed, and queried with Zipkin's semantics.
 
-Pure (no I/O, no clock): callers pass times in. Traces are keyed by the low 64 bits of their
-id, so a 64-bit id finds the 128-bit trace it is the low half of, as Zipkin does for mixed
-64/128-bit deployments. A span reported twice (same trace id, span id and kind) is merged,
-not duplicated, so retried batches are harmless. When the store holds more than `max_spans`
-spans, whole traces are evicted, the earliest-starting first.
+Pure (no I/O, no clock): callers pass times in. As Zipkin's storage does, the store keeps each
+distinct report of a span (a retried batch adds nothing: an equal report is kept once) and
+answers with the reports merged exactly as Zipkin merges a trace (trace_merge), so a shared
+SERVER span and the caller's CLIENT span with the same id stay two spans, and both services stay
+listed. Traces are keyed by the low 64 bits of their id, so a 64-bit id finds the 128-bit trace
+it is the low half of, as Zipkin does for mixed 64/128-bit deployments.
+
+The bound counts bytes as well as spans (a span's tags can be megabytes): beyond `max_bytes`
+(an estimate of what the stored reports occupy, see `approximate_bytes`) or `max_spans`, whole
+traces are evicted, the earliest-starting first. An optional `SpanArchive` hears of every report
+kept and every trace evicted, so a disk copy (sqlite_archive) can follow the store.
 """
 
 from __future__ import annotations
@@ -12,27 +18,42 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import replace
-from typing import TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Protocol, TypeVar
 
 from tracemesh_collector.dependencies import DependencyLink, link_traces
 from tracemesh_collector.query import TraceQuery, in_window, matches, trace_timestamp
+from tracemesh_collector.trace_merge import merge_trace
 from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
 
-DEFAULT_MAX_SPANS = 100_000  # a mesh span with its ~20 tags takes ~3 KB here: ~300 MB at the bound
+DEFAULT_MAX_SPANS = 100_000
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # a mesh span with its ~20 tags takes ~5.5 KB (bench.collector): ~95 000
 
-_SpanKey = tuple[str, str, SpanKind | None]  # trace id, span id, kind
 _K = TypeVar("_K")
 
 
+class SpanArchive(Protocol):
+    """Where the store's contents are copied as they change (a disk copy that survives restarts)."""
+
+    def record(self, kept: Sequence[Span], evicted_trace_keys: Sequence[str]) -> None: ...
+
+
 class SpanStore:
-    def __init__(self, max_spans: int = DEFAULT_MAX_SPANS) -> None:
+    def __init__(self, max_spans: int = DEFAULT_MAX_SPANS, max_bytes: int = DEFAULT_MAX_BYTES,
+                 archive: SpanArchive | None = None) -> None:
         if max_spans < 1:
             raise ValueError(f"max_spans must be at least 1, got {max_spans}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
         self.max_spans = max_spans
-        self._traces: dict[str, dict[_SpanKey, Span]] = {}
+        self.max_bytes = max_bytes
+        self.archive = archive
+        # trace key -> span id -> the distinct reports of that span
+        self._traces: dict[str, dict[str, list[Span]]] = {}
+        self._trace_bytes: dict[str, int] = {}
+        self._merged: dict[str, list[Span]] = {}  # trace key -> merge_trace of its reports, until it changes
         self._span_count = 0
+        self._byte_count = 0
         # eviction order: trace key -> (start, generation); the heap holds (start, generation, key)
         # entries, a stale one (its trace gone or started earlier since) is skipped when popped
         self._trace_start: dict[str, tuple[int, int]] = {}
@@ -46,7 +67,13 @@ class SpanStore:
 
     @property
     def span_count(self) -> int:
+        """Distinct span reports held (two partial reports of one span count twice, as in Zipkin's storage)."""
         return self._span_count
+
+    @property
+    def byte_count(self) -> int:
+        """The estimated bytes the held reports occupy, the figure `max_bytes` bounds."""
+        return self._byte_count
 
     @property
     def trace_count(self) -> int:
@@ -56,25 +83,39 @@ class SpanStore:
     # Writing
 
     def add(self, spans: Iterable[Span]) -> None:
-        """Store `spans`, merging duplicates, then evict the oldest traces beyond the bound."""
+        """Keep the reports not already held, then evict the oldest traces beyond the bounds."""
+        kept = [span for span in spans if self._add_one(span)]
+        evicted = self._evict_beyond_bounds()
+        if self.archive is not None and (kept or evicted):
+            # a batch beyond the bounds may have evicted traces it brought itself: those are not kept
+            self.archive.record([span for span in kept if span.trace_id[-16:] in self._traces], evicted)
+
+    def load(self, spans: Iterable[Span]) -> list[str]:
+        """Take back spans an archive held, telling no archive; the trace keys evicted to fit are returned."""
         for span in spans:
             self._add_one(span)
-        while self._span_count > self.max_spans:
-            self._evict_oldest_trace()
+        return self._evict_beyond_bounds()
 
-    def _add_one(self, span: Span) -> None:
+    def _add_one(self, span: Span) -> bool:
         trace_key = span.trace_id[-16:]
-        trace = self._traces.setdefault(trace_key, {})
-        span_key = (span.trace_id, span.id, span.kind)
-        existing = trace.get(span_key)
-        if existing is None:
-            self._span_count += 1
-        else:
-            self._index(trace_key, existing, -1)
-            span = merge_spans(existing, span)
-        trace[span_key] = span
+        reports = self._traces.setdefault(trace_key, {}).setdefault(span.id, [])
+        if span in reports:
+            return False
+        reports.append(span)
+        self._merged.pop(trace_key, None)
+        size = approximate_bytes(span)
+        self._span_count += 1
+        self._byte_count += size
+        self._trace_bytes[trace_key] = self._trace_bytes.get(trace_key, 0) + size
         self._index(trace_key, span, +1)
         self._note_start(trace_key, span.timestamp)
+        return True
+
+    def _evict_beyond_bounds(self) -> list[str]:
+        evicted = []
+        while self._span_count > self.max_spans or self._byte_count > self.max_bytes:
+            evicted.append(self._evict_oldest_trace())
+        return evicted
 
     def _note_start(self, trace_key: str, timestamp: int) -> None:
         current = self._trace_start.get(trace_key)
@@ -84,19 +125,22 @@ class SpanStore:
         self._trace_start[trace_key] = entry
         heapq.heappush(self._eviction_heap, (*entry, trace_key))
 
-    def _evict_oldest_trace(self) -> None:
-        while self._eviction_heap:
+    def _evict_oldest_trace(self) -> str:
+        while True:  # the bounds are exceeded only while some trace is held, and every held trace is in the heap
             start, generation, trace_key = heapq.heappop(self._eviction_heap)
             if self._trace_start.get(trace_key) == (start, generation):
                 self._remove_trace(trace_key)
-                return
+                return trace_key
 
     def _remove_trace(self, trace_key: str) -> None:
         trace = self._traces.pop(trace_key)
+        self._merged.pop(trace_key, None)
         del self._trace_start[trace_key]
-        self._span_count -= len(trace)
-        for span in trace.values():
-            self._index(trace_key, span, -1)
+        self._byte_count -= self._trace_bytes.pop(trace_key)
+        for reports in trace.values():
+            self._span_count -= len(reports)
+            for span in reports:
+                self._index(trace_key, span, -1)
 
     def _index(self, trace_key: str, span: Span, delta: int) -> None:
         local = _service_key(span.local_endpoint)
@@ -136,21 +180,25 @@ class SpanStore:
             keys = self._traces
         candidates = []
         for key in keys:
+            start = self._trace_start.get(key, (0, 0))[0]  # the earliest timestamp: a cheap first window test
+            if start and start > query.end_us:
+                continue
             spans = self._spans(key)
             timestamp = trace_timestamp(spans)
             if in_window(timestamp, query.end_us, query.lookback_us):
                 candidates.append((timestamp, key, spans))
-        candidates.sort(reverse=True)
+        candidates.sort(key=lambda candidate: candidate[:2], reverse=True)
         found = (spans for _, _, spans in candidates if matches(spans, query))
         return list(itertools.islice(found, min(query.limit, len(candidates))))  # islice refuses > sys.maxsize
 
     def get_trace(self, trace_id: str) -> list[Span]:
         """The spans of one trace (16 or 32 hex); a 64-bit id also finds the 128-bit trace it ends."""
         trace_id = trace_id.lower()
-        spans = self._spans(trace_id[-16:])
-        if len(trace_id) == 32:
-            spans = [span for span in spans if span.trace_id in (trace_id, trace_id[16:])]
-        return spans
+        if len(trace_id) != 32:
+            return list(self._spans(trace_id))
+        trace = self._traces.get(trace_id[16:], {})
+        return merge_trace([span for spans in trace.values() for span in spans
+                            if span.trace_id in (trace_id, trace_id[16:])])
 
     def get_traces(self, trace_ids: Iterable[str]) -> list[list[Span]]:
         """The known traces among `trace_ids`; unknown ids are left out."""
@@ -162,40 +210,38 @@ class SpanStore:
         return link_traces(spans for spans in traces if in_window(trace_timestamp(spans), end_us, lookback_us))
 
     def _spans(self, trace_key: str) -> list[Span]:
-        trace = self._traces.get(trace_key)
-        if not trace:
-            return []
-        return sorted(trace.values(), key=lambda span: (span.timestamp, span.id))
+        merged = self._merged.get(trace_key)
+        if merged is None:
+            trace = self._traces.get(trace_key)
+            if not trace:
+                return []
+            merged = self._merged[trace_key] = merge_trace([span for spans in trace.values() for span in spans])
+        return merged
 
 
-def merge_spans(old: Span, new: Span) -> Span:
-    """Two reports of one span as one: what either knows, the newer report winning conflicts (Zipkin's merge)."""
-    annotations = list(old.annotations)
-    annotations += [annotation for annotation in new.annotations if annotation not in annotations]
-    return replace(
-        old,
-        name=new.name or old.name,
-        parent_id=new.parent_id or old.parent_id,
-        timestamp=new.timestamp or old.timestamp,
-        duration=new.duration or old.duration,
-        local_endpoint=_merge_endpoints(old.local_endpoint, new.local_endpoint) or Endpoint(),
-        remote_endpoint=_merge_endpoints(old.remote_endpoint, new.remote_endpoint),
-        tags={**old.tags, **new.tags},
-        annotations=annotations,
-        debug=old.debug or new.debug,
-        shared=old.shared or new.shared,
-    )
+def approximate_bytes(span: Span) -> int:
+    """About what one stored report occupies in CPython: fixed object overheads plus its strings.
+
+    The constants are CPython 3.11+ 64-bit sizes (a slotted dataclass, a str header, a dict
+    entry); `python -m bench collector` measures RSS per stored span against this estimate.
+    """
+    size = 400 + len(span.name) + len(span.trace_id) + 2 * len(span.id)
+    for key, value in span.tags.items():
+        size += 120 + len(key) + len(value)
+    for annotation in span.annotations:
+        size += 130 + len(annotation.value)
+    if span.remote_endpoint is not None:
+        size += 100
+    if span.otlp is not None:
+        # the resource dict is shared by the spans of one request: not counted per span
+        size += 300 + sum(_value_bytes(key, value) for key, value in span.otlp.attributes.items())
+        size += sum(150 + sum(_value_bytes(k, v) for k, v in event.attributes.items()) for event in span.otlp.events)
+        size += sum(200 + sum(_value_bytes(k, v) for k, v in link.attributes.items()) for link in span.otlp.links)
+    return size
 
 
-def _merge_endpoints(old: Endpoint | None, new: Endpoint | None) -> Endpoint | None:
-    if old is None or new is None:
-        return new or old
-    return Endpoint(
-        service_name=new.service_name or old.service_name,
-        ipv4=new.ipv4 or old.ipv4,
-        ipv6=new.ipv6 or old.ipv6,
-        port=new.port or old.port,
-    )
+def _value_bytes(key: str, value: object) -> int:
+    return 120 + len(key) + (len(value) if isinstance(value, str | bytes) else 32)
 
 
 def _service_key(endpoint: Endpoint | None) -> str | None:

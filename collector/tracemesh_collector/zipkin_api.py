@@ -1,9 +1,14 @@
-"""Zipkin's v2 HTTP API over the span store: `POST /api/v2/spans` and the query endpoints Zipkin's UI and clients use.
+"""Zipkin's HTTP API over the span store: span ingest (v2 and v1) and the query endpoints Zipkin's UI and clients use.
 
-Behaviour follows the official API (zipkin2-api.yaml) and Zipkin's server: ingest answers 202,
-a payload that fails to decode is rejected whole with a 400 saying what is wrong (nothing of it
-is stored), an unknown media type gets a 415; bad query parameters get a 400 naming the
-parameter. gzip request bodies are inflated by aiohttp before they reach the handlers.
+Behaviour follows the official API (zipkin2-api.yaml) and zipkin-server's ZipkinHttpCollector
+(zipkin-server/src/main/java/zipkin2/server/internal/ZipkinHttpCollector.java): ingest answers 202;
+`/api/v2/spans` reads proto3 when the Content-Type says `application/x-protobuf` and v2 JSON
+otherwise (text/plain or none too), `/api/v1/spans` reads Thrift for `application/x-thrift` and v1
+JSON otherwise; a JSON body of the other version is refused naming the version it looks like; an
+empty body or `[]` is accepted and stores nothing; a payload that fails to decode is rejected
+whole with a 400 saying what is wrong; a body over the size cap gets a 413 (request_body). Bad
+query parameters get a 400 naming the parameter. `UI_CONFIG_ROUTE` serves `/zipkin/config.json`, the
+UI's configuration as zipkin-server writes it (the server mounts the query routes under `/zipkin` too).
 """
 
 from __future__ import annotations
@@ -13,22 +18,36 @@ from typing import Any
 
 from aiohttp import web
 
-from tracemesh_collector import params
+from tracemesh_collector import params, zipkin_v1_json, zipkin_v1_thrift
 from tracemesh_collector.params import ParameterError
 from tracemesh_collector.query import DEFAULT_LIMIT, DEFAULT_LOOKBACK_US, TraceQuery, parse_annotation_query
-from tracemesh_collector.request_body import read_body
+from tracemesh_collector.request_body import BodyRefused, read_spans, refusal, refuse_oversized_expectation
 from tracemesh_collector.store import SpanStore
 from tracemesh_sidecar.spans import zipkin_json, zipkin_proto
-from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.model import Span
 
 Clock = Callable[[], float]  # seconds since the epoch, like time.time
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-DECODERS: Mapping[str, Callable[[bytes], list[Span]]] = {
-    "application/json": zipkin_json.decode_spans,
-    "application/x-protobuf": zipkin_proto.decode_spans,
-}
+Decoder = Callable[[bytes], list[Span]]
+
+# zipkin-server's UI config (ZipkinUiConfiguration.writeConfig with zipkin-server-shared.yml's defaults),
+# byte for byte as ITZipkinUiConfiguration.configJson expects it
+UI_CONFIG = """{
+  "environment" : "",
+  "queryLimit" : 10,
+  "defaultLookback" : 900000,
+  "searchEnabled" : true,
+  "logsUrl" : null,
+  "supportUrl" : null,
+  "archivePostUrl" : null,
+  "archiveUrl" : null,
+  "dependency" : {
+    "enabled" : true,
+    "lowErrorRate" : 0.5,
+    "highErrorRate" : 0.75
+  }
+}"""
 
 
 class ZipkinApi:
@@ -37,28 +56,49 @@ class ZipkinApi:
         self.clock = clock
 
     def routes(self) -> list[web.RouteDef]:
+        queries = [
+            ("/api/v2/services", self.services),
+            ("/api/v2/spans", self.span_names),
+            ("/api/v2/remoteServices", self.remote_services),
+            ("/api/v2/traces", self.traces),
+            ("/api/v2/trace/{traceId}", self.trace),
+            ("/api/v2/traceMany", self.trace_many),
+            ("/api/v2/dependencies", self.dependencies),
+            ("/api/v2/autocompleteKeys", self.autocomplete_keys),
+            ("/api/v2/autocompleteValues", self.autocomplete_values),
+        ]
         return [
-            web.post("/api/v2/spans", self.post_spans),
-            web.get("/api/v2/services", self.services),
-            web.get("/api/v2/spans", self.span_names),
-            web.get("/api/v2/remoteServices", self.remote_services),
-            web.get("/api/v2/traces", self.traces),
-            web.get("/api/v2/trace/{traceId}", self.trace),
-            web.get("/api/v2/traceMany", self.trace_many),
-            web.get("/api/v2/dependencies", self.dependencies),
-            web.get("/api/v2/autocompleteKeys", self.autocomplete_keys),
-            web.get("/api/v2/autocompleteValues", self.autocomplete_values),
+            web.post("/api/v2/spans", self.post_spans_v2, expect_handler=refuse_oversized_expectation),
+            web.post("/api/v1/spans", self.post_spans_v1, expect_handler=refuse_oversized_expectation),
+            *(web.get(path, handler) for path, handler in queries),
         ]
 
-    async def post_spans(self, request: web.Request) -> web.Response:
-        decode = DECODERS.get(request.content_type)
-        if decode is None:
-            return web.Response(status=415, text=f"Content-Type {request.content_type!r} is not supported: send "
-                                                 "application/json (Zipkin v2 JSON) or application/x-protobuf (proto3)")
+    async def post_spans_v2(self, request: web.Request) -> web.Response:
+        if request.content_type == "application/x-protobuf":
+            return await self._ingest(request, zipkin_proto.decode_spans)
+        return await self._ingest(request, zipkin_json.decode_spans, "JSON_V2", (b'yAnnotations"', "JSON_V1"))
+
+    async def post_spans_v1(self, request: web.Request) -> web.Response:
+        if request.content_type == "application/x-thrift":
+            return await self._ingest(request, zipkin_v1_thrift.decode_spans)
+        return await self._ingest(request, zipkin_v1_json.decode_spans, "JSON_V1",
+                                  (b'Endpoint"', "JSON_V2"), (b'"tags"', "JSON_V2"))
+
+    async def _ingest(self, request: web.Request, decode: Decoder, expected: str = "",
+                      *other_format_markers: tuple[bytes, str]) -> web.Response:
+        def checked_decode(body: bytes) -> list[Span]:
+            if not body or body == b"[]":
+                return []
+            # ZipkinHttpCollector.testForUnexpectedFormat: v1 and v2 JSON look alike when little is sent
+            for marker, other in other_format_markers:
+                if marker in body:
+                    raise BodyRefused(400, f"Expected a {expected} encoded list, but received: {other}")
+            return decode(body)
+
         try:
-            spans = decode(await read_body(request))
-        except SpanDecodeError as error:
-            return web.Response(status=400, text=f"malformed spans, none stored: {error}")
+            spans = await read_spans(request, checked_decode)
+        except BodyRefused as refused:
+            return refusal(refused, web.Response(status=refused.status, text=refused.message))
         self.store.add(spans)
         return web.Response(status=202)
 
@@ -130,6 +170,15 @@ class ZipkinApi:
             max_duration_us=max_duration,
             limit=params.integer(query, "limit", positive=True) or DEFAULT_LIMIT,
         )
+
+
+async def ui_config(request: web.Request) -> web.Response:
+    """`/zipkin/config.json`, as zipkin-server serves it (ZipkinUiConfiguration: JSON, cached ten minutes)."""
+    return web.Response(text=UI_CONFIG, content_type="application/json", charset="utf-8",
+                        headers={"Cache-Control": "max-age=600"})
+
+
+UI_CONFIG_ROUTE = web.get("/zipkin/config.json", ui_config)
 
 
 @web.middleware

@@ -11,9 +11,10 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import kopf
 from aiohttp import web
@@ -24,6 +25,7 @@ from tracemesh_operator.discovery.hub import ConfigHub
 from tracemesh_operator.injection import certs, webhook
 from tracemesh_operator.injection.mutation import DEFAULT_DISCOVERY_ADDRESS, InjectionSettings
 from tracemesh_operator.kube_api import KubeApi
+from tracemesh_operator.mesh_source import mesh_source
 from tracemesh_operator.registry_sync import RegistrySync
 from tracemesh_operator.state import DEFAULT_MESH_CONFIG, MeshState
 from tracemesh_sidecar.config import ConfigError
@@ -53,7 +55,9 @@ class ControlPlane:
         self.hub = ConfigHub()
         # The operator's environment is where provider headers' envName are read, as istiod reads its own.
         state = MeshState(self.hub, options.discovery_address, options.mesh_config, environ=os.environ)
-        self.memo = kopf.Memo(state=state, registry_sync=RegistrySync(state), kube=KubeApi(), ca_pem=None)
+        self.memo = kopf.Memo(state=state, registry_sync=RegistrySync(state), kube=KubeApi(), ca_pem=None,
+                              # what the Deployment of a Gateway API Gateway runs (gateway_api_objects)
+                              proxy_image=options.proxy_image, discovery_address=options.discovery_address)
         self.discovery_port: int | None = None
         self.webhook_port: int | None = None
 
@@ -92,11 +96,36 @@ class ControlPlane:
         certificate = certs.load_or_create(self.options.cert_dir, self.options.work_dir)
         self.memo.ca_pem = certificate.ca_pem
         settings = InjectionSettings(proxy_image=self.options.proxy_image, init_image=self.options.proxy_image,
-                                     discovery_address=self.options.discovery_address)
+                                     discovery_address=self.options.discovery_address,
+                                     mesh_default_config=MeshDefaultConfig(self.memo, self.options.mesh_config))
         app = webhook.create_app(self.namespace_labels, settings)
         runner = await webhook.start_server(app, certs.server_ssl_context(certificate), self.options.host, port)
         self.webhook_port = int(runner.addresses[0][1])
         return runner
+
+
+class MeshDefaultConfig(Mapping[str, Any]):
+    """The mesh config's `defaultConfig` as the operator sees it at each read (kopf keeps the indexes that the
+    startup handler put in the memo current): a pod is injected with the ProxyConfig in force when it is created."""
+
+    def __init__(self, memo: kopf.Memo, mesh_config: str) -> None:
+        self._memo = memo
+        self._mesh_config = mesh_config
+
+    def _current(self) -> Mapping[str, Any]:
+        source = mesh_source(self._memo.get("meshconfigs") or {}, self._memo.get("mesh_configmaps") or {},
+                             self._mesh_config)
+        default_config = source.spec.get("defaultConfig") if source is not None else None
+        return default_config if isinstance(default_config, Mapping) else {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._current()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
 
 
 def _settings() -> kopf.OperatorSettings:

@@ -28,6 +28,16 @@ RESOURCES: dict[str, dict[str, Any]] = {
         "kind": "MutatingWebhookConfiguration", "namespaced": False},
     "telemetry.istio.io/v1/telemetries": {"kind": "Telemetry", "namespaced": True, "subresources": {"status"}},
     "tracemesh.io/v1alpha1/meshconfigs": {"kind": "MeshConfig", "namespaced": True, "subresources": {"status"}},
+    "networking.istio.io/v1/gateways": {"kind": "Gateway", "namespaced": True, "subresources": {"status"}},
+    "networking.istio.io/v1/virtualservices": {"kind": "VirtualService", "namespaced": True,
+                                               "subresources": {"status"}},
+    "networking.istio.io/v1/destinationrules": {"kind": "DestinationRule", "namespaced": True,
+                                                "subresources": {"status"}},
+    "gateway.networking.k8s.io/v1/gatewayclasses": {"kind": "GatewayClass", "namespaced": False,
+                                                    "subresources": {"status"}},
+    "gateway.networking.k8s.io/v1/gateways": {"kind": "Gateway", "namespaced": True, "subresources": {"status"}},
+    "gateway.networking.k8s.io/v1/httproutes": {"kind": "HTTPRoute", "namespaced": True, "subresources": {"status"}},
+    "apps/v1/deployments": {"kind": "Deployment", "namespaced": True},
 }
 _VERBS = {"list", "watch", "get", "create", "patch", "delete"}
 _KMOCK_PARSE_PATH = parsing.parse_path

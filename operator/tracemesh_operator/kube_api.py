@@ -65,6 +65,25 @@ class KubeApi:
             log.warning("PATCH %s failed: %s", path, error)
             return False
 
+    async def create_or_patch(self, collection: str, body: Mapping[str, Any]) -> bool:
+        """Create the object in `collection` (its REST path), or merge-patch it with `body` if it exists."""
+        if self._session is None or self._server is None:
+            log.warning("not logged in to the Kubernetes API yet; skipping POST %s", collection)
+            return False
+        try:
+            async with self._session.post(self._server + collection, json=body) as response:
+                if response.status != 409:
+                    if response.status == 404:
+                        log.debug("POST %s: the resource is not served (its CRD is not installed)", collection)
+                    elif response.status >= 400:
+                        log.warning("POST %s failed: HTTP %d %s", collection, response.status,
+                                    (await response.text())[:300])
+                    return response.status < 400
+        except (aiohttp.ClientError, TimeoutError) as error:
+            log.warning("POST %s failed: %s", collection, error)
+            return False
+        return await self.patch(f"{collection}/{body['metadata']['name']}", body)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -47,12 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"where sidecars subscribe for config (default {DEFAULT_DISCOVERY_ADDRESS})")
     parser.add_argument("--native-sidecar", choices=("true", "false"), default="true",
                         help="proxy as a native sidecar (Kubernetes >= 1.29; default true)")
+    parser.add_argument("--meshConfigFile", dest="mesh_config_file", metavar="FILE",
+                        help="istioctl's flag: a MeshConfig resource, or Istio's mesh config (the `mesh` key of "
+                             "its ConfigMap), whose defaultConfig each pod's proxy.istio.io/config overlays")
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        default_config = _mesh_default_config(args.mesh_config_file) if args.mesh_config_file else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ConfigError) as error:
+        print(f"tracemesh kube-inject: --meshConfigFile {args.mesh_config_file}: {error}", file=sys.stderr)
+        return 1
     settings = InjectionSettings(proxy_image=args.proxy_image, init_image=args.init_image or args.proxy_image,
                                  discovery_address=args.discovery_address,
-                                 native_sidecar=args.native_sidecar == "true")
+                                 native_sidecar=args.native_sidecar == "true", mesh_default_config=default_config)
     try:
         text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
         documents = list(yaml.safe_load_all(text))
@@ -73,6 +81,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(output)
     return 0
+
+
+def _mesh_default_config(path: str) -> Mapping[str, Any]:
+    document = yaml.safe_load(Path(path).read_text())
+    if isinstance(document, Mapping) and document.get("kind") == "MeshConfig":
+        document = document.get("spec")
+    default_config = document.get("defaultConfig", {}) if isinstance(document, Mapping) else None
+    if not isinstance(default_config, Mapping):
+        raise ConfigError("defaultConfig", "is not a mapping", "give a MeshConfig whose defaultConfig is a ProxyConfig")
+    return default_config
 
 
 def inject_document(document: Any, settings: InjectionSettings) -> Any:

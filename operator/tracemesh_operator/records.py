@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tracemesh_operator.mesh_source import MESH_KEY
+from tracemesh_operator.workload import is_router
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -47,6 +48,8 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
                                   for port in map(_mapping, _list(_mapping(container).get("ports")))]}
                        for container in _list(spec.get("containers"))],
     }
+    if is_router(body):  # a gateway: what makes it one is kept, the rest of its command line is not
+        record["spec"]["containers"].append({"args": ["proxy", "router"]})
     record["status"] = {"podIP": _mapping(body.get("status")).get("podIP")}
     return record
 
@@ -64,18 +67,25 @@ def slim_service(body: Mapping[str, Any]) -> dict[str, Any]:
         "ports": [{key: port.get(key) for key in ("name", "port", "targetPort", "protocol")}
                   for port in map(_mapping, _list(spec.get("ports")))],
     }
+    # A gateway's Service: its load balancer's address goes into the Gateway's status.addresses.
+    ingress = _list(_mapping(_mapping(body.get("status")).get("loadBalancer")).get("ingress"))
+    record["status"] = {"loadBalancer": {"ingress": [
+        {key: entry[key] for key in ("ip", "hostname") if key in entry} for entry in map(_mapping, ingress)]}}
     return record
 
 
 def slim_endpoint_slice(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the service registry reads of an EndpointSlice: its ports, and each endpoint's addresses and readiness."""
+    """What the service registry reads of an EndpointSlice: its ports, and each endpoint's addresses, readiness
+    and pod."""
     record = _identity(body)
     record["addressType"] = body.get("addressType")
     record["ports"] = [{key: port.get(key) for key in ("name", "port", "protocol")}
                        for port in map(_mapping, _list(body.get("ports")))]
     record["endpoints"] = [
         {"addresses": list(_list(endpoint.get("addresses"))),
-         "conditions": {"ready": _mapping(endpoint.get("conditions")).get("ready")}}
+         "conditions": {"ready": _mapping(endpoint.get("conditions")).get("ready")},
+         # The pod behind the endpoint: its labels put it into DestinationRule subsets.
+         "targetRef": {key: _mapping(endpoint.get("targetRef")).get(key) for key in ("kind", "namespace", "name")}}
         for endpoint in map(_mapping, _list(body.get("endpoints")))
     ]
     return record
@@ -109,3 +119,14 @@ def slim_configmap(body: Mapping[str, Any]) -> dict[str, Any]:
     data = _mapping(body.get("data"))
     record["data"] = {MESH_KEY: data[MESH_KEY]} if MESH_KEY in data else {}
     return record
+
+
+def slim_gateway_api(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Gateway API Gateway or HTTPRoute: identity, annotations (Istio's service-type), spec and the whole status
+    (addresses, listeners, parents: a status write sends them whole)."""
+    record = _identity(body)
+    record["metadata"]["annotations"] = dict(_mapping(_mapping(body.get("metadata")).get("annotations")))
+    record["spec"] = body.get("spec")
+    record["status"] = dict(_mapping(body.get("status")))
+    return record
+

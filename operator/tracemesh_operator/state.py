@@ -15,13 +15,34 @@ from typing import Any, Protocol
 
 from tracemesh_operator.compiler import CompiledTracing, Problem, compile_tracing, read_mesh, read_telemetry
 from tracemesh_operator.compiler.compile import conflict_problem, pick_oldest
+from tracemesh_operator.compiler.gateway_api import (
+    is_istio_gateway,
+    parent_gateways,
+    read_http_route,
+    read_k8s_gateway,
+)
 from tracemesh_operator.compiler.mesh import NO_ENVIRONMENT, MeshTracing
-from tracemesh_operator.compiler.services import service_registry
+from tracemesh_operator.compiler.networking import (
+    CLUSTER_DOMAIN,
+    GatewayRules,
+    RoutingRules,
+    SubsetRules,
+    read_destination_rule,
+    read_gateway,
+    read_virtual_service,
+)
+from tracemesh_operator.compiler.route_tables import (
+    compile_gateway_routes,
+    compile_sidecar_routes,
+    unresolved_destinations,
+)
+from tracemesh_operator.compiler.services import Subsets, service_registry
 from tracemesh_operator.compiler.telemetry import TelemetryRules, match_labels
 from tracemesh_operator.conditions import HONOURED, TYPES, Condition
+from tracemesh_operator.gateway_api_status import attached_routes, gateway_status, route_status, without_times
 from tracemesh_operator.mesh_source import MeshSource, mesh_source
 from tracemesh_operator.records import object_key
-from tracemesh_operator.workload import pod_labels, proxy_config_for_pod
+from tracemesh_operator.workload import inbound_ports, is_router, pod_labels, proxy_config_for_pod
 from tracemesh_sidecar.config import ProxyConfig, ServiceEntry
 
 # The one MeshConfig that configures the mesh, where Istio keeps its `istio` ConfigMap.
@@ -48,6 +69,21 @@ class World:
     mesh_configmaps: Mapping[str, Iterable[Body]] = field(default_factory=dict)
     services: Mapping[str, Iterable[Body]] = field(default_factory=dict)  # by `namespace/name`
     endpoint_slices: Mapping[str, Iterable[Body]] = field(default_factory=dict)  # by their Service's `namespace/name`
+    # Istio's networking API and the Gateway API, each by namespace
+    gateways: Mapping[str, Iterable[Body]] = field(default_factory=dict)  # networking.istio.io Gateways
+    virtual_services: Mapping[str, Iterable[Body]] = field(default_factory=dict)
+    destination_rules: Mapping[str, Iterable[Body]] = field(default_factory=dict)
+    k8s_gateways: Mapping[str, Iterable[Body]] = field(default_factory=dict)  # gateway.networking.k8s.io Gateways
+    http_routes: Mapping[str, Iterable[Body]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Networking:
+    """The routing resources in force (each one's latest version, or its last good one), read."""
+
+    gateways: tuple[GatewayRules, ...]
+    routing: tuple[RoutingRules, ...]  # VirtualServices and HTTPRoutes, oldest first
+    subsets: Mapping[str, Subsets]  # DestinationRule subsets by host; the oldest rule of a host wins
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +135,9 @@ class MeshState:
         self._registry: tuple[ServiceEntry, ...] | None = None
         # What of the Services names pods' inbound ports (selectors, ports, ages), as last pushed.
         self._selections: tuple[str, ...] | None = None
+        self._last_good_routing: dict[str, Body] = {}  # networking resource key -> its last version that read
+        self._routing_specs: dict[str, Any] = {}  # networking resource key -> the spec last compiled
+        self._workload_specs: dict[str, Any] = {}  # Gateway API Gateway key -> what its workload was written from
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -145,7 +184,121 @@ class MeshState:
 
     def _compile_registry(self, world: World) -> tuple[ServiceEntry, ...]:
         return service_registry((service for bodies in world.services.values() for service in bodies),
-                                world.endpoint_slices)
+                                world.endpoint_slices, subsets=self._networking(world).subsets,
+                                pod_labels=_labels_by_pod(self._all_pods(world)))
+
+    def networking_changed(self, body: Body, deleted: bool, world: World) -> list[StatusUpdate]:
+        """A Gateway, VirtualService, DestinationRule or HTTPRoute was added, changed or deleted: every proxy's
+        routes may change (and with DestinationRules the registry's subsets)."""
+        key = _routing_key(body)
+        if deleted:
+            self._last_good_routing.pop(key, None)
+            self._routing_specs.pop(key, None)
+            self._written.pop(_incarnation(body), None)
+        elif self._routing_specs.get(key) == (spec := body.get("spec")):
+            # Our own status write (or a label change) came back as an event: nothing to recompile.
+            return self.networking_statuses(world)
+        else:
+            self._routing_specs[key] = spec
+        self._registry = self._compile_registry(world)
+        self._selections = _selections(world)
+        self._push(self._all_pods(world), world)
+        return self.networking_statuses(world)
+
+    def networking_statuses(self, world: World) -> list[StatusUpdate]:
+        """The Ready and Honoured conditions of Istio's networking resources that changed."""
+        if not any(world.virtual_services.values()) and not any(world.gateways.values()) and not any(
+                world.destination_rules.values()):
+            return []
+        # The Services' ports as they are now (the registry's push is debounced): destinations resolve against them.
+        registry = service_registry((service for bodies in world.services.values() for service in bodies), {})
+        updates = []
+        for bodies, reader in ((world.gateways, read_gateway), (world.virtual_services, read_virtual_service),
+                               (world.destination_rules, read_destination_rule)):
+            for body in (body for namespace_bodies in bodies.values() for body in namespace_bodies):
+                read = reader(body)
+                if isinstance(read, Problem):
+                    kept = ("its previous version stays in force" if _routing_key(body) in self._last_good_routing
+                            else "it is ignored until it is fixed")
+                    updates.append(StatusUpdate(body, Condition(False, read.reason, f"{read.message} ({kept})"),
+                                                _not_in_force(read.reason)))
+                    continue
+                notices = list(read.notices)
+                if isinstance(read, RoutingRules):
+                    notices += unresolved_destinations(read, registry)
+                updates.append(StatusUpdate(body, Condition(True, "Accepted", "the configuration is in force"),
+                                            _honoured(notices)))
+        return self._changed(updates)
+
+    def gateway_api_statuses(self, world: World, now: str) -> list[tuple[Body, dict[str, Any]]]:
+        """The status of each Gateway of class `istio` and each HTTPRoute naming one, where it differs (lastTransition
+        times aside) from what the object carries."""
+        gateways = {object_key(body): body for bodies in world.k8s_gateways.values() for body in bodies
+                    if is_istio_gateway(body)}
+        if not gateways:
+            return []
+        # Services by host, as they are now: an HTTPRoute's backends resolve against them.
+        services = {f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}" for namespace, _, name in (
+            key.partition("/") for key in world.services)}
+        routes = [body for bodies in world.http_routes.values() for body in bodies]
+        result = []
+        for key, gateway in gateways.items():
+            service = next(iter(world.services.get(f"{key}-istio", ())), None)
+            # Its own endpoints as they are now, not as last pushed (the registry push is debounced).
+            endpoints = service_registry([service], world.endpoint_slices) if service is not None else ()
+            status = gateway_status(gateway, service, endpoints, attached_routes(key, gateway, routes), now)
+            result.append((gateway, status))
+        for route in routes:
+            if any(key in gateways for _, key in parent_gateways(route)):
+                read = read_http_route(route)
+                status = route_status(route, None if isinstance(read, Problem) else read, gateways, services, now)
+                result.append((route, status))
+        return [(body, status) for body, status in result if without_times(status) != without_times(
+            {key: (body.get("status") or {}).get(key) for key in status})]
+
+    def gateway_workload_due(self, body: Body, deleted: bool) -> bool:
+        """Whether a Gateway API Gateway's Deployment and Service must be (re)written: it is of class istio and its
+        spec or annotations changed since they were last written (status-only events write nothing)."""
+        key = _routing_key(body)
+        if deleted or not is_istio_gateway(body):
+            self._workload_specs.pop(key, None)
+            return False
+        wanted = (body.get("spec"), (body.get("metadata") or {}).get("annotations"),
+                  (body.get("metadata") or {}).get("uid"))
+        if self._workload_specs.get(key) == wanted:
+            return False
+        self._workload_specs[key] = wanted
+        return True
+
+    def gateway_workload_failed(self, body: Body) -> None:
+        """Writing the workload failed: the Gateway's next event tries again."""
+        self._workload_specs.pop(_routing_key(body), None)
+
+    def _effective_routing(self, bodies: Mapping[str, Iterable[Body]], reader: Any) -> list[Any]:
+        """Each resource's latest version if it reads, else its last good one (if any)."""
+        result = []
+        for body in (body for namespace_bodies in bodies.values() for body in namespace_bodies):
+            key, read = _routing_key(body), reader(body)
+            if not isinstance(read, Problem):
+                self._last_good_routing[key] = body
+                result.append(read)
+            elif (good := self._last_good_routing.get(key)) is not None:
+                result.append(reader(good))
+        return result
+
+    def _networking(self, world: World) -> Networking:
+        gateways: list[GatewayRules] = self._effective_routing(world.gateways, read_gateway)
+        gateways += self._effective_routing(
+            {namespace: [body for body in bodies if is_istio_gateway(body)]
+             for namespace, bodies in world.k8s_gateways.items()}, read_k8s_gateway)
+        routing: list[RoutingRules] = self._effective_routing(world.virtual_services, read_virtual_service)
+        routing += self._effective_routing(world.http_routes, read_http_route)
+        rules: list[SubsetRules] = self._effective_routing(world.destination_rules, read_destination_rule)
+        subsets: dict[str, Subsets] = {}
+        for rule in sorted(rules, key=lambda r: (r.created, r.namespace, r.name)):
+            subsets.setdefault(rule.host, rule.subsets)
+        return Networking(tuple(gateways), tuple(sorted(routing, key=lambda r: (r.created, r.namespace, r.name))),
+                          subsets)
 
     def pod_changed(self, body: Body, deleted: bool, world: World) -> list[StatusUpdate]:
         key, namespace = object_key(body), _namespace(body)
@@ -229,6 +382,8 @@ class MeshState:
             self._registry = self._compile_registry(world)
             self._selections = _selections(world)
         namespace_services: dict[str, list[Body]] = {}
+        networking = self._networking(world)
+        sidecar_routes = compile_sidecar_routes(networking.routing, self._registry)
         for pod in pods:
             namespace, labels = _namespace(pod), pod_labels(pod)
             if namespace not in namespace_services:
@@ -249,9 +404,17 @@ class MeshState:
                 self._selector_conflicts[key] = conflicts
             else:
                 self._selector_conflicts.pop(key, None)
+            routes = sidecar_routes
+            if is_router(pod):
+                # A gateway server port that is a port of a Service selecting the pod binds its targetPort.
+                target_ports = {port.service_port: port.port for port in inbound_ports(
+                    pod, namespace_services[namespace]) if port.service_port is not None}
+                routes = compile_gateway_routes(namespace, labels, target_ports, networking.gateways,
+                                                networking.routing, self._registry)
             self._hub.set(key, proxy_config_for_pod(pod, result, mesh_spec, self._discovery_address, "0",
                                                     services=self._registry,
-                                                    namespace_services=namespace_services[namespace]))
+                                                    namespace_services=namespace_services[namespace],
+                                                    routes=routes))
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -320,6 +483,22 @@ class MeshState:
                     if problem.resource == resource:
                         return problem
         return None
+
+
+def _labels_by_pod(pods: Iterable[Body]) -> dict[str, dict[str, str]]:
+    """Each pod's labels by `namespace/name` and by its IP: what puts an endpoint into DestinationRule subsets."""
+    found = {}
+    for pod in pods:
+        labels = pod_labels(pod)
+        found[object_key(pod)] = labels
+        if ip := (pod.get("status") or {}).get("podIP"):
+            found[str(ip)] = labels
+    return found
+
+
+def _routing_key(body: Body) -> str:
+    """A networking resource's identity across versions: the two `Gateway` kinds differ by API group."""
+    return f"{str(body.get('apiVersion') or '').partition('/')[0]}/{body.get('kind')}:{object_key(body)}"
 
 
 def _selections(world: World) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracemesh_operator.compiler import CompiledTracing
+from tracemesh_operator.compiler.route_tables import CompiledRoutes
 from tracemesh_operator.compiler.services import inbound_services
 from tracemesh_sidecar.config import (
     DiscoveryConfig,
@@ -39,6 +40,17 @@ def _mapping(value: object) -> Mapping[str, Any]:
 
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def is_router(pod: Mapping[str, Any]) -> bool:
+    """A gateway pod: a container runs `tracemesh proxy router ...`, as Istio's gateways run `pilot-agent proxy
+    router` (no application, no capture: the proxy is the workload)."""
+    for container in _list(_mapping(pod.get("spec")).get("containers")):
+        words = [str(word) for word in (*_list(_mapping(container).get("command")),
+                                        *_list(_mapping(container).get("args")))]
+        if any(words[i:i + 2] == ["proxy", "router"] for i in range(len(words) - 1)):
+            return True
+    return False
 
 
 def pod_labels(pod: Mapping[str, Any]) -> dict[str, str]:
@@ -164,13 +176,20 @@ def inbound_ports(pod: Mapping[str, Any], namespace_services: Iterable[Mapping[s
 def proxy_config_for_pod(pod: Mapping[str, Any], compiled: CompiledTracing, mesh_spec: Mapping[str, Any],
                          discovery_address: str | None, version: str,
                          services: tuple[ServiceEntry, ...] = (),
-                         namespace_services: Iterable[Mapping[str, Any]] = ()) -> ProxyConfig:
+                         namespace_services: Iterable[Mapping[str, Any]] = (),
+                         routes: CompiledRoutes | None = None) -> ProxyConfig:
     """The full config of the pod's proxy: its identity, its app's ports (named after the Services of
-    `namespace_services` that select it), the mesh's services and the compiled tracing."""
+    `namespace_services` that select it), the mesh's services, the compiled tracing and routes.
+
+    A router (`routes.gateway` set) fronts no application: it serves the gateway's listeners instead."""
+    router = routes is not None and routes.gateway is not None
     return ProxyConfig(
         node=node_identity(pod, mesh_spec),
         version=version,
-        inbound=InboundConfig(ports=inbound_ports(pod, namespace_services)),
+        proxy_type="router" if router else "sidecar",
+        gateway=routes.gateway if routes is not None else None,
+        route_tables=routes.route_tables if routes is not None else (),
+        inbound=InboundConfig(ports=() if router else inbound_ports(pod, namespace_services)),
         outbound=OutboundConfig(services=services),
         tracing=compiled.tracing,
         providers=compiled.providers,

@@ -2,7 +2,10 @@
 
 - admin, bound to 127.0.0.1 only: GET /config_dump (the ProxyConfig in force, with its version),
   /stats (Envoy-style text), /clusters (routes and pools), plus /ready and /stats/prometheus;
-- health: GET /healthz/ready, 200 once a config is in force and its listeners are up, else 503;
+  POST /drain starts the inbound drain now (the native sidecar's preStop hook, as pilot-agent's
+  `request POST drain`: the pod is shutting down; SIGTERM comes once the apps have exited);
+- health: GET /healthz/ready, 200 once a config is in force and its listeners are up, 503 before
+  and from the start of a drain on (the endpoints controller then takes the pod out of Services);
 - prometheus: GET /stats/prometheus.
 """
 
@@ -61,6 +64,7 @@ class AdminServers:
             app.router.add_get("/clusters", self._clusters)
             app.router.add_get("/ready", self._ready)
             app.router.add_get("/stats/prometheus", self._prometheus)
+            app.router.add_post("/drain", self._drain)
         elif role == "health":
             app.router.add_get("/healthz/ready", self._ready)
         else:
@@ -90,7 +94,12 @@ class AdminServers:
     async def _ready(self, request: web.Request) -> web.Response:
         if self._runtime.ready:
             return web.Response(text="LIVE\n")
-        return web.Response(text="NOT READY: no config in force\n", status=503)
+        reason = "draining" if self._runtime.draining else "no config in force"
+        return web.Response(text=f"NOT READY: {reason}\n", status=503)
+
+    async def _drain(self, request: web.Request) -> web.Response:
+        self._runtime.drain_inbound()
+        return web.Response(text="draining inbound\n")
 
     async def _prometheus(self, request: web.Request) -> web.Response:
         return web.Response(text=self._runtime.stats.render_prometheus(), content_type="text/plain")

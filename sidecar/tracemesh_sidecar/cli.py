@@ -1,5 +1,8 @@
-"""`tracemesh proxy`: run the sidecar proxy until SIGTERM/SIGINT (drained), its config from a watched
-file (`--config FILE`, reloaded on change and SIGHUP) or from the operator's push (`--discovery`)."""
+"""`tracemesh proxy`: run the sidecar proxy until SIGTERM/SIGINT, its config from a watched file
+(`--config FILE`, reloaded on change and SIGHUP) or from the operator's push (`--discovery`).
+
+SIGTERM ends it as pilot-agent ends Envoy (proxy/termination.py): inbound drains while outbound
+serves the app for the drain period, spans are flushed, and it exits 0."""
 
 from __future__ import annotations
 
@@ -7,29 +10,37 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from tracemesh_sidecar.config.fields import ConfigError
+from tracemesh_sidecar.config.model import ProxyType
 from tracemesh_sidecar.discovery.source import DiscoveryConfigSource
 from tracemesh_sidecar.proxy.file_source import FileConfigSource
 from tracemesh_sidecar.proxy.runtime import ListenerError, Runtime
+from tracemesh_sidecar.proxy.termination import DrainPlan, drain_plan
 from tracemesh_sidecar.stats import Stats
 
 log = logging.getLogger("tracemesh.proxy")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mode", nargs="?", choices=("sidecar", "router"), default="sidecar",
+                        help="router: a gateway (no app, no capture; its config has proxyType router), as "
+                             "Istio's `pilot-agent proxy router`; default sidecar")
     parser.add_argument("--config", metavar="FILE",
                         help="proxy config document (YAML or JSON); re-read when it changes and on SIGHUP")
     parser.add_argument("--discovery", metavar="HOST:PORT",
                         help="take configs from the operator's push (port 15010) instead of watching --config")
     parser.add_argument("--bootstrap-env", action="store_true",
                         help="with --discovery: the first config from the pod's environment (set by injection)")
-    parser.add_argument("--drain-timeout", type=float, default=5.0, metavar="SECONDS",
-                        help="on SIGTERM, how long responses in progress may take to finish (default 5)")
+    parser.add_argument("--drain-timeout", type=float, default=None, metavar="SECONDS",
+                        help="on SIGTERM, how long inbound drains while outbound serves on; default: the "
+                             "terminationDrainDuration of $PROXY_CONFIG (as injection sets it), else 5")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -38,7 +49,14 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.config) == args.bootstrap_env or (args.bootstrap_env and not args.discovery):
         print("tracemesh proxy: give --config FILE, or --discovery HOST:PORT --bootstrap-env", file=sys.stderr)
         return 2
-    return _run_event_loop(serve(args.config, args.drain_timeout, args.discovery))
+    try:
+        plan = drain_plan(os.environ)
+    except ConfigError as error:
+        print(f"tracemesh proxy: {error}", file=sys.stderr)
+        return 2
+    if args.drain_timeout is not None:
+        plan = replace(plan, termination_drain_s=args.drain_timeout)
+    return _run_event_loop(serve(args.config, plan, args.discovery, args.mode))
 
 
 def _run_event_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -49,18 +67,23 @@ def _run_event_loop(main: Coroutine[Any, Any, int]) -> int:
     return int(uvloop.run(main))
 
 
-async def serve(config_path: str | None, drain_timeout_s: float, discovery: str | None = None) -> int:
+async def serve(config_path: str | None, plan: DrainPlan, discovery: str | None = None,
+                mode: ProxyType = "sidecar") -> int:
     stats = Stats()
     runtime = Runtime(stats)
     source: FileConfigSource | DiscoveryConfigSource
     if discovery:
-        source = DiscoveryConfigSource(discovery, runtime.apply, stats, config_path=config_path)
+        source = DiscoveryConfigSource(discovery, runtime.apply, stats, config_path=config_path, proxy_type=mode)
     else:
         source = FileConfigSource(config_path or "", runtime.apply)
     try:
         config = source.load()
     except ConfigError as error:
         log.error("config %s rejected: %s", config_path or "from the environment", error)
+        return 2
+    if config.proxy_type != mode:
+        log.error("config %s is for proxyType %s; run `tracemesh proxy %s`, or change proxyType",
+                  config_path or "from the environment", config.proxy_type, config.proxy_type)
         return 2
     try:
         await runtime.apply(config)
@@ -77,7 +100,8 @@ async def serve(config_path: str | None, drain_timeout_s: float, discovery: str 
     loop.add_signal_handler(signal.SIGHUP, source.trigger)
     watcher = loop.create_task(source.watch())
     await stop.wait()
-    log.info("shutting down: draining connections (up to %gs)", drain_timeout_s)
+    log.info("shutting down")
+    # The config source keeps running while draining, as pilot-agent keeps its xDS stream.
+    await runtime.terminate(plan)
     watcher.cancel()
-    await runtime.close(drain_timeout_s)
     return 0

@@ -44,14 +44,18 @@ def bookinfo_trace(reviews_version: str = "v2", namespace: str = "default", *,
     spans = []
     parent = None
     start = START_US
-    if ingress_gateway:
-        gateway = server("istio-ingressgateway", "latest", None, start, 10_000, "istio-system",
-                         name="productpage.default.svc.cluster.local:80/productpage")
-        gateway_client = client("istio-ingressgateway", "latest", "productpage", gateway.id, start + 50, 9_900,
-                                "istio-system")
-        spans += [gateway, gateway_client]
-        parent, start = gateway_client.id, start + 100
-    root = server("productpage", "v1", parent, start, 9_000)
+    entry_name = None
+    if ingress_gateway:  # Istio's ingress shape (tracing.go WantOtelIngressTraceRoot)
+        entry_name = f"productpage.{namespace}.svc.cluster.local:9080/productpage"
+        cluster = f"outbound|9080||productpage.{namespace}.svc.cluster.local"
+        gateway = server("istio-ingressgateway", "latest", None, start, 10_000, "istio-system", name=entry_name)
+        gateway.tags["upstream_cluster"] = cluster
+        upstream = client("istio-ingressgateway", "latest", "productpage", gateway.id, start + 50, 9_900,
+                          "istio-system")
+        upstream.name = f"router {cluster}; egress"
+        spans += [gateway, upstream]
+        parent, start = upstream.id, start + 100
+    root = server("productpage", "v1", parent, start, 9_000, name=entry_name)
     to_details = client("productpage", "v1", "details", root.id, start + 100, 2_000)
     details = server("details", "v1", to_details.id, start + 200, 1_800)
     to_reviews = client("productpage", "v1", "reviews", root.id, start + 2_500, 6_000)

@@ -30,6 +30,23 @@ def test_other_namespace_and_ingress_gateway() -> None:
     assert any("root span should be the SERVER span of productpage" in p for p in check_bookinfo_trace(with_gateway))
 
 
+def test_the_gateway_shape_is_istios_ingress_trace() -> None:
+    assert len(bookinfo_trace("v1", ingress_gateway=True)) == 7
+    assert check_bookinfo_trace(bookinfo_trace("v1", ingress_gateway=True), ingress_gateway=True) == []
+    renamed = bookinfo_trace("v1", ingress_gateway=True)
+    find(renamed, "CLIENT", "istio-ingressgateway").name = "productpage.default.svc.cluster.local:9080/*"
+    assert any("router outbound|9080||productpage" in p for p in check_bookinfo_trace(renamed, ingress_gateway=True))
+    undecorated = bookinfo_trace("v1", ingress_gateway=True)
+    find(undecorated, "SERVER", "productpage").name = "productpage.default.svc.cluster.local:9080/*"
+    assert check_bookinfo_trace(undecorated, ingress_gateway=True) != []
+    subset = bookinfo_trace("v2", ingress_gateway=True)
+    find(subset, "CLIENT", "productpage", "reviews").tags["upstream_cluster"] = \
+        "outbound|9080|v1|reviews.default.svc.cluster.local"
+    assert check_bookinfo_trace(subset, ingress_gateway=True) == []
+    subset[0].tags["upstream_cluster"] = "outbound|9080||details.default.svc.cluster.local"
+    assert any("upstream_cluster" in p for p in check_bookinfo_trace(subset, ingress_gateway=True))
+
+
 def test_order_of_spans_does_not_matter() -> None:
     assert check_bookinfo_trace(list(reversed(bookinfo_trace("v2")))) == []
 

@@ -227,13 +227,25 @@ def free_port() -> int:
 # -- the command -------------------------------------------------------------------------------------
 
 
-def test_local_mode_prints_the_local_collectors_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+@pytest.mark.parametrize(("name", "path"), [("jaeger", "/"), ("zipkin", "/zipkin/")])
+def test_local_mode_prints_the_local_collectors_trace_ui(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str], ui: int,
+                                                         name: str, path: str) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    assert main(["dashboard", name, "--ui-port", str(ui), "--browser=false"]) == 0
+    output = capsys.readouterr()
+    assert output.out.strip() == f"http://127.0.0.1:{ui}{path}"
+    assert "local collector" in output.err and "skipping opening a browser" in output.err
+
+
+def test_local_mode_opens_the_trace_ui_in_a_browser(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str], ui: int) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
-    assert main(["dashboard", "jaeger", "--ui-port", str(ui), "--browser=false"]) == 0
-    output = capsys.readouterr()
-    assert output.out.strip() == f"http://127.0.0.1:{ui}"
-    assert "local collector" in output.err and "skipping opening a browser" in output.err
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    assert main(["dashboard", "zipkin", "--ui-port", str(ui), "--browser"]) == 0
+    assert opened == [f"http://127.0.0.1:{ui}/zipkin/"]
+    assert capsys.readouterr().out.strip() == opened[0]
 
 
 def test_no_cluster_and_no_local_collector_says_which_kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

@@ -198,5 +198,6 @@ def test_uninstall_dry_run_lists_the_deletions_and_keeps_crds_without_purge(
     assert "would delete Deployment istio-system/tracemesh-operator" in lines
     assert not any("Namespace" in line for line in lines)  # istio-system stays, as with istioctl
     crds = [line for line in lines if "CustomResourceDefinition" in line]
-    assert sorted(crds) == (["would delete CustomResourceDefinition meshconfigs.tracemesh.io",
-                             "would delete CustomResourceDefinition telemetries.telemetry.istio.io"] if purge else [])
+    purged = ["destinationrules.networking.istio.io", "gateways.networking.istio.io", "meshconfigs.tracemesh.io",
+              "telemetries.telemetry.istio.io", "virtualservices.networking.istio.io"]
+    assert sorted(crds) == ([f"would delete CustomResourceDefinition {name}" for name in purged] if purge else [])

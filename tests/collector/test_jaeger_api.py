@@ -133,7 +133,14 @@ async def test_bad_parameters_get_a_400_envelope_naming_them(http: aiohttp.Clien
     assert message in error["msg"]
 
 
-async def test_the_query_port_serves_only_the_jaeger_api(http: aiohttp.ClientSession,
-                                                         collector: RunningCollector) -> None:
+async def test_the_query_port_reads_zipkins_api_for_the_trace_ui_but_takes_no_spans(
+        http: aiohttp.ClientSession, collector: RunningCollector) -> None:
+    """The trace UI at the port's root reads Zipkin's v2 query API beside Jaeger's; ingest stays on its own ports."""
     async with http.get(f"{collector.query_url}/api/v2/services") as response:
+        assert response.status == 200
+    async with http.post(f"{collector.query_url}/api/v2/spans", data=b"[]",
+                         headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 405
+    async with http.post(f"{collector.query_url}/v1/traces", data=b"{}",
+                         headers={"Content-Type": "application/json"}) as response:
         assert response.status == 404

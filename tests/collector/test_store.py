@@ -9,7 +9,8 @@ import pytest
 from collector_samples import NOW_US, bookinfo_trace, rpc, span, trace_id
 
 from tracemesh_collector.query import TraceQuery, parse_annotation_query, trace_timestamp
-from tracemesh_collector.store import SpanStore, merge_spans
+from tracemesh_collector.store import SpanStore
+from tracemesh_collector.trace_merge import merge_spans
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span
 
 MINUTE = 60_000_000
@@ -33,12 +34,12 @@ def ids(traces: list[list[Span]]) -> list[str]:
 # ---- writing -------------------------------------------------------------------------------
 
 
-def test_a_span_reported_twice_is_stored_once_with_what_both_reports_know() -> None:
+def test_a_span_reported_twice_is_served_once_with_what_both_reports_know() -> None:
     first = span(trace_id(1), "00000000000000a1", None, "productpage.default", "", "SERVER", NOW_US - MINUTE, 0)
     later = replace(first, name="productpage.default.svc.cluster.local:9080/*", duration=1500,
                     tags={"http.status_code": "503", "error": "true"}, annotations=[Annotation(NOW_US, "retry")])
     store = stored([first], [later], [later])
-    assert store.span_count == 1
+    assert store.span_count == 2  # the two distinct reports; the retried one is not kept again
     [merged] = store.get_trace(trace_id(1))
     assert (merged.name, merged.duration, merged.timestamp) == (later.name, 1500, first.timestamp)
     assert merged.tags == {"http.status_code": "503", "error": "true", "response_flags": "-"}

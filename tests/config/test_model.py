@@ -59,7 +59,8 @@ def test_full_document_reads_every_field() -> None:
     assert config.version == "12"
     assert config.node.service_name == "reviews.default"
     assert config.node.own_host == "reviews.default.svc.cluster.local"
-    assert config.node.node_id == "sidecar~10.244.0.7~reviews-v2-abc.default~default.svc.cluster.local"
+    assert config.node.node_id() == "sidecar~10.244.0.7~reviews-v2-abc.default~default.svc.cluster.local"
+    assert config.node.node_id("router").startswith("router~10.244.0.7~")
     assert config.listeners.health is None
     assert config.inbound.ports == (InboundPort(port=9080, app_port=19080, listen="127.0.0.1:9080"),)
     assert config.inbound.request_timeout_s == 15.0

@@ -1,4 +1,5 @@
-"""`tracemesh demo` end to end: real collector, six real sidecars, real Bookinfo, on free loopback ports.
+"""`tracemesh demo` end to end: real collector, six real sidecars, real Bookinfo, the ingress gateway in front,
+on free loopback ports.
 
 The traces are read back through the backends' own APIs (Zipkin's and Jaeger's) with code
 independent of the demo's, and checked with the shared Bookinfo trace-shape check. Ctrl-C must
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +41,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples/bookinfo"
 class Demo:
     process: subprocess.Popen[bytes]
     port: int
+    gateway: int
     zipkin: int
     otlp: int
     query: int
@@ -95,15 +98,16 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
 @contextmanager
 def demo_running(tmp_path: Path, *flags: str) -> Iterator[Demo]:
     """Runs `tracemesh demo` until the block ends, then presses Ctrl-C and checks that nothing is left."""
-    port, zipkin, otlp, query, otlp_grpc = pick_free(5)
-    command = [sys.executable, "-m", "tracemesh_cli.main", "demo", "--port", str(port), "--zipkin-port", str(zipkin),
-               "--otlp-port", str(otlp), "--query-port", str(query), "--otlp-grpc-port", str(otlp_grpc), *flags]
+    port, gateway, zipkin, otlp, query, otlp_grpc = pick_free(6)
+    command = [sys.executable, "-m", "tracemesh_cli.main", "demo", "--port", str(port), "--gateway-port", str(gateway),
+               "--zipkin-port", str(zipkin), "--otlp-port", str(otlp), "--query-port", str(query),
+               "--otlp-grpc-port", str(otlp_grpc), *flags]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=demo_env(tmp_path))
-    demo = Demo(process, port, zipkin, otlp, query, otlp_grpc)
+    demo = Demo(process, port, gateway, zipkin, otlp, query, otlp_grpc)
     try:
         yield demo
         children = descendants(process.pid)
-        assert len(children) == 13, children  # the collector, six apps, six sidecars
+        assert len(children) == 14, children  # the collector, six apps, six sidecars, the gateway
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 130
         deadline = time.monotonic() + 5
@@ -122,11 +126,13 @@ def get_json(url: str) -> Any:
 
 
 def assert_bookinfo_traces(traces: list[list[Span]]) -> None:
+    """Every trace rooted at the ingress gateway: 7 spans when reviews v1 answered, 9 for v2 and v3."""
     assert len(traces) == REQUESTS
-    problems = {trace[0].trace_id: check_bookinfo_trace(trace) for trace in traces}
+    problems = {trace[0].trace_id: check_bookinfo_trace(trace, ingress_gateway=True) for trace in traces}
     assert {trace_id: found for trace_id, found in problems.items() if found} == {}
-    assert all(len(trace) in (5, 7) for trace in traces)
-    assert {inspect_bookinfo_trace(trace).reviews_version for trace in traces} == {"v1", "v2", "v3"}
+    assert all(len(trace) in (7, 9) for trace in traces)
+    assert {inspect_bookinfo_trace(trace, ingress_gateway=True).reviews_version for trace in traces} == \
+        {"v1", "v2", "v3"}
 
 
 @contextmanager
@@ -156,15 +162,18 @@ def collector_running() -> Iterator[tuple[int, int, int, int]]:
 def test_demo_once_then_zipkin_api_returns_every_trace_complete(tmp_path: Path) -> None:
     """The acceptance sequence: `tracemesh demo --requests 20 --once`, then GET /api/v2/traces on the collector."""
     with collector_running() as (zipkin, otlp, query, otlp_grpc):
-        port = pick_free(1)[0]
+        port, gateway = pick_free(2)
         result = subprocess.run(
             [sys.executable, "-m", "tracemesh_cli.main", "demo", "--requests", str(REQUESTS), "--once",
-             "--external-collector", "--port", str(port), "--zipkin-port", str(zipkin), "--otlp-port", str(otlp),
-             "--query-port", str(query), "--otlp-grpc-port", str(otlp_grpc)],
+             "--external-collector", "--port", str(port), "--gateway-port", str(gateway), "--zipkin-port", str(zipkin),
+             "--otlp-port", str(otlp), "--query-port", str(query), "--otlp-grpc-port", str(otlp_grpc)],
             capture_output=True, text=True, timeout=120, env=demo_env(tmp_path))
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"traces: {REQUESTS}/{REQUESTS} complete" in result.stdout
-        assert "productpage.default.svc.cluster.local:9080/*  SERVER" in result.stdout  # the tree
+        assert f"GATEWAY_URL=127.0.0.1:{gateway}" in result.stdout
+        assert f"sent {REQUESTS} requests to http://127.0.0.1:{gateway}/productpage" in result.stdout
+        # the tree, rooted at the gateway
+        assert "router outbound|9080||productpage.default.svc.cluster.local; egress  CLIENT" in result.stdout
         body = get_json(f"http://127.0.0.1:{zipkin}/api/v2/traces?serviceName=productpage.default&limit=20")
         assert_bookinfo_traces([[span_from_zipkin_dict(item) for item in trace] for trace in body])
 
@@ -179,10 +188,11 @@ def test_demo_once_with_istios_opentelemetry_providers_then_jaeger_api_returns_e
         tmp_path: Path, mesh_config: str, provider: str, url: str) -> None:
     """`tracemesh demo --requests 20 --once --mesh-config FILE --provider NAME`, then GET /api/traces."""
     with collector_running() as (zipkin, otlp, query, otlp_grpc):
-        port = pick_free(1)[0]
+        port, gateway = pick_free(2)
         result = subprocess.run(
             [sys.executable, "-m", "tracemesh_cli.main", "demo", "--requests", str(REQUESTS), "--once",
              "--mesh-config", str(SAMPLES / mesh_config), "--provider", provider, "--port", str(port),
+             "--gateway-port", str(gateway),
              "--zipkin-port", str(zipkin), "--otlp-port", str(otlp), "--query-port", str(query),
              "--otlp-grpc-port", str(otlp_grpc)], capture_output=True, text=True, timeout=120, env=demo_env(tmp_path))
         assert result.returncode == 0, result.stdout + result.stderr
@@ -196,7 +206,14 @@ def test_demo_once_with_istios_opentelemetry_providers_then_jaeger_api_returns_e
 def test_demo_with_jaeger_provider_sends_otlp_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
     with demo_running(tmp_path, "--requests", str(REQUESTS), "--provider", "jaeger") as demo:
         output = read_until(demo, RUNNING)
-        assert f"sent {REQUESTS} requests to http://127.0.0.1:{demo.port}/productpage: {REQUESTS} x 200" in output
+        assert f"GATEWAY_URL=127.0.0.1:{demo.gateway}" in output
+        assert f"sent {REQUESTS} requests to http://127.0.0.1:{demo.gateway}/productpage: {REQUESTS} x 200" in output
+        # While it runs, the gateway answers as Istio's tasks expect (`curl http://$GATEWAY_URL/productpage`).
+        with urllib.request.urlopen(f"http://127.0.0.1:{demo.gateway}/productpage", timeout=10) as response:
+            assert response.status == 200 and b"Book" in response.read()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{demo.gateway}/nothing", timeout=10)
+        assert missing.value.code == 404
         assert f"traces: {REQUESTS}/{REQUESTS} complete" in output, output
         assert f"tracing to provider 'jaeger' (jaeger, http://127.0.0.1:{demo.otlp}/v1/traces)" in output
         # Each sidecar exports to the OTLP port only: that is the one provider in force.
@@ -221,10 +238,11 @@ spec:
   tracing:
   - disableSpanReporting: true
 """)
-    port, zipkin, otlp, query, otlp_grpc = pick_free(5)
+    port, gateway, zipkin, otlp, query, otlp_grpc = pick_free(6)
     result = subprocess.run(
         [sys.executable, "-m", "tracemesh_cli.main", "demo", "--once", "--requests", "3", "--trace-timeout", "2",
-         "--telemetry", str(telemetry), "--port", str(port), "--zipkin-port", str(zipkin), "--otlp-port", str(otlp),
+         "--telemetry", str(telemetry), "--port", str(port), "--gateway-port", str(gateway),
+         "--zipkin-port", str(zipkin), "--otlp-port", str(otlp),
          "--query-port", str(query), "--otlp-grpc-port", str(otlp_grpc)],
         capture_output=True, text=True, timeout=90, env=demo_env(tmp_path))
     assert result.returncode == 1, result.stdout + result.stderr

@@ -8,17 +8,20 @@ from typing import Any
 import pytest
 
 from tracemesh_cli.demo.inputs import (
+    DEFAULT_GATEWAY_ROUTES,
     DEFAULT_MESH_CONFIG,
     DEFAULT_TELEMETRY,
     SAMPLES_DIR,
     InputError,
     read_mesh_spec,
+    read_networking,
     read_telemetries,
 )
 from tracemesh_cli.demo.plan import (
     WORKLOADS,
     CollectorPorts,
     DemoPlan,
+    GatewayPorts,
     PlanError,
     WorkloadPorts,
     plan_demo,
@@ -27,6 +30,7 @@ from tracemesh_cli.demo.plan import (
 from tracemesh_sidecar.config import dump_proxy_config, parse_proxy_config
 
 COLLECTOR = CollectorPorts(zipkin=19411, otlp=14318, query=26686, otlp_grpc=14317)
+GATEWAY = GatewayPorts(listen=8080, admin=25000)
 
 
 def ports() -> dict[Any, WorkloadPorts]:
@@ -42,7 +46,7 @@ def sample_plan(provider: str | None = None, mesh_config: Path = DEFAULT_MESH_CO
     telemetries, mesh = read_telemetries(DEFAULT_TELEMETRY), read_mesh_spec(mesh_config)
     if provider:
         telemetries, mesh = with_provider(telemetries, mesh, provider)
-    return plan_demo(mesh, telemetries, ports(), COLLECTOR)
+    return plan_demo(mesh, telemetries, ports(), COLLECTOR, read_networking(DEFAULT_GATEWAY_ROUTES), GATEWAY)
 
 
 def test_every_workload_gets_a_sidecar_in_front_of_its_app() -> None:
@@ -50,7 +54,7 @@ def test_every_workload_gets_a_sidecar_in_front_of_its_app() -> None:
     assert [(p.workload.service, p.workload.version) for p in plan.workloads] == [
         ("productpage", "v1"), ("details", "v1"), ("ratings", "v1"), ("reviews", "v1"), ("reviews", "v2"),
         ("reviews", "v3")]
-    assert plan.entry_url == "http://127.0.0.1:9080/productpage"
+    assert plan.entry_url == "http://127.0.0.1:8080/productpage"  # through the ingress gateway
     for workload in plan.workloads:
         config = workload.proxy_config
         node = config.node
@@ -70,6 +74,37 @@ def test_every_workload_gets_a_sidecar_in_front_of_its_app() -> None:
         assert (env["PORT"], env["SERVICE_VERSION"]) == (str(workload.ports.app), workload.workload.version)
         # what the sidecar reads back is what was planned
         assert parse_proxy_config(dump_proxy_config(config)) == config
+
+
+def test_the_gateway_routes_bookinfos_gateway_file_to_productpage() -> None:
+    """samples/bookinfo/networking/bookinfo-gateway.yaml, compiled as the operator compiles it for a gateway pod."""
+    gateway = sample_plan().gateway
+    config = gateway.proxy_config
+    assert gateway.url == "127.0.0.1:8080"
+    assert (config.proxy_type, config.node.canonical_service, config.node.namespace) == (
+        "router", "istio-ingressgateway", "istio-system")
+    assert config.node.service_name == "istio-ingressgateway.istio-system"
+    assert config.gateway is not None
+    [listener] = config.gateway.listeners
+    assert listener.address == "127.0.0.1:8080"
+    table = config.route_table(listener.route_table)
+    assert table is not None
+    [virtual_host] = table.virtual_hosts
+    assert (virtual_host.name, virtual_host.domains) == ("default/bookinfo", ("*",))
+    decorators = [route.decorator for route in virtual_host.routes]
+    assert "productpage.default.svc.cluster.local:9080/productpage" in decorators
+    assert {route.destinations[0].host for route in virtual_host.routes} == {"productpage.default.svc.cluster.local"}
+    assert config.tracing.client.provider == "zipkin"  # a gateway traces in Istio's CLIENT mode
+    assert config.listeners.admin == "127.0.0.1:25000" and config.listeners.outbound is None
+    assert parse_proxy_config(dump_proxy_config(config)) == config
+
+
+def test_a_gateway_file_without_a_gateway_for_the_ingress_is_refused(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(DEFAULT_GATEWAY_ROUTES.read_text().replace("istio: ingressgateway", "istio: egressgateway"))
+    with pytest.raises(PlanError, match="no Gateway selects the ingress gateway's labels"):
+        plan_demo(read_mesh_spec(DEFAULT_MESH_CONFIG), read_telemetries(DEFAULT_TELEMETRY), ports(), COLLECTOR,
+                  read_networking(routes), GATEWAY)
 
 
 def test_registry_maps_services_to_sidecars_and_reviews_round_robins() -> None:
@@ -130,20 +165,23 @@ def test_provider_host_that_local_mode_does_not_run() -> None:
     mesh["extensionProviders"][0]["zipkin"]["service"] = "tempo.observability.svc.cluster.local"
     with pytest.raises(PlanError, match=r"'zipkin' sends to tempo.observability.svc.cluster.local:9411, which "
                                         r"local mode does not run; point it at one of zipkin.istio-system"):
-        plan_demo(mesh, read_telemetries(DEFAULT_TELEMETRY), ports(), COLLECTOR)
+        plan_demo(mesh, read_telemetries(DEFAULT_TELEMETRY), ports(), COLLECTOR,
+                  read_networking(DEFAULT_GATEWAY_ROUTES), GATEWAY)
 
 
 def test_short_provider_host_resolves_like_cluster_dns() -> None:
     mesh = read_mesh_spec(DEFAULT_MESH_CONFIG)
     mesh["extensionProviders"][0]["zipkin"]["service"] = "zipkin.istio-system"
-    plan = plan_demo(mesh, read_telemetries(DEFAULT_TELEMETRY), ports(), COLLECTOR)
+    plan = plan_demo(mesh, read_telemetries(DEFAULT_TELEMETRY), ports(), COLLECTOR,
+                  read_networking(DEFAULT_GATEWAY_ROUTES), GATEWAY)
     assert plan.provider.url == "http://127.0.0.1:19411/api/v2/spans"
 
 
 def test_tracing_switched_off_is_refused() -> None:
     mesh = {**read_mesh_spec(DEFAULT_MESH_CONFIG), "enableTracing": False}
     with pytest.raises(PlanError, match="reports no spans for productpage"):
-        plan_demo(mesh, read_telemetries(DEFAULT_TELEMETRY), ports(), COLLECTOR)
+        plan_demo(mesh, read_telemetries(DEFAULT_TELEMETRY), ports(), COLLECTOR,
+                  read_networking(DEFAULT_GATEWAY_ROUTES), GATEWAY)
 
 
 def test_with_provider_without_telemetry_sets_the_mesh_default() -> None:

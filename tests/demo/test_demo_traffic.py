@@ -67,7 +67,7 @@ async def test_send_requests_records_no_response_as_0() -> None:
 
 async def test_wait_for_traces_polls_until_every_trace_is_complete(monkeypatch: pytest.MonkeyPatch) -> None:
     # The shape check is tested on its own; here a trace counts as complete once it has two spans.
-    def two_spans_complete(spans: list[Span]) -> BookinfoTrace:
+    def two_spans_complete(spans: list[Span], ingress_gateway: bool = False) -> BookinfoTrace:
         return BookinfoTrace(spans[0].trace_id, "v1", () if len(spans) == 2 else ("partial",))
 
     monkeypatch.setattr(traffic, "inspect_bookinfo_trace", two_spans_complete)

@@ -10,7 +10,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tracemesh_bookinfo.trace_shape import REVIEWS_VERSIONS, inspect_bookinfo_trace, summarize
+from tracemesh_bookinfo.trace_shape import (
+    INGRESS_GATEWAY,
+    REVIEWS_VERSIONS,
+    BookinfoTrace,
+    inspect_bookinfo_trace,
+    summarize,
+)
 from tracemesh_cli.backend_client import Api, TraceSearch, fetch_traces
 from tracemesh_collector.query import trace_timestamp
 from tracemesh_sidecar.spans.model import Span
@@ -35,13 +41,14 @@ async def traces_since(backend_url: str, api: Api, since_us: int, limit: int = 2
 
 
 async def wait_for_complete_traces(backend_url: str, api: Api, since_us: int, expected: int,
-                                   timeout_s: float = 20.0) -> list[list[Span]]:
+                                   timeout_s: float = 20.0, gateway: str | None = None) -> list[list[Span]]:
     """`expected` Bookinfo traces that started after `since_us`, each complete (spans arrive in
-    batches from several sidecars, so a trace may be partial for a moment)."""
+    batches from several sidecars, so a trace may be partial for a moment). `gateway`: the service name
+    of the ingress gateway at every trace's root (e.g. `istio-ingressgateway.istio-system`)."""
     deadline = time.monotonic() + timeout_s
     while True:
         traces = await traces_since(backend_url, api, since_us)
-        problems = [problem for trace in traces for problem in inspect_bookinfo_trace(trace).problems]
+        problems = [problem for trace in traces for problem in _inspect(trace, gateway).problems]
         if len(traces) >= expected and not problems:
             return traces
         if time.monotonic() > deadline:
@@ -50,11 +57,17 @@ async def wait_for_complete_traces(backend_url: str, api: Api, since_us: int, ex
         await asyncio.sleep(0.5)
 
 
-def check_traces(traces: Sequence[Sequence[Span]], pod_ips: Mapping[str, set[str]] | None = None) -> Checked:
-    """Every trace complete per the mesh contract; with `pod_ips` (canonical service -> its pods'
-    IPs), every span's localEndpoint.ipv4 is one of its own pods' and every non-root SERVER span's
-    peer.address one of its caller's pods'."""
-    checked = [inspect_bookinfo_trace(trace) for trace in traces]
+def _inspect(trace: Sequence[Span], gateway: str | None) -> BookinfoTrace:
+    return inspect_bookinfo_trace(trace, ingress_gateway=gateway is not None,
+                                  gateway_service=gateway or INGRESS_GATEWAY)
+
+
+def check_traces(traces: Sequence[Sequence[Span]], pod_ips: Mapping[str, set[str]] | None = None,
+                 gateway: str | None = None) -> Checked:
+    """Every trace complete per the mesh contract (rooted at `gateway`, when given); with `pod_ips`
+    (canonical service -> its pods' IPs), every span's localEndpoint.ipv4 is one of its own pods' and
+    every non-root SERVER span's peer.address one of its caller's pods'."""
+    checked = [_inspect(trace, gateway) for trace in traces]
     problems = [problem for trace in checked for problem in trace.problems]
     assert not problems, problems[:10]
     if pod_ips is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +98,11 @@ def test_pods_cronjobs_and_opt_outs(tmp_path: Path, capsys: pytest.CaptureFixtur
     source.write_text(FIXTURE)
     pod, cronjob, legacy, configmap = kube_inject(tmp_path, source, "--native-sidecar", "false",
                                                   "--proxy-image", "registry.local/proxy:2")
-    assert [c["name"] for c in pod_spec(pod)["containers"]] == ["istio-proxy", "curl"]
-    assert pod_spec(pod)["containers"][0]["image"] == "registry.local/proxy:2"
+    # Without native sidecars and holdApplicationUntilProxyStarts, the proxy goes last (Istio's reorderPod).
+    assert [c["name"] for c in pod_spec(pod)["containers"]] == ["curl", "istio-proxy"]
+    assert pod_spec(pod)["containers"][-1]["image"] == "registry.local/proxy:2"
     assert pod["metadata"]["labels"]["service.istio.io/canonical-name"] == "curl"
-    assert [c["name"] for c in pod_spec(cronjob)["containers"]] == ["istio-proxy", "report"]
+    assert [c["name"] for c in pod_spec(cronjob)["containers"]] == ["report", "istio-proxy"]
     assert cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"][
         "service.istio.io/canonical-name"] == "report"  # no labels: the workload's name
     assert "initContainers" not in pod_spec(legacy)
@@ -130,3 +132,16 @@ def test_unreadable_input_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
         source.write_text(content)
     assert main(["kube-inject", "-f", str(source)]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_mesh_config_file_sets_the_proxy_config_default_as_istioctls_flag_does(tmp_path: Path) -> None:
+    source = tmp_path / "in.yaml"
+    source.write_text(FIXTURE)
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("apiVersion: tracemesh.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: default}\nspec:\n"
+                    "  defaultConfig:\n    holdApplicationUntilProxyStarts: true\n    terminationDrainDuration: 9s\n")
+    pod = kube_inject(tmp_path, source, "--native-sidecar", "false", "--meshConfigFile", str(mesh))[0]
+    proxy = pod_spec(pod)["containers"][0]  # held: first, with the postStart wait
+    assert proxy["name"] == "istio-proxy" and "postStart" in proxy["lifecycle"]
+    env = {entry["name"]: entry.get("value") for entry in proxy["env"]}
+    assert json.loads(env["PROXY_CONFIG"])["terminationDrainDuration"] == "9s"

@@ -40,10 +40,11 @@ def test_two_webhooks_namespace_label_and_pod_opt_in() -> None:
     assert by_pod["namespaceSelector"] == {"matchExpressions": [
         {"key": "istio-injection", "operator": "DoesNotExist"}]}
     assert by_pod["objectSelector"] == {"matchLabels": {"sidecar.istio.io/inject": "true"}}
-    for entry in (by_namespace, by_pod):
+    # One path per entry, each naming the namespace labels its selector implies (the webhook's decision).
+    for entry, path in ((by_namespace, "/inject/namespace-enabled"), (by_pod, "/inject/pod-enabled")):
         assert entry["clientConfig"]["service"] == {"name": certs.WEBHOOK_SERVICE,
                                                     "namespace": certs.WEBHOOK_NAMESPACE,
-                                                    "path": "/inject", "port": 443}
+                                                    "path": path, "port": 443}
         assert entry["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                                    "resources": ["pods"], "scope": "Namespaced"}]
         assert (entry["failurePolicy"], entry["reinvocationPolicy"], entry["sideEffects"]) == (

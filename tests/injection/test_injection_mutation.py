@@ -24,6 +24,7 @@ from tracemesh_operator.injection.patch import apply_patch, pointer
 from tracemesh_sidecar import iptables_cli
 from tracemesh_sidecar.config import ConfigError
 from tracemesh_sidecar.discovery import bootstrap_config
+from tracemesh_sidecar.proxy.termination import DrainPlan, drain_plan
 
 ENABLED = {"istio-injection": "enabled"}
 SETTINGS = InjectionSettings()
@@ -131,7 +132,7 @@ def test_a_pod_with_a_proxy_container_but_no_status_annotation_is_not_injected(n
     """Pods injected before the containers took Istio's names (`tracemesh-proxy`) keep their one proxy."""
     pod = admitted_pod()
     pod["spec"]["initContainers" if native else "containers"] = [
-        {"name": name, "image": "tracemesh/proxy:0.1.0"}, *([] if native else pod["spec"]["containers"])]
+        {"name": name, "image": "docker.io/tracemesh/proxy:0.1.0"}, *([] if native else pod["spec"]["containers"])]
     outcome = inject(pod, ENABLED, SETTINGS)
     assert isinstance(outcome, Skip) and repr(name) in outcome.reason
 
@@ -140,7 +141,7 @@ def test_injected_containers_carry_istios_names() -> None:
     """`kubectl logs deploy/x -c istio-proxy` (pkg/kube/inject/inject.go ProxyContainerName, InitContainerName)."""
     result = injected(admitted_pod(), settings=InjectionSettings(native_sidecar=False))
     assert [c["name"] for c in result["spec"]["initContainers"]] == ["istio-init"]
-    assert [c["name"] for c in result["spec"]["containers"]] == ["istio-proxy", "reviews"]
+    assert [c["name"] for c in result["spec"]["containers"]] == ["reviews", "istio-proxy"]
 
 
 # -- what the pod gets --------------------------------------------------------------------------
@@ -161,24 +162,81 @@ def test_native_sidecar_layout() -> None:
                       "volumes": ["tracemesh-tmp"], "imagePullSecrets": None, "revision": "default"}
 
 
-@pytest.mark.parametrize("how", ["settings", "annotation"])
-def test_regular_container_layout_holds_the_app_until_the_proxy_is_ready(how: str) -> None:
+def test_regular_container_layout_without_hold_puts_the_proxy_last_as_istio_does() -> None:
+    """pkg/kube/inject/webhook.go reorderPod: MoveLast unless holdApplicationUntilProxyStarts; istio-init last."""
     pod = admitted_pod()
     pod["spec"]["initContainers"] = [{"name": "migrate", "image": "migrate:1"}]
+    result = injected(pod, settings=InjectionSettings(native_sidecar=False))
+    assert [c["name"] for c in result["spec"]["initContainers"]] == ["migrate", INIT_CONTAINER]
+    assert [c["name"] for c in result["spec"]["containers"]] == ["reviews", PROXY_CONTAINER]
+    assert "lifecycle" not in result["spec"]["containers"][1] and "restartPolicy" not in result["spec"]["containers"][1]
+
+
+@pytest.mark.parametrize("how", ["settings", "mesh", "annotation", "annotation-over-mesh"])
+def test_hold_application_until_proxy_starts_puts_the_proxy_first_with_a_post_start_wait(how: str) -> None:
+    pod = with_annotations(admitted_pod(), {"sidecar.istio.io/nativeSidecar": "false"})
+    pod["spec"]["initContainers"] = [{"name": "migrate", "image": "migrate:1"}]
     settings = SETTINGS
-    if how == "settings":
-        settings = InjectionSettings(native_sidecar=False)
+    if how == "settings":  # Istio's values.global.proxy.holdApplicationUntilProxyStarts
+        settings = InjectionSettings(hold_application_until_proxy_starts=True)
+    elif how == "mesh":  # MeshConfig defaultConfig.holdApplicationUntilProxyStarts
+        settings = InjectionSettings(mesh_default_config={"holdApplicationUntilProxyStarts": True})
+    elif how == "annotation":
+        pod = with_annotations(pod, {"proxy.istio.io/config": "holdApplicationUntilProxyStarts: true"})
     else:
-        pod = with_annotations(pod, {"sidecar.istio.io/nativeSidecar": "false"})
+        settings = InjectionSettings(mesh_default_config={"holdApplicationUntilProxyStarts": False})
+        pod = with_annotations(pod, {"proxy.istio.io/config": '{"holdApplicationUntilProxyStarts": true}'})
     result = injected(pod, settings=settings)
     assert [c["name"] for c in result["spec"]["initContainers"]] == ["migrate", INIT_CONTAINER]
     assert [c["name"] for c in result["spec"]["containers"]] == [PROXY_CONTAINER, "reviews"]
     proxy = result["spec"]["containers"][0]
     assert "restartPolicy" not in proxy
-    assert proxy["lifecycle"]["postStart"]["exec"]["command"][:3] == [
-        "python", "-m", "tracemesh_sidecar.discovery.wait_ready"]
+    assert proxy["lifecycle"] == {"postStart": {"exec": {"command": [
+        "python", "-m", "tracemesh_sidecar.discovery.wait_ready", "--timeout", "600"]}}}
     assert result["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == "reviews"
     assert json.loads(result["metadata"]["annotations"][STATUS_ANNOTATION])["containers"] == [PROXY_CONTAINER]
+
+
+def test_native_sidecars_ignore_hold_and_drain_from_a_pre_stop_hook() -> None:
+    """Istio's template: $holdProxy needs (not $nativeSidecar); a native proxy gets preStop `request POST drain`."""
+    pod = with_annotations(admitted_pod(), {"proxy.istio.io/config": "holdApplicationUntilProxyStarts: true"})
+    result = injected(pod)
+    proxy = container(result["spec"]["initContainers"], PROXY_CONTAINER)
+    assert proxy["lifecycle"] == {"preStop": {"exec": {"command": ["python", "-m", "tracemesh_sidecar.drain_request"]}}}
+    assert [c["name"] for c in result["spec"]["containers"]] == ["reviews"]
+
+
+def test_the_pods_proxy_config_reaches_the_proxy_as_istios_template_passes_it() -> None:
+    """PROXY_CONFIG: the MeshConfig's defaultConfig under the pod's annotation; proxyMetadata: one variable each,
+    merged key by key (pkg/config/mesh/mesh.go MergeProxyConfig)."""
+    settings = InjectionSettings(mesh_default_config={
+        "terminationDrainDuration": "20s", "tracing": {"sampling": 5},
+        "proxyMetadata": {"MINIMUM_DRAIN_DURATION": "3s", "EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "false"}})
+    pod = with_annotations(admitted_pod(), {"proxy.istio.io/config": (
+        "terminationDrainDuration: 7s\nproxyMetadata:\n  EXIT_ON_ZERO_ACTIVE_CONNECTIONS: 'true'\n")})
+    proxy = container(injected(pod, settings=settings)["spec"]["initContainers"], PROXY_CONTAINER)
+    env = {entry["name"]: entry.get("value") for entry in proxy["env"]}
+    assert json.loads(env["PROXY_CONFIG"]) == {
+        "terminationDrainDuration": "7s", "tracing": {"sampling": 5},
+        "proxyMetadata": {"MINIMUM_DRAIN_DURATION": "3s", "EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true"}}
+    assert env["EXIT_ON_ZERO_ACTIVE_CONNECTIONS"] == "true" and env["MINIMUM_DRAIN_DURATION"] == "3s"
+    # ... and the sidecar reads its drain plan from that environment.
+    assert drain_plan(env) == DrainPlan(7.0, True, 3.0)
+    plain = container(injected(admitted_pod())["spec"]["initContainers"], PROXY_CONTAINER)
+    assert drain_plan({entry["name"]: entry.get("value") for entry in plain["env"]}) == DrainPlan()
+
+
+@pytest.mark.parametrize(("annotation", "field"), [
+    ("terminationDrainDuration: soon", "terminationDrainDuration"),
+    ("holdApplicationUntilProxyStarts: 'yes'", "holdApplicationUntilProxyStarts"),
+    ("proxyMetadata: {EXIT_ON_ZERO_ACTIVE_CONNECTIONS: true}", "proxyMetadata"),
+    ("[1, 2]", ""),
+])
+def test_a_bad_proxy_config_annotation_refuses_the_pod_naming_the_field(annotation: str, field: str) -> None:
+    pod = with_annotations(admitted_pod(), {"proxy.istio.io/config": annotation})
+    with pytest.raises(ConfigError) as raised:
+        inject(pod, ENABLED, SETTINGS)
+    assert raised.value.field == "metadata.annotations['proxy.istio.io/config']" + (f".{field}" if field else "")
 
 
 def test_bad_native_sidecar_annotation_names_the_annotation() -> None:
@@ -189,12 +247,13 @@ def test_bad_native_sidecar_annotation_names_the_annotation() -> None:
 
 def test_proxy_container_is_locked_down_and_probed() -> None:
     proxy = container(injected(admitted_pod())["spec"]["initContainers"], PROXY_CONTAINER)
-    assert proxy["image"] == "tracemesh/proxy:0.1.0"
+    assert proxy["image"] == "docker.io/tracemesh/proxy:0.1.0"
     assert proxy["command"] + proxy["args"] == [
         "tracemesh", "proxy", "--discovery", "tracemesh-discovery.istio-system.svc:15010", "--bootstrap-env"]
     assert proxy["securityContext"] == {
         "runAsUser": 1337, "runAsGroup": 1337, "runAsNonRoot": True, "readOnlyRootFilesystem": True,
-        "allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]}}
+        "allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}}
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/healthz/ready", "port": 15021}
     assert {(p["name"], p["containerPort"]) for p in proxy["ports"]} == {
         ("http-envoy-prom", 15090), ("http-health", 15021)}
@@ -207,7 +266,8 @@ def test_init_container_has_only_the_network_capabilities() -> None:
     assert init["securityContext"] == {
         "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "privileged": False,
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": False,
-        "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}}
+        "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}}
     assert init["command"] == ["tracemesh"]
     assert init["args"] == ["iptables", "--proxy-uid", "1337", "--inbound-ports", "9080,9443"]
 

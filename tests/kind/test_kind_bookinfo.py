@@ -2,12 +2,17 @@
 plane injected every Bookinfo pod, and Bookinfo's traces reach real Zipkin, then real Jaeger,
 with the same shape the netns tests assert (tests/e2e_common/bookinfo_e2e.py), and a Telemetry
 with sampling 0 stops them.
+
+Requests go where Istio's tasks send them, `http://$GATEWAY_URL/productpage` through the ingress
+gateway (`make bookinfo` applies samples/bookinfo/networking/bookinfo-gateway.yaml; kind maps the
+gateway's node port to localhost:8080), so every trace is rooted at istio-ingressgateway.istio-system.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +27,15 @@ from bookinfo_e2e import (
     traces_since,
     wait_for_complete_traces,
 )
-from kube import PortForward, apply, kubectl_json
+from kube import PortForward, apply, kubectl, kubectl_json
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[2]
 MESH_DEFAULT: dict[str, Any] = yaml.safe_load((REPO / "samples/bookinfo/telemetry.yaml").read_text())
 BOOKINFO_APPS = {"productpage", "details", "reviews", "ratings"}
+INGRESS = "istio-ingressgateway.istio-system"
+NETWORKING = REPO / "samples/bookinfo/networking"
 CONFIG_SETTLE_S = 3.0  # the mesh promises < 1 s; the margin covers the API server's watch latency
 
 
@@ -39,7 +46,8 @@ def bookinfo_pods() -> list[dict[str, Any]]:
 
 def pod_ips() -> dict[str, set[str]]:
     ips: dict[str, set[str]] = {}
-    for pod in bookinfo_pods():
+    gateways = kubectl_json(["get", "pods", "-n", "istio-system", "-l", "istio=ingressgateway"])["items"]
+    for pod in [*bookinfo_pods(), *gateways]:
         ips.setdefault(pod["metadata"]["labels"]["app"], set()).add(pod["status"]["podIP"])
     return ips
 
@@ -50,14 +58,14 @@ def telemetry(**tracing: Any) -> dict[str, Any]:
     return body
 
 
-# Bookinfo's front door (samples/bookinfo/networking/productpage-nodeport.yaml, mapped by
-# kind/cluster.yaml). Not a port-forward: that enters the pod over loopback, past the sidecar.
-PRODUCTPAGE_URL = "http://127.0.0.1:30080"
+# Bookinfo's front door, as in Istio's tasks: the ingress gateway's node port, which kind/cluster.yaml
+# maps to localhost:8080. Not a port-forward: that enters the pod over loopback, past the sidecar.
+GATEWAY_URL = "localhost:8080"
 
 
 @pytest.fixture(scope="module")
 def productpage() -> str:
-    return PRODUCTPAGE_URL
+    return f"http://{os.environ.get('GATEWAY_URL', GATEWAY_URL)}"
 
 
 async def get_productpage(session: aiohttp.ClientSession, url: str) -> int:
@@ -84,12 +92,25 @@ def test_every_bookinfo_pod_has_the_sidecar_and_is_ready(summary: list[str]) -> 
     summary.append(f"{len(pods)} Bookinfo pods, each injected and Ready")
 
 
+async def test_the_gateway_answers_as_istios_tasks_expect(productpage: str, summary: list[str]) -> None:
+    """`kubectl get gateway`, `kubectl get svc istio-ingressgateway -n istio-system`, then curl $GATEWAY_URL."""
+    gateways = kubectl_json(["get", "gateways.networking.istio.io", "-n", "default"])["items"]
+    assert [gateway["metadata"]["name"] for gateway in gateways] == ["bookinfo-gateway"]
+    service = kubectl_json(["get", "svc", "istio-ingressgateway", "-n", "istio-system"])
+    assert service["spec"]["type"] == "LoadBalancer"
+    async with aiohttp.ClientSession() as session:
+        assert await get_productpage(session, productpage) == 200
+        async with session.get(f"{productpage}/nothing") as response:
+            assert response.status == 404
+    summary.append(f"{productpage}/productpage 200 through istio-ingressgateway, /nothing 404")
+
+
 async def test_traces_in_zipkin_have_the_bookinfo_shape(productpage: str, summary: list[str]) -> None:
     since = now_us()
     await requests(productpage, 20)
     with PortForward("istio-system", "zipkin", 9411) as zipkin:
-        traces = await wait_for_complete_traces(zipkin.url, "zipkin", since, 20, timeout_s=60)
-    checked = check_traces(traces, pod_ips())
+        traces = await wait_for_complete_traces(zipkin.url, "zipkin", since, 20, timeout_s=60, gateway=INGRESS)
+    checked = check_traces(traces, pod_ips(), gateway=INGRESS)
     check_every_reviews_version(checked, 20)
     summary.append(f"Zipkin: {checked.traces} traces, {checked.spans} spans checked (reviews {checked.versions})")
 
@@ -101,8 +122,8 @@ async def test_traces_in_jaeger_after_switching_the_provider(productpage: str, s
         since = now_us()
         await requests(productpage, 10)
         with PortForward("istio-system", "tracing", 16686) as jaeger:
-            traces = await wait_for_complete_traces(jaeger.url, "jaeger", since, 10, timeout_s=60)
-        checked = check_traces(traces, pod_ips())
+            traces = await wait_for_complete_traces(jaeger.url, "jaeger", since, 10, timeout_s=60, gateway=INGRESS)
+        checked = check_traces(traces, pod_ips(), gateway=INGRESS)
         summary.append(f"Jaeger: {checked.traces} traces, {checked.spans} spans checked")
     finally:
         apply(MESH_DEFAULT)
@@ -119,3 +140,21 @@ async def test_sampling_zero_stops_new_traces(productpage: str) -> None:
             assert await traces_since(zipkin.url, "zipkin", since) == []
     finally:
         apply(MESH_DEFAULT)
+
+
+async def test_virtual_service_all_v1_sends_every_request_to_reviews_v1(productpage: str, summary: list[str]) -> None:
+    files = [str(NETWORKING / "destination-rule-all.yaml"), str(NETWORKING / "virtual-service-all-v1.yaml")]
+    for path in files:
+        kubectl(["apply", "-n", "default", "-f", path])
+    try:
+        await asyncio.sleep(CONFIG_SETTLE_S)
+        since = now_us()
+        await requests(productpage, 20)
+        with PortForward("istio-system", "zipkin", 9411) as zipkin:
+            traces = await wait_for_complete_traces(zipkin.url, "zipkin", since, 20, timeout_s=60, gateway=INGRESS)
+        checked = check_traces(traces, pod_ips(), gateway=INGRESS)
+    finally:
+        for path in reversed(files):
+            kubectl(["delete", "-n", "default", "-f", path])
+    assert checked.versions == {"v1": 20}
+    summary.append("virtual-service-all-v1.yaml: 20 of 20 requests answered by reviews v1")

@@ -24,6 +24,8 @@ CLUSTER_NAME = "primary"
 SERVER_HTTP_PORT = 80
 SERVER_WORKLOAD_PORT = 8090
 SERVER_TCP_PORT = 9000
+# The ingress gateway of Istio's test framework: `ingInst.ServiceName()` in `ingInst.Namespace()`.
+INGRESS_SERVICE_FQDN = "istio-ingressgateway.istio-system"
 
 
 @dataclass
@@ -84,6 +86,22 @@ def verify_echo_traces(namespace: str, traces: list[list[Span]], log: list[str],
     """tracing.go's VerifyEchoTraces / VerifyOtelEchoTraces."""
     wanted = want_trace_root(namespace, cluster_name)
     return any(is_non_gateway_root(span) and compare_trace(span, wanted, log) for trace in traces for span in trace)
+
+
+def want_otel_ingress_trace_root(namespace: str, path: str) -> Span:
+    """tracing.go's WantOtelIngressTraceRoot: the gateway's span named after its route, the router's upstream span
+    below it, and the server's SERVER span below that, named after the gateway's route too."""
+    name = f"server.{namespace}.svc.cluster.local:{SERVER_HTTP_PORT}{path}"
+    server_span = Span(name=name, service_name=f"server.{namespace}")
+    upstream = Span(name=f"router outbound|{SERVER_HTTP_PORT}||server.{namespace}.svc.cluster.local; egress",
+                    service_name=INGRESS_SERVICE_FQDN, child_spans=[server_span])
+    return Span(name=name, service_name=INGRESS_SERVICE_FQDN, child_spans=[upstream])
+
+
+def verify_otel_ingress_traces(namespace: str, path: str, traces: list[list[Span]], log: list[str]) -> bool:
+    """tracing.go's VerifyOtelIngressTraces: a root span (gateway roots included) matching the wanted tree."""
+    wanted = want_otel_ingress_trace_root(namespace, path)
+    return any(not span.parent_span_id and compare_trace(span, wanted, log) for trace in traces for span in trace)
 
 
 async def query_traces(session: aiohttp.ClientSession, base_url: str, limit: int, span_name: str,

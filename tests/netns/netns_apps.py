@@ -9,16 +9,26 @@
                           calls U and answers with its status and body, copying the trace
                           headers of the inbound request (unless --no-propagate) and adding
                           the given headers (like the `Headers` of Istio's echo ForwardEcho call)
+        GET /slow?delay=S answers after S seconds
         GET /anything     answers {"peer": <client ip>, "headers": {...}}
+    python netns_apps.py caller PORT URL LINGER
+                          the `http` app, and a loop calling URL on one keep-alive connection (a new one
+                          when the server closes it) every 20 ms, printing each call as a JSON line {"start", "end"
+                          (wall clock), "status" or "error"}; on SIGTERM it calls on for LINGER seconds
+                          (an app finishing its work) and exits
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
+import signal
 import socket
 import socketserver
 import sys
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -56,6 +66,9 @@ class App(BaseHTTPRequestHandler):
             except urllib.error.HTTPError as error:
                 status, body = error.code, error.read()
             self._answer(200, {"status": status, "body": body.decode(errors="replace")})
+        elif url.path == "/slow":
+            time.sleep(float(urllib.parse.parse_qs(url.query)["delay"][0]))
+            self._answer(200, {"slow": True})
         else:
             headers = {name.lower(): value for name, value in self.headers.items()}
             self._answer(200, {"peer": self.client_address[0], "headers": headers})
@@ -86,9 +99,48 @@ def send(host: str, port: int) -> None:
     print(peer.decode(), echoed == PAYLOAD, len(received))
 
 
+def call_in_a_loop(url: str, stop: threading.Event) -> None:
+    target = urllib.parse.urlsplit(url)
+    conn: http.client.HTTPConnection | None = None
+    while not stop.is_set():
+        record: dict[str, object] = {"start": time.time()}
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(target.hostname or "", target.port or 80, timeout=10)
+            conn.request("GET", target.path or "/")
+            response = conn.getresponse()
+            response.read()
+            record["status"] = response.status
+            if response.will_close:
+                conn.close()
+                conn = None
+        except OSError as error:  # refused, reset, timed out: what the app would see
+            record["error"] = repr(error)
+            if conn is not None:
+                conn.close()
+            conn = None
+            time.sleep(0.05)
+        record["end"] = time.time()
+        print(json.dumps(record), flush=True)
+        stop.wait(0.02)  # steady load, not a flood
+    if conn is not None:
+        conn.close()
+
+
+def caller(port: int, url: str, linger_s: float) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: threading.Timer(linger_s, stop.set).start())
+    server = ThreadingHTTPServer(("0.0.0.0", port), App)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    call_in_a_loop(url, stop)
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "send":
         send(argv[1], int(argv[2]))
+        return
+    if argv[0] == "caller":
+        caller(int(argv[1]), argv[2], float(argv[3]))
         return
     kind, port = argv[0], int(argv[1])
     if kind == "echo":

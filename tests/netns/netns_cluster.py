@@ -62,6 +62,7 @@ class Service:
     ports: tuple[ServicePort, ...]
     selector: dict[str, str]
     endpoints: list[str] = field(default_factory=list)  # pod IPs
+    endpoint_pods: list[str] = field(default_factory=list)  # their pods' names, in the same order
 
     @property
     def fqdn(self) -> str:
@@ -82,7 +83,9 @@ class Service:
                          "labels": {"kubernetes.io/service-name": self.name}},
             "ports": [{"name": name, "port": port.target_port, "protocol": "TCP"}
                       for name, port in zip(names, self.ports, strict=True)],
-            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in self.endpoints],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True},
+                           "targetRef": {"kind": "Pod", "namespace": self.namespace, "name": pod}}
+                          for ip, pod in zip(self.endpoints, self.endpoint_pods, strict=True)],
         }
         return service, endpoint_slice
 
@@ -177,8 +180,10 @@ class Cluster:
         Hosts files are rewritten in place: `ip netns exec` bind-mounts the file, so a new inode
         would go unseen by processes already running."""
         for service in self.services:
-            service.endpoints = [pod.ip for pod in self.pods
-                                 if pod.namespace == service.namespace and selects(service.selector, pod.labels)]
+            selected = [pod for pod in self.pods
+                        if pod.namespace == service.namespace and selects(service.selector, pod.labels)]
+            service.endpoints = [pod.ip for pod in selected]
+            service.endpoint_pods = [pod.name for pod in selected]
         run(["ip", "netns", "exec", self.node, "iptables-restore"], stdin=service_nat_rules(self.services))
         for pod in self.pods:
             path = Path("/etc/netns") / pod.netns / "hosts"

@@ -3,6 +3,9 @@ ConfigHub, fed the objects kopf's indexes would hold (pods, Telemetry, the MeshC
 Services and EndpointSlices of the emulated ClusterIPs), with the discovery server (port 15010)
 listening inside its own namespace as tracemesh-discovery.istio-system.
 
+Istio's networking resources (Gateway, VirtualService, DestinationRule) and the Gateway API's (Gateway,
+HTTPRoute) go through MeshState.networking_changed, as the operator's handlers call it.
+
 Only kopf and the Kubernetes API are left out; what gets compiled, versioned and pushed to
 each sidecar is the operator's code.
 """
@@ -23,6 +26,14 @@ from tracemesh_operator.records import object_key, slim_endpoint_slice, slim_ser
 from tracemesh_operator.state import DEFAULT_MESH_CONFIG, MeshState, World
 
 Body = dict[str, Any]
+# (API group, kind) -> the World field that holds the kind, by namespace.
+NETWORKING_KINDS = {
+    ("networking.istio.io", "Gateway"): "gateways",
+    ("networking.istio.io", "VirtualService"): "virtual_services",
+    ("networking.istio.io", "DestinationRule"): "destination_rules",
+    ("gateway.networking.k8s.io", "Gateway"): "k8s_gateways",
+    ("gateway.networking.k8s.io", "HTTPRoute"): "http_routes",
+}
 
 
 class ControlPlane:
@@ -38,13 +49,17 @@ class ControlPlane:
         self.telemetries: dict[str, dict[str, Body]] = {}
         self.services: dict[str, list[Body]] = {}
         self.endpoint_slices: dict[str, list[Body]] = {}
+        self.networking: dict[str, dict[str, dict[str, Body]]] = {field: {} for field in NETWORKING_KINDS.values()}
+        self._created = 0
         self._runner: web.AppRunner | None = None
 
     def world(self) -> World:
         return World(pods={ns: list(pods.values()) for ns, pods in self.pods.items()},
                      telemetries={ns: list(items.values()) for ns, items in self.telemetries.items()},
                      meshconfigs={DEFAULT_MESH_CONFIG: [self.mesh]},
-                     services=self.services, endpoint_slices=self.endpoint_slices)
+                     services=self.services, endpoint_slices=self.endpoint_slices,
+                     **{field: {ns: list(items.values()) for ns, items in by_namespace.items()}
+                        for field, by_namespace in self.networking.items()})
 
     def service_synced(self, service: Body, endpoint_slice: Body) -> None:
         """A Service and its one EndpointSlice, indexed as the kopf indexes hold them (slim records, slices by
@@ -71,6 +86,31 @@ class ControlPlane:
     def delete_telemetry(self, namespace: str, name: str) -> None:
         body = self.telemetries[namespace].pop(name)
         self.state.telemetry_changed(body, True, self.world())
+
+    def apply_networking(self, body: Body, namespace: str = "default") -> Body:
+        """`kubectl apply -n namespace -f` of one networking resource (a Gateway, VirtualService, DestinationRule,
+        HTTPRoute); returns it as stored, with its namespace and a creation time later than the ones before."""
+        body = copy.deepcopy(body)
+        metadata = body.setdefault("metadata", {})
+        metadata.setdefault("namespace", namespace)
+        self._created += 1
+        metadata.setdefault("creationTimestamp", f"2026-01-01T00:{self._created // 60:02d}:{self._created % 60:02d}Z")
+        metadata.setdefault("uid", f"uid-{body['kind']}-{object_key(body)}")
+        self.networking[self._field(body)].setdefault(metadata["namespace"], {})[metadata["name"]] = body
+        self.state.networking_changed(body, False, self.world())
+        return body
+
+    def delete_networking(self, body: Body) -> None:
+        metadata = body["metadata"]
+        stored = self.networking[self._field(body)][metadata["namespace"]].pop(metadata["name"])
+        self.state.networking_changed(stored, True, self.world())
+
+    @staticmethod
+    def _field(body: Body) -> str:
+        group = str(body.get("apiVersion", "")).partition("/")[0]
+        field = NETWORKING_KINDS.get((group, str(body.get("kind"))))
+        assert field is not None, f"not a networking resource: {body.get('apiVersion')} {body.get('kind')}"
+        return field
 
     def set_mesh(self, spec: Mapping[str, Any]) -> None:
         self.mesh = {**self.mesh, "spec": copy.deepcopy(dict(spec))}

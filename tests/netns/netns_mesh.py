@@ -22,7 +22,7 @@ import yaml
 from netns_cluster import Cluster
 from netns_control import ControlPlane
 from netns_net import PortForward
-from netns_pods import Kubelet, RunningPod, injected
+from netns_pods import Kubelet, RunningPod, injected, pod_from_template
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM = "istio-system"
@@ -60,16 +60,35 @@ class Mesh:
             cluster.add_service(name, SYSTEM, [(port, port)], {"app": "zipkin"})
         self.workloads: list[RunningPod] = []
 
-    def add_workload(self, pod: Mapping[str, Any]) -> RunningPod:
-        """Admission (the webhook's patch) and scheduling (a netns and an IP); nothing runs yet."""
+    def add_workload(self, pod: Mapping[str, Any], inject: bool = True) -> RunningPod:
+        """Admission (the webhook's patch; `inject=False`: a pod the webhook leaves alone, a gateway) and
+        scheduling (a netns and an IP); nothing runs yet."""
         namespace = pod["metadata"]["namespace"]
-        running = self.kubelet.prepare(injected(pod, self.namespace_labels.get(namespace, {})))
+        running = self.kubelet.prepare(injected(pod, self.namespace_labels.get(namespace, {})) if inject else pod)
         self.workloads.append(running)
         return running
 
     def add_service(self, name: str, namespace: str, ports: Sequence[tuple[int, int]],
                     selector: Mapping[str, str]) -> None:
         self.cluster.add_service(name, namespace, ports, selector)
+
+    def add_objects(self, objects: Sequence[Mapping[str, Any]], namespace: str | None = None) -> list[RunningPod]:
+        """`kubectl apply` of manifests: each Deployment's pod (admitted and scheduled, not started; injected
+        unless its template says `sidecar.istio.io/inject: "false"`) and each Service; `namespace` for objects
+        that name none."""
+        pods = []
+        for document in objects:
+            name = document["metadata"]["name"]
+            where = document["metadata"].get("namespace") or namespace or "default"
+            if document["kind"] == "Deployment":
+                template = document["spec"]["template"]
+                inject = (template["metadata"].get("labels") or {}).get("sidecar.istio.io/inject") != "false"
+                pods.append(self.add_workload(pod_from_template(template, f"{name}-netns", where, owner=name),
+                                              inject=inject))
+            elif document["kind"] == "Service":
+                ports = [(port["port"], port.get("targetPort", port["port"])) for port in document["spec"]["ports"]]
+                self.add_service(name, where, ports, document["spec"]["selector"])
+        return pods
 
     async def start(self) -> None:
         self.cluster.sync()

@@ -91,7 +91,7 @@ def local_argv(argv: Sequence[str]) -> list[str]:
 
 def image_of(container: Mapping[str, Any]) -> Image:
     """One of our images, read from its Dockerfile; any other image runs only what the container says."""
-    repository = str(container.get("image", "")).rsplit(":", 1)[0]
+    repository = str(container.get("image", "")).rsplit(":", 1)[0].removeprefix("docker.io/")  # the default registry
     return read_image(repository) if repository in IMAGE_DOCKERFILES else Image((), (), (0, 0))
 
 
@@ -183,8 +183,12 @@ class Kubelet:
         return running
 
     async def start(self, pod: RunningPod, timeout_s: float = 30.0) -> None:
-        """Init containers in order (a restartPolicy Always one is a native sidecar: started and
-        awaited through its startup probe), then the containers, each awaited until ready."""
+        """The pod's sysctls (set in its network namespace, as the kubelet sets namespaced ones), then init
+        containers in order (a restartPolicy Always one is a native sidecar: started and awaited through its
+        startup probe), then the containers, each awaited until ready."""
+        for sysctl in (pod.body["spec"].get("securityContext") or {}).get("sysctls") or ():
+            subprocess.run(["ip", "netns", "exec", pod.net.netns, "sysctl", "-q", "-w",
+                            f"{sysctl['name']}={sysctl['value']}"], check=True)
         for container in pod.body["spec"].get("initContainers") or ():
             if container.get("restartPolicy") == "Always":
                 self._spawn(pod, container)
@@ -257,6 +261,12 @@ class Kubelet:
         process = pod.processes.pop(container_name)
         _terminate(process.popen)
 
+    def terminate(self, pod: RunningPod, container_name: str) -> subprocess.Popen[bytes]:
+        """SIGTERM to one container, as the kubelet sends it; the caller waits for the exit (and its code)."""
+        process = pod.processes.pop(container_name)
+        os.killpg(process.popen.pid, signal.SIGTERM)
+        return process.popen
+
     def restart(self, pod: RunningPod, container_name: str) -> Process:
         return self._spawn(pod, self._container(pod, container_name))
 
@@ -270,9 +280,50 @@ class Kubelet:
         return container
 
     def stop_all(self) -> None:
+        """Every pod deleted at once, each as the kubelet ends a pod: the native sidecars' preStop hooks run
+        while the other containers get SIGTERM; once those have exited the sidecars get theirs (and, drained
+        already, stop at once); SIGKILL for whatever outlives the grace period."""
+        sidecars: list[subprocess.Popen[bytes]] = []
+        others: list[subprocess.Popen[bytes]] = []
         for pod in self.pods:
-            for name in list(pod.processes):
-                self.stop(pod, name)
+            native = {container["name"]: container for container in pod.body["spec"].get("initContainers") or ()
+                      if container.get("restartPolicy") == "Always"}
+            for name, process in pod.processes.items():
+                if name in native and process.popen.poll() is None:
+                    self._pre_stop(pod, native[name])
+                    sidecars.append(process.popen)
+                else:
+                    others.append(process.popen)
+            pod.processes.clear()
+        _terminate_all(others)
+        _terminate_all(sidecars)
+
+    def pre_stop(self, pod: RunningPod, container_name: str) -> subprocess.CompletedProcess[bytes] | None:
+        """The container's preStop exec hook, run as the kubelet runs it (None when it has none)."""
+        return self._pre_stop(pod, self._container(pod, container_name))
+
+    def _pre_stop(self, pod: RunningPod, container: Mapping[str, Any]) -> subprocess.CompletedProcess[bytes] | None:
+        command = (((container.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command")
+        if not command:
+            return None
+        argv, env = self._command(pod, {**container, "command": command, "args": []})
+        return subprocess.run(argv, env=env, capture_output=True, timeout=10, check=False)
+
+
+def _terminate_all(popens: Sequence[subprocess.Popen[bytes]], grace_s: float = 30.0) -> None:
+    """SIGTERM to all, then SIGKILL to those still running after the grace period (the pod default, 30s)."""
+    for popen in popens:
+        if popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(popen.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for popen in popens:
+        try:
+            popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait(timeout=5)
 
 
 def _terminate(popen: subprocess.Popen[bytes]) -> None:

@@ -27,7 +27,7 @@ from bookinfo_e2e import (
 )
 from netns_cluster import Cluster
 from netns_mesh import REPO, Mesh, load_yaml
-from netns_pods import Kubelet, http_status, pod_from_template
+from netns_pods import Kubelet, http_status
 
 from tracemesh_cli.backend_client import Api
 
@@ -46,13 +46,7 @@ def bookinfo_objects() -> list[dict[str, Any]]:
 async def mesh(cluster: Cluster, kubelet: Kubelet) -> AsyncIterator[Mesh]:
     built = Mesh(cluster, kubelet, load_yaml("samples/bookinfo/meshconfig.yaml")["spec"])
     built.control.apply_telemetry(MESH_DEFAULT)
-    for document in bookinfo_objects():
-        name = document["metadata"]["name"]
-        if document["kind"] == "Deployment":
-            built.add_workload(pod_from_template(document["spec"]["template"], f"{name}-netns", "default", owner=name))
-        elif document["kind"] == "Service":
-            ports = [(port["port"], port.get("targetPort", port["port"])) for port in document["spec"]["ports"]]
-            built.add_service(name, "default", ports, document["spec"]["selector"])
+    built.add_objects(bookinfo_objects())
     try:
         await built.start()
         yield built

@@ -155,12 +155,14 @@ async def test_install_is_idempotent_and_set_flags_change_the_meshconfig(
     common = ("-f", str(TRACING), "-y", "--kubeconfig", str(kubeconfig), "--readiness-timeout", "20s")
     assert await tracemesh("install", *common) == 0
     first, seen = desired_state(emulator), len(list(emulator))
+    # The running operator made istiod's GatewayClass `istio`; everything else is the install's.
+    installed = [key for key in first if "gatewayclasses" not in key]
     # kmock answers an apply to a missing object 404 (a real API server creates it): each was then created.
-    assert writes(list(emulator), "POST") == writes(list(emulator), "PATCH") == len(first)
+    assert writes(list(emulator), "POST") == writes(list(emulator), "PATCH") == len(installed)
     assert await tracemesh("install", *common) == 0
     assert desired_state(emulator) == first
     again = list(emulator)[seen:]
-    assert writes(again, "POST") == 0 and writes(again, "PATCH") == len(first)  # applied, nothing created
+    assert writes(again, "POST") == 0 and writes(again, "PATCH") == len(installed)  # applied, nothing created
 
     assert await tracemesh("install", *common, "--set", "meshConfig.extensionProviders[0].zipkin.port=9412",
                            "--set", "meshConfig.defaultProviders.tracing[0]=zipkin") == 0

@@ -197,3 +197,15 @@ def test_a_provider_without_exactly_one_known_kind_is_rejected_as_istio_rejects_
     [problem] = mesh.problems
     assert (problem.field, problem.reason) == ("spec.extensionProviders[0]", "InvalidMeshConfig")
     assert mesh.providers == {} and mesh.foreign == {}
+
+
+def test_the_proxy_lifecycle_fields_are_acted_on_and_other_proxy_metadata_is_reported() -> None:
+    """Injection reads terminationDrainDuration, holdApplicationUntilProxyStarts and proxyMetadata (every entry a
+    variable of the proxy); the proxy reads two of those variables, so the others are reported."""
+    mesh = read_mesh({"defaultConfig": {"terminationDrainDuration": "10s", "holdApplicationUntilProxyStarts": True,
+                                        "proxyMetadata": {"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true",
+                                                          "MINIMUM_DRAIN_DURATION": "2s",
+                                                          "ISTIO_META_DNS_CAPTURE": "true"},
+                                        "concurrency": 2}})
+    assert notice_fields(mesh) == {"spec.defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE": "UnsupportedField",
+                                   "spec.defaultConfig.concurrency": "UnsupportedField"}

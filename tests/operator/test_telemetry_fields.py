@@ -80,13 +80,21 @@ def test_a_formatter_with_another_source_is_rejected() -> None:
     assert problem.field == "spec.tracing[0].customTags.t.literal"
 
 
-def test_metrics_access_logging_and_target_refs_are_accepted_and_reported() -> None:
+def test_metrics_access_logging_and_waypoint_target_refs_are_accepted_and_reported() -> None:
     rules = read({"randomSamplingPercentage": 5}, metrics=[{"providers": [{"name": "prometheus"}]}],
                  accessLogging=[{"providers": [{"name": "envoy"}]}],
-                 targetRefs=[{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}])
+                 targetRefs=[{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"},
+                             {"kind": "Service", "group": "", "name": "reviews"}])
     assert notices(rules) == {"spec.metrics": "UnsupportedField", "spec.accessLogging": "UnsupportedField",
                               "spec.targetRefs": "UnsupportedField"}
     assert all(notice.fix for notice in rules.notices)
+    assert rules.target_gateways == ("gw",)
+
+
+def test_a_telemetry_targeting_a_gateway_is_honoured() -> None:
+    rules = read({"randomSamplingPercentage": 5},
+                 targetRefs=[{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}])
+    assert rules.notices == ()
 
 
 def test_a_plain_tracing_telemetry_has_nothing_to_report() -> None:

@@ -151,7 +151,7 @@ async def test_tracemesh_proxy_command_reloads_on_change_and_drains_on_sigterm(t
     path = tmp_path / "proxy.yaml"
     path.write_text(_document(origin.port, "1", listen, admin, health))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tracemesh_cli.main", "proxy", "--config", str(path),
+        sys.executable, "-m", "tracemesh_cli.main", "proxy", "--config", str(path), "--drain-timeout", "1",
         stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         async with asyncio.timeout(10):

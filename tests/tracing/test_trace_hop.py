@@ -355,7 +355,7 @@ def test_istio_tags_only_with_enable_istio_tags() -> None:
     span = hop.finish(response(), START + 1)
     assert span is not None
     assert not [name for name in span.tags if name.startswith("istio.")]
-    assert span.tags["node_id"] == PRODUCTPAGE.node_id and span.tags["component"] == "proxy"
+    assert span.tags["node_id"] == PRODUCTPAGE.node_id() and span.tags["component"] == "proxy"
 
 
 def test_use_request_id_for_trace_sampling_off_leaves_the_decision_to_the_tracer() -> None:

@@ -18,10 +18,12 @@ import yaml
 
 from tracemesh_bookinfo.trace_shape import summarize
 from tracemesh_cli.demo.inputs import (
+    DEFAULT_GATEWAY_ROUTES,
     DEFAULT_MESH_CONFIG,
     DEFAULT_TELEMETRY,
     InputError,
     read_mesh_spec,
+    read_networking,
     read_telemetries,
 )
 from tracemesh_cli.demo.plan import (
@@ -29,6 +31,7 @@ from tracemesh_cli.demo.plan import (
     WORKLOADS,
     CollectorPorts,
     DemoPlan,
+    GatewayPorts,
     PlanError,
     Workload,
     WorkloadPorts,
@@ -58,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh-config", type=Path, default=DEFAULT_MESH_CONFIG, metavar="FILE",
                         help="the MeshConfig resource (default samples/bookinfo/meshconfig.yaml)")
     parser.add_argument("--port", type=_port, default=9080, help="productpage's port (default 9080)")
+    parser.add_argument("--gateway-port", type=_port, default=8080,
+                        help="the ingress gateway's port, $GATEWAY_URL (default 8080)")
+    parser.add_argument("--gateway-routes", type=Path, default=DEFAULT_GATEWAY_ROUTES, metavar="FILE",
+                        help="Istio Gateway and VirtualService resources for the ingress gateway "
+                             "(default samples/bookinfo/networking/bookinfo-gateway.yaml)")
     parser.add_argument("--zipkin-port", type=_port, default=9411, help="the collector's Zipkin API port")
     parser.add_argument("--otlp-port", type=_port, default=4318, help="the collector's OTLP/HTTP port")
     parser.add_argument("--otlp-grpc-port", type=_port, default=4317, help="the collector's OTLP/gRPC port")
@@ -82,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     telemetries = read_telemetries(args.telemetry)
     mesh_spec = read_mesh_spec(args.mesh_config)
+    networking = read_networking(args.gateway_routes)
     if args.provider:
         telemetries, mesh_spec = with_provider(telemetries, mesh_spec, args.provider)
     collector_ports = {"--zipkin-port": (args.zipkin_port, "the Zipkin API"),
@@ -91,13 +100,15 @@ async def _demo(args: argparse.Namespace) -> int:
     # A collector already on all four ports (`tracemesh collector` in another terminal) is used
     # as is, so that its traces outlive a `--once` run.
     external = args.external_collector or await all_listening(collector_ports)
-    check_free({"--port": (args.port, "productpage"), **({} if external else collector_ports)})
+    check_free({"--port": (args.port, "productpage"), "--gateway-port": (args.gateway_port, "the ingress gateway"),
+                **({} if external else collector_ports)})
     if external:
         await check_listening(collector_ports, "start `tracemesh collector` first, or drop --external-collector")
         print(f"using the collector already listening on 127.0.0.1:{args.zipkin_port} (Zipkin API), "
               f":{args.otlp_port} (OTLP/HTTP), :{args.otlp_grpc_port} (OTLP/gRPC) and :{args.query_port} (Jaeger API)",
               flush=True)
-    plan = plan_demo(mesh_spec, telemetries, *_ports(args))
+    workload_ports, collector, gateway_ports = _ports(args)
+    plan = plan_demo(mesh_spec, telemetries, workload_ports, collector, networking, gateway_ports)
     if args.once and plan.sampling_percentage < 100:
         raise PlanError(f"the Telemetry samples {plan.sampling_percentage:g}% of requests, so --once cannot expect "
                         "a trace for every request; set randomSamplingPercentage: 100")
@@ -128,17 +139,18 @@ async def _demo(args: argparse.Namespace) -> int:
             print(f"tracemesh demo: logs and proxy configs kept in {work_dir}", file=sys.stderr)
 
 
-def _ports(args: argparse.Namespace) -> tuple[dict[Workload, WorkloadPorts], CollectorPorts]:
+def _ports(args: argparse.Namespace) -> tuple[dict[Workload, WorkloadPorts], CollectorPorts, GatewayPorts]:
     """The user's fixed ports (0: any) and kernel-chosen ones for everything internal."""
-    fixed = {args.port, args.zipkin_port, args.otlp_port, args.query_port, args.otlp_grpc_port} - {0}
-    free = iter(pick_free(4 * len(WORKLOADS) + 4, exclude=fixed))
+    fixed = {args.port, args.gateway_port, args.zipkin_port, args.otlp_port, args.query_port,
+             args.otlp_grpc_port} - {0}
+    free = iter(pick_free(4 * len(WORKLOADS) + 6, exclude=fixed))
     collector = CollectorPorts(zipkin=args.zipkin_port or next(free), otlp=args.otlp_port or next(free),
                                query=args.query_port or next(free), otlp_grpc=args.otlp_grpc_port or next(free))
     ports = {}
     for workload in WORKLOADS:
         inbound = (args.port or next(free)) if workload.service == "productpage" else next(free)
         ports[workload] = WorkloadPorts(app=next(free), inbound=inbound, outbound=next(free), admin=next(free))
-    return ports, collector
+    return ports, collector, GatewayPorts(listen=args.gateway_port or next(free), admin=next(free))
 
 
 def _child_environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -170,6 +182,11 @@ async def _start(plan: DemoPlan, supervisor: Supervisor, work_dir: Path, *, star
         waits.append(supervisor.wait_listening(
             sidecar, [workload.ports.inbound, workload.ports.outbound], STARTUP_TIMEOUT_S))
         waits.append(supervisor.wait_listening(app, [workload.ports.app], STARTUP_TIMEOUT_S))
+    config_path = work_dir / "istio-ingressgateway-proxy.yaml"
+    config_path.write_text(yaml.safe_dump(dump_proxy_config(plan.gateway.proxy_config), sort_keys=False))
+    gateway = supervisor.start("istio-ingressgateway", [
+        *python, "tracemesh_cli.main", "proxy", "router", "--config", str(config_path)], _child_environment({}))
+    waits.append(supervisor.wait_listening(gateway, [plan.gateway.ports.listen], STARTUP_TIMEOUT_S))
     await asyncio.gather(*waits)
 
 
@@ -181,7 +198,11 @@ def _print_banner(plan: DemoPlan, work_dir: Path) -> None:
         ports = workload.ports
         print(f"  {workload.workload.name:<15} app :{ports.app:<6} sidecar inbound :{ports.inbound:<6} "
               f"outbound :{ports.outbound:<6} admin http://{LOOPBACK}:{ports.admin}/config_dump")
-    print(f"  logs and proxy configs in {work_dir}", flush=True)
+    gateway = plan.gateway
+    print(f"  {'istio-ingressgateway':<15} listens :{gateway.ports.listen:<6} "
+          f"admin http://{LOOPBACK}:{gateway.ports.admin}/config_dump")
+    print(f"  logs and proxy configs in {work_dir}")
+    print(f"\nGATEWAY_URL={gateway.url}\n  curl http://{gateway.url}/productpage", flush=True)
 
 
 def _backend_urls(plan: DemoPlan) -> tuple[str, str]:
@@ -211,7 +232,8 @@ async def _exercise(plan: DemoPlan, count: int, timeout_s: float, supervisor: Su
     newest = next((trace for trace in reversed(list(found.values())) if trace is not None), None)
     if newest is not None:
         print(f"\nthe newest trace (reviews {newest.shape.reviews_version or '?'}):\n{render_trace(newest.spans)}")
-    print(f"\nbrowse the traces:\n  Zipkin API  {zipkin_url}/api/v2/traces?serviceName=productpage.default\n"
+    print(f"\nbrowse the traces:\n  trace UI    {zipkin_url}/zipkin/ (also {query_url}/)\n"
+          f"  Zipkin API  {zipkin_url}/api/v2/traces?serviceName=productpage.default\n"
           f"  Jaeger API  {query_url}/api/traces?service=productpage.default", flush=True)
     return len(complete) == count and statuses == Counter({200: count})
 

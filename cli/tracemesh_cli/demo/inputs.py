@@ -13,6 +13,9 @@ import tracemesh_bookinfo
 SAMPLES_DIR = Path(tracemesh_bookinfo.__file__).resolve().parent.parent
 DEFAULT_TELEMETRY = SAMPLES_DIR / "telemetry.yaml"
 DEFAULT_MESH_CONFIG = SAMPLES_DIR / "meshconfig.yaml"
+# Istio's own file, as `kubectl apply -f samples/bookinfo/networking/bookinfo-gateway.yaml` takes it.
+DEFAULT_GATEWAY_ROUTES = SAMPLES_DIR / "networking" / "bookinfo-gateway.yaml"
+NETWORKING_KINDS = ("Gateway", "VirtualService", "DestinationRule")
 
 
 class InputError(ValueError):
@@ -53,3 +56,14 @@ def read_mesh_spec(path: Path) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise InputError(f"--mesh-config {path}: spec is not a mapping; write the MeshConfig fields under spec")
     return spec
+
+
+def read_networking(path: Path) -> list[dict[str, Any]]:
+    """The Istio Gateways, VirtualServices and DestinationRules in the file."""
+    docs = _documents(path, "--gateway-routes")
+    for index, doc in enumerate(docs):
+        if not isinstance(doc, dict) or doc.get("kind") not in NETWORKING_KINDS:
+            found = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
+            raise InputError(f"--gateway-routes {path}: document {index + 1} is {found!r}; give a file of "
+                             f"{', '.join(NETWORKING_KINDS)} resources")
+    return docs

@@ -6,7 +6,8 @@ app, an outbound listener the app's HTTP_PROXY points at, and a small service re
 each service FQDN to the sidecars behind it (reviews round-robins across v1, v2 and v3). The
 tracing settings come from the same Telemetry and MeshConfig YAML a cluster gets, compiled by
 the operator's compiler; the providers' in-cluster hosts resolve through the registry to the
-local collector.
+local collector. Istio's ingress gateway (the proxy in router mode, routed by Bookinfo's own gateway
+file) stands in front of productpage, where `$GATEWAY_URL` is in Istio's tasks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tracemesh_operator.compiler import compile_tracing
+from tracemesh_cli.demo.gateway import GATEWAY_LABELS, GATEWAY_NAMESPACE, GATEWAY_SERVICE, gateway_routes
+from tracemesh_operator.compiler import CompiledTracing, compile_tracing
 from tracemesh_sidecar.config import (
     InboundConfig,
     InboundPort,
@@ -109,17 +111,34 @@ class WorkloadPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayPorts:
+    listen: int  # the gateway's HTTP listener: $GATEWAY_URL
+    admin: int
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPlan:
+    ports: GatewayPorts
+    proxy_config: ProxyConfig
+
+    @property
+    def url(self) -> str:
+        """`$GATEWAY_URL` of Istio's tasks: host:port."""
+        return f"{LOOPBACK}:{self.ports.listen}"
+
+
+@dataclass(frozen=True, slots=True)
 class DemoPlan:
     workloads: tuple[WorkloadPlan, ...]
     collector: CollectorPorts
     provider: ProviderConfig  # where productpage's spans go (what the demo reads back)
     sampling_percentage: float
+    gateway: GatewayPlan
 
     @property
     def entry_url(self) -> str:
-        """productpage through its sidecar, where users (and the demo's requests) come in."""
-        entry = next(plan for plan in self.workloads if plan.workload.service == "productpage")
-        return f"http://{LOOPBACK}:{entry.ports.inbound}/productpage"
+        """productpage through the ingress gateway, where users (and the demo's requests) come in."""
+        return f"http://{self.gateway.url}/productpage"
 
 
 def registry(ports: Mapping[Workload, WorkloadPorts], collector: CollectorPorts) -> tuple[ServiceEntry, ...]:
@@ -163,16 +182,49 @@ def with_provider(telemetries: Sequence[Mapping[str, Any]], mesh_spec: Mapping[s
     return new_telemetries, new_mesh
 
 
+def _compiled_tracing(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, Any]], namespace: str,
+                      labels: Mapping[str, str]) -> CompiledTracing:
+    compiled = compile_tracing(mesh_spec, telemetries, namespace, labels)
+    if compiled.problems:
+        raise PlanError("the mesh configuration has problems:\n" +
+                        "\n".join(f"  {problem}" for problem in compiled.problems))
+    return compiled
+
+
+def plan_gateway(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, Any]],
+                 networking: Sequence[Mapping[str, Any]], services: Sequence[ServiceEntry],
+                 ports: GatewayPorts) -> GatewayPlan:
+    """istio-ingressgateway in router mode: its routes from `networking`, its tracing as a gateway's."""
+    try:
+        routes = gateway_routes(networking, services, f"{LOOPBACK}:{ports.listen}")
+    except ValueError as error:
+        raise PlanError(str(error)) from None
+    compiled = _compiled_tracing(mesh_spec, telemetries, GATEWAY_NAMESPACE, GATEWAY_LABELS)
+    return GatewayPlan(ports, ProxyConfig(
+        version="1",
+        node=NodeIdentity(pod_name=f"{GATEWAY_SERVICE}-local", namespace=GATEWAY_NAMESPACE, pod_ip=LOOPBACK,
+                          canonical_service=GATEWAY_SERVICE, service_account=f"{GATEWAY_SERVICE}-service-account",
+                          labels=GATEWAY_LABELS),
+        proxy_type="router",
+        gateway=routes.gateway,
+        route_tables=routes.route_tables,
+        listeners=Listeners(outbound=None, inbound=None, admin=f"{LOOPBACK}:{ports.admin}", health=None,
+                            prometheus=None),
+        outbound=OutboundConfig(services=tuple(services)),
+        tracing=compiled.tracing,
+        providers=tuple(resolve_provider(provider, services) for provider in compiled.providers),
+    ))
+
+
 def plan_demo(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, Any]],
-              ports: Mapping[Workload, WorkloadPorts], collector: CollectorPorts) -> DemoPlan:
-    """Compiles each workload's tracing and builds its proxy config; raises PlanError on any problem."""
+              ports: Mapping[Workload, WorkloadPorts], collector: CollectorPorts,
+              networking: Sequence[Mapping[str, Any]], gateway_ports: GatewayPorts) -> DemoPlan:
+    """Compiles each workload's tracing and builds its proxy config, and the gateway's; raises PlanError on
+    any problem."""
     services = registry(ports, collector)
     plans = []
     for workload, workload_ports in ports.items():
-        compiled = compile_tracing(mesh_spec, telemetries, NAMESPACE, workload.labels)
-        if compiled.problems:
-            raise PlanError("the mesh configuration has problems:\n" +
-                            "\n".join(f"  {problem}" for problem in compiled.problems))
+        compiled = _compiled_tracing(mesh_spec, telemetries, NAMESPACE, workload.labels)
         plans.append(WorkloadPlan(workload, workload_ports, ProxyConfig(
             version="1",
             node=NodeIdentity(
@@ -195,4 +247,5 @@ def plan_demo(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, A
     if provider is None or not policy.enabled or policy.disable_span_reporting:
         raise PlanError("the mesh configuration reports no spans for productpage; name a provider in the "
                         "Telemetry (spec.tracing[].providers) or in the MeshConfig's defaultProviders.tracing")
-    return DemoPlan(tuple(plans), collector, provider, policy.sampling_percentage)
+    gateway = plan_gateway(mesh_spec, telemetries, networking, services, gateway_ports)
+    return DemoPlan(tuple(plans), collector, provider, policy.sampling_percentage, gateway)

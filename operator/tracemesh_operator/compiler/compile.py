@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tracemesh_operator.compiler.gateway_api import GATEWAY_NAME_LABEL
 from tracemesh_operator.compiler.mesh import NO_ENVIRONMENT, MeshTracing, read_mesh
 from tracemesh_operator.compiler.model import CompiledTracing, Problem
 from tracemesh_operator.compiler.telemetry import TelemetryRules, object_identity, read_telemetry
@@ -45,7 +46,10 @@ def compile_tracing(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[
 
 def _level(telemetry: TelemetryRules, root_namespace: str, namespace: str, labels: Mapping[str, str]) -> str | None:
     if telemetry.targeted:
-        return None
+        # policyattachment.go: a targetRef attaches to the pods of the Gateway API Gateway it names, in its namespace.
+        gateway = labels.get(GATEWAY_NAME_LABEL)
+        return ("workload" if gateway is not None and telemetry.namespace == namespace
+                and gateway in telemetry.target_gateways else None)
     if telemetry.selector is None:
         return "root" if telemetry.namespace == root_namespace else "namespace"
     # Istio applies a selector only within the Telemetry's own namespace, the root namespace included.

@@ -17,6 +17,7 @@ from tracemesh_operator.compiler.providers import (
 from tracemesh_sidecar.config import ConfigError, ProviderConfig
 from tracemesh_sidecar.config.fields import Fields
 from tracemesh_sidecar.config.model import PROVIDER_KINDS
+from tracemesh_sidecar.proxy.termination import ENV_EXIT_ON_ZERO_ACTIVE_CONNECTIONS, ENV_MINIMUM_DRAIN_DURATION
 
 DEFAULT_ROOT_NAMESPACE = "istio-system"
 DEFAULT_SAMPLING = 1.0  # Istio's defaultConfig.tracing.sampling default
@@ -24,7 +25,11 @@ NO_ENVIRONMENT: Mapping[str, str] = {}
 # The MeshConfig fields the operator acts on; Istio's others are accepted and reported as not acted on.
 ACTED_ON = frozenset({"rootNamespace", "enableTracing", "trustDomain", "defaultConfig", "extensionProviders",
                       "defaultProviders"})
-ACTED_ON_PROXY_CONFIG = frozenset({"meshId", "tracing"})  # defaultConfig: workload.mesh_id reads meshId
+# defaultConfig: workload.mesh_id reads meshId; injection (injection/proxy_config.py) the lifecycle fields.
+ACTED_ON_PROXY_CONFIG = frozenset({"meshId", "tracing", "terminationDrainDuration", "holdApplicationUntilProxyStarts",
+                                   "proxyMetadata"})
+# proxyMetadata: every entry becomes a variable of the proxy; these are the ones the sidecar reads.
+ACTED_ON_PROXY_METADATA = frozenset({ENV_EXIT_ON_ZERO_ACTIVE_CONNECTIONS, ENV_MINIMUM_DRAIN_DURATION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,12 @@ def _not_acted_on(mesh_spec: Mapping[str, Any]) -> list[Problem]:
                             "is a ProxyConfig field tracemesh's sidecar does not act on",
                             "remove it, or keep it for Istio; it changes nothing here")
                     for key in sorted(set(proxy_config) - ACTED_ON_PROXY_CONFIG)]
+        metadata = proxy_config.get("proxyMetadata")
+        notices += [Problem(MESH_RESOURCE, f"spec.defaultConfig.proxyMetadata.{key}", "UnsupportedField",
+                            "becomes a variable in every injected proxy, which does not read it",
+                            f"remove it, or keep it for Istio; tracemesh's proxy reads "
+                            f"{' and '.join(sorted(ACTED_ON_PROXY_METADATA))}")
+                    for key in sorted(set(metadata if isinstance(metadata, Mapping) else ()) - ACTED_ON_PROXY_METADATA)]
         tracing = proxy_config.get("tracing")
         # Istio's legacy tracing settings (zipkin.address, customTags, maxPathTagLength...): superseded by
         # extensionProviders and Telemetry; tracemesh reads only the default sampling.

@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tracemesh_sidecar.config import ServiceEntry
+from tracemesh_sidecar.config import ServiceEntry, ServiceSubset
 
 Body = Mapping[str, Any]
 # The label that ties an EndpointSlice to its Service (set by the endpointslice controller).
@@ -43,9 +43,19 @@ def slice_key(namespace: str, service: str) -> str:
     return f"{namespace}/{service}"
 
 
+# A DestinationRule's subsets of one host: (name, labels) in the order written.
+Subsets = tuple[tuple[str, Mapping[str, str]], ...]
+
+
 def service_registry(services: Iterable[Body], slices: Mapping[str, Iterable[Body]],
-                     cluster_domain: str = "cluster.local") -> tuple[ServiceEntry, ...]:
-    """One entry per TCP port of each Service with a ClusterIP, sorted, so equal clusters give equal registries."""
+                     cluster_domain: str = "cluster.local", subsets: Mapping[str, Subsets] | None = None,
+                     pod_labels: Mapping[str, Mapping[str, str]] | None = None) -> tuple[ServiceEntry, ...]:
+    """One entry per TCP port of each Service with a ClusterIP, sorted, so equal clusters give equal registries.
+
+    `subsets` (by host FQDN) become each entry's subsets: the endpoints whose pod carries all of a subset's labels,
+    as istiod selects subset endpoints. `pod_labels` holds the pods' labels by `namespace/name` (an endpoint's
+    targetRef) and by pod IP (for an endpoint without one).
+    """
     entries = []
     for service in services:
         metadata, spec = _mapping(service.get("metadata")), _mapping(service.get("spec"))
@@ -58,15 +68,21 @@ def service_registry(services: Iterable[Body], slices: Mapping[str, Iterable[Bod
             port = _port(service_port.get("port"))
             if port is None or str(service_port.get("protocol") or "TCP") != "TCP":
                 continue
+            host = f"{name}.{namespace}.svc.{cluster_domain}"
+            endpoints = _endpoints(service_port, own_slices)
             entries.append(ServiceEntry(
-                host=f"{name}.{namespace}.svc.{cluster_domain}", port=port,
-                endpoints=_endpoints(service_port, own_slices), addresses=tuple(cluster_ips)))
+                host=host, port=port, endpoints=tuple(sorted(endpoints)), addresses=tuple(cluster_ips),
+                subsets=tuple(ServiceSubset(subset, tuple(sorted(
+                    endpoint for endpoint, pod in endpoints.items()
+                    if all((pod_labels or {}).get(pod, {}).get(key) == value for key, value in labels.items()))))
+                    for subset, labels in (subsets or {}).get(host, ()))))
     return tuple(sorted(entries, key=lambda entry: (entry.host, entry.port)))
 
 
-def _endpoints(service_port: Body, slices: list[Body]) -> tuple[str, ...]:
-    """The ready endpoints of one service port, `ip:port` (`[ip]:port` for IPv6), sorted and unique."""
-    found: set[str] = set()
+def _endpoints(service_port: Body, slices: list[Body]) -> dict[str, str]:
+    """The ready endpoints of one service port, `ip:port` (`[ip]:port` for IPv6), each with its pod's
+    `namespace/name` (its targetRef), or its address when it has none."""
+    found: dict[str, str] = {}
     for endpoint_slice in slices:
         if endpoint_slice.get("addressType") not in _IP_ADDRESS_TYPES:
             continue  # FQDN slices name hosts, not addresses the proxy can connect to
@@ -79,8 +95,10 @@ def _endpoints(service_port: Body, slices: list[Body]) -> tuple[str, ...]:
             address = _ip(addresses[0]) if addresses else None
             if address is None or _mapping(endpoint.get("conditions")).get("ready") is False:
                 continue
-            found.add(f"[{address}]:{target}" if ":" in address else f"{address}:{target}")
-    return tuple(sorted(found))
+            pod = _mapping(endpoint.get("targetRef"))
+            pod_key = f"{pod.get('namespace')}/{pod.get('name')}" if pod.get("kind") == "Pod" else address
+            found[f"[{address}]:{target}" if ":" in address else f"{address}:{target}"] = pod_key
+    return found
 
 
 def _slice_port(service_port: Body, slice_ports: list[Mapping[str, Any]]) -> int | None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tracemesh_operator.compiler.gateway_api import GATEWAY_GROUP
 from tracemesh_operator.compiler.mesh import MeshTracing, unknown_provider_fix, unknown_provider_problem
 from tracemesh_operator.compiler.model import Problem
 from tracemesh_sidecar.config import ConfigError, CustomTag, TracingPolicy
@@ -71,6 +72,8 @@ class TelemetryRules:
     targeted: bool  # targetRef(s): for gateways and waypoints, which have no sidecar
     rules: tuple[TracingRule, ...]
     notices: tuple[Problem, ...] = ()  # accepted, not (all) acted on: for the Honoured condition
+    # The Gateway API Gateways (of its own namespace) its targetRefs name, by name.
+    target_gateways: tuple[str, ...] = ()
 
     @property
     def resource(self) -> str:
@@ -130,16 +133,23 @@ def _read(obj: Mapping[str, Any], namespace: str, name: str, mesh: MeshTracing) 
             notices.append(Problem(resource, f"spec.{section}", "UnsupportedField",
                                    f"configures Istio's {section}, which tracemesh does not produce; accepted, "
                                    f"not acted on", "remove it, or keep it for Istio; it changes nothing here"))
-    if targets:
+    refs = [spec.raw("targetRef")] if spec.has("targetRef") else list(spec.raw("targetRefs", []))
+    # pilot/pkg/model/policyattachment.go ShouldAttachPolicy: a Gateway API Gateway of the Telemetry's namespace
+    # (its pods carry gateway.networking.k8s.io/gateway-name); anything else (waypoints, Services) is not run here.
+    target_gateways = tuple(str(ref.get("name")) for ref in refs if isinstance(ref, Mapping)
+                            and ref.get("group") == GATEWAY_GROUP and ref.get("kind") == "Gateway"
+                            and ref.get("namespace") in (None, "", namespace))
+    if len(target_gateways) != len(refs):
         notices.append(Problem(resource, f"spec.{targets[0]}", "UnsupportedField",
-                               "selects gateways or waypoints, which tracemesh does not run; no sidecar is affected",
-                               "select sidecars with spec.selector, or leave both out for the whole namespace"))
-    spec.raw("targetRef")
-    spec.raw("targetRefs")
+                               "names something other than a Gateway API Gateway of this namespace (a waypoint, a "
+                               "Service, another namespace), which tracemesh does not run; that target is unaffected",
+                               "target Gateways (group gateway.networking.k8s.io, kind Gateway), or select "
+                               "sidecars with spec.selector"))
     spec.done()
     metadata = obj.get("metadata")
     created = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
-    return TelemetryRules(namespace, name, str(created or ""), selector, bool(targets), rules, tuple(notices))
+    return TelemetryRules(namespace, name, str(created or ""), selector, bool(targets), rules, tuple(notices),
+                          target_gateways)
 
 
 def _read_rule(entry: Fields, mesh: MeshTracing, resource: str, notices: list[Problem]) -> TracingRule:

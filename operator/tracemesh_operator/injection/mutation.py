@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tracemesh_operator.injection.patch import add, pointer
+from tracemesh_operator.injection.proxy_config import PodProxyConfig, pod_proxy_config
 from tracemesh_operator.workload import canonical_revision, canonical_service, inbound_ports, pod_labels
 from tracemesh_sidecar.config import ConfigError
 from tracemesh_sidecar.discovery.bootstrap import (
@@ -33,6 +34,7 @@ from tracemesh_sidecar.discovery.bootstrap import (
     ENV_SERVICE_ACCOUNT,
 )
 from tracemesh_sidecar.iptables.spec import ALL_PORTS, PROXY_UID, parse_ip_ranges, parse_ports
+from tracemesh_sidecar.proxy.termination import ENV_PROXY_CONFIG
 
 STATUS_ANNOTATION = "sidecar.istio.io/status"
 INJECT_LABEL = "sidecar.istio.io/inject"
@@ -55,7 +57,7 @@ PROXY_CONTAINER_NAMES = frozenset({PROXY_CONTAINER, "tracemesh-proxy"})
 TMP_VOLUME = "tracemesh-tmp"
 HEALTH_PORT = 15021
 PROMETHEUS_PORT = 15090
-DEFAULT_IMAGE = "tracemesh/proxy:0.1.0"
+DEFAULT_IMAGE = "docker.io/tracemesh/proxy:0.1.0"  # full name: what `kind load` and podman store it as
 DEFAULT_DISCOVERY_ADDRESS = "tracemesh-discovery.istio-system.svc:15010"
 
 
@@ -66,7 +68,13 @@ class InjectionSettings:
     image_pull_policy: str = "IfNotPresent"
     # Kubernetes >= 1.29: the proxy as an init container with restartPolicy Always, started
     # before and stopped after the app (and the app's own init containers are traced too).
+    # Istio's ENABLE_NATIVE_SIDECARS; the pod annotation sidecar.istio.io/nativeSidecar wins.
     native_sidecar: bool = True
+    # Without native sidecars: Istio's values.global.proxy.holdApplicationUntilProxyStarts (the MeshConfig's
+    # defaultConfig and the pod's proxy.istio.io/config annotation can turn it on too).
+    hold_application_until_proxy_starts: bool = False
+    # The MeshConfig's defaultConfig (a ProxyConfig), under each pod's proxy.istio.io/config annotation.
+    mesh_default_config: Mapping[str, Any] = field(default_factory=dict)
     discovery_address: str = DEFAULT_DISCOVERY_ADDRESS
     revision: str = "default"
     proxy_requests: tuple[tuple[str, str], ...] = (("cpu", "100m"), ("memory", "128Mi"))
@@ -129,13 +137,17 @@ def inject(pod: Mapping[str, Any], namespace_labels: Mapping[str, str],
     spec = _mapping(pod.get("spec"))
     annotations = _mapping(metadata.get("annotations"))
     native = _native_sidecar(annotations, settings)
+    proxy_config = pod_proxy_config(settings.mesh_default_config, annotations,
+                                    settings.hold_application_until_proxy_starts)
+    hold = proxy_config.hold_application and not native
     app_ports = _app_ports(pod, annotations)
     labels = pod_labels(pod)
     service, revision = canonical_service(pod), canonical_revision(pod)
     # Like Istio: the canonical names become labels, so every tool reads the same ones off the pod.
     added_labels = {key: value for key, value in ((CANONICAL_NAME_LABEL, service), (CANONICAL_REVISION_LABEL, revision))
                     if key not in labels}
-    proxy = _proxy_container(settings, native, app_ports, (service, revision), {**labels, **added_labels})
+    proxy = _proxy_container(settings, native, hold, proxy_config, app_ports, (service, revision),
+                             {**labels, **added_labels})
     init = _init_container(settings, annotations, app_ports)
     status = {
         "initContainers": [INIT_CONTAINER, PROXY_CONTAINER] if native else [INIT_CONTAINER],
@@ -161,13 +173,17 @@ def inject(pod: Mapping[str, Any], namespace_labels: Mapping[str, str],
         # Without native sidecars nothing would serve captured traffic during the app's init
         # containers, so the capture rules go in last and those run outside the mesh instead.
         patch += _append(spec, "initContainers", [init])
-        # First container: the kubelet holds the next container until its postStart hook returns.
-        patch += _insert_front(spec, "containers", [proxy])
+        if hold:
+            # First container: the kubelet holds the next container until its postStart hook returns.
+            patch += _insert_front(spec, "containers", [proxy])
+        else:
+            # Last, as Istio's reorderPod puts it: tools that take the first container keep the app's.
+            patch += _append(spec, "containers", [proxy])
     return Mutation(patch=patch, status=status)
 
 
-def _proxy_container(settings: InjectionSettings, native: bool, app_ports: list[int],
-                     canonical: tuple[str, str], labels: Mapping[str, str]) -> dict[str, Any]:
+def _proxy_container(settings: InjectionSettings, native: bool, hold: bool, proxy_config: PodProxyConfig,
+                     app_ports: list[int], canonical: tuple[str, str], labels: Mapping[str, str]) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": PROXY_CONTAINER,
         "image": settings.proxy_image,
@@ -175,15 +191,9 @@ def _proxy_container(settings: InjectionSettings, native: bool, app_ports: list[
         "command": ["tracemesh"],
         "args": ["proxy", "--discovery", settings.discovery_address, "--bootstrap-env"],
         "env": [
-            _field_env(ENV_POD_NAME, "metadata.name"),
-            _field_env(ENV_NAMESPACE, "metadata.namespace"),
-            _field_env(ENV_POD_IP, "status.podIP"),
-            _field_env(ENV_SERVICE_ACCOUNT, "spec.serviceAccountName"),
-            {"name": ENV_CANONICAL_SERVICE, "value": canonical[0]},
-            {"name": ENV_CANONICAL_REVISION, "value": canonical[1]},
-            # Labels as of admission, like Istio's ISTIO_METAJSON_LABELS; the operator's pushes carry live ones.
-            {"name": ENV_LABELS, "value": json.dumps(dict(sorted(labels.items())), separators=(",", ":"))},
-            {"name": ENV_APP_PORTS, "value": _join(app_ports)},
+            *bootstrap_env(canonical, labels, app_ports),
+            {"name": ENV_PROXY_CONFIG, "value": proxy_config.json},
+            *({"name": name, "value": value} for name, value in proxy_config.metadata),
         ],
         "ports": [
             {"name": "http-envoy-prom", "containerPort": PROMETHEUS_PORT, "protocol": "TCP"},
@@ -195,6 +205,8 @@ def _proxy_container(settings: InjectionSettings, native: bool, app_ports: list[
             "runAsUser": PROXY_UID, "runAsGroup": PROXY_UID, "runAsNonRoot": True,
             "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False, "privileged": False,
             "capabilities": {"drop": ["ALL"]},
+            # With the above, the proxy meets the `restricted` Pod Security Standard on its own (docs/pod-security.md).
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
     }
@@ -202,7 +214,10 @@ def _proxy_container(settings: InjectionSettings, native: bool, app_ports: list[
         container["restartPolicy"] = "Always"
         # The kubelet starts the next container only once this passes: the app never runs unproxied.
         container["startupProbe"] = _ready_probe(period_s=1, failures=600)
-    else:
+        # Called when the pod starts shutting down: drain inbound at once; SIGTERM comes once the apps have
+        # exited, and the proxy then stops without a drain period of its own (Istio's template).
+        container["lifecycle"] = {"preStop": {"exec": {"command": ["python", "-m", "tracemesh_sidecar.drain_request"]}}}
+    elif hold:
         container["lifecycle"] = {"postStart": {"exec": {
             "command": ["python", "-m", "tracemesh_sidecar.discovery.wait_ready", "--timeout", "600"]}}}
     return container
@@ -240,6 +255,7 @@ def _init_container(settings: InjectionSettings, annotations: Mapping[str, Any],
             "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "privileged": False,
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": False,
             "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},  # iptables-restore needs no syscall it filters
         },
     }
 
@@ -268,6 +284,23 @@ def _annotation_field(name: str) -> str:
 
 def _join(ports: Sequence[int]) -> str:
     return ",".join(str(port) for port in ports)
+
+
+def bootstrap_env(canonical: tuple[str, str], labels: Mapping[str, str], app_ports: Sequence[int],
+                  ) -> list[dict[str, Any]]:
+    """What a proxy reads at start (`--bootstrap-env`): the pod from the downward API, its canonical service and
+    revision, labels and application ports. Sidecars and gateways alike."""
+    return [
+        _field_env(ENV_POD_NAME, "metadata.name"),
+        _field_env(ENV_NAMESPACE, "metadata.namespace"),
+        _field_env(ENV_POD_IP, "status.podIP"),
+        _field_env(ENV_SERVICE_ACCOUNT, "spec.serviceAccountName"),
+        {"name": ENV_CANONICAL_SERVICE, "value": canonical[0]},
+        {"name": ENV_CANONICAL_REVISION, "value": canonical[1]},
+        # Labels as of admission, like Istio's ISTIO_METAJSON_LABELS; the operator's pushes carry live ones.
+        {"name": ENV_LABELS, "value": json.dumps(dict(sorted(labels.items())), separators=(",", ":"))},
+        {"name": ENV_APP_PORTS, "value": _join(app_ports)},
+    ]
 
 
 def _field_env(name: str, field_path: str) -> dict[str, Any]:

@@ -1,4 +1,13 @@
-"""The admission webhook: HTTPS on 15017, `POST /inject` with an AdmissionReview v1 from the API server.
+"""The admission webhook: HTTPS on 15017, an AdmissionReview v1 from the API server on one path per entry.
+
+Each entry of manifests/webhook.yaml has its own path, as Istio's namespace.sidecar-injector and
+object.sidecar-injector entries do: the API server calls `/inject/namespace-enabled` only for a pod
+whose namespace it matched with `istio-injection=enabled`, and `/inject/pod-enabled` only for a pod
+labelled `sidecar.istio.io/inject: "true"` in a namespace without that label. The path therefore
+says what the namespace is labelled, as the API server saw it when the pod was created, and the
+decision never waits on (or is misled by) the operator's cache of namespace labels: a pod created
+in a namespace labelled a moment ago is injected. Plain `/inject` (webhook configurations applied
+before these paths existed) still reads the labels from the operator's cache.
 
 `review_response` is the pure core (review document in, review document out); the aiohttp
 handler around it only reads the body and writes the answer.
@@ -27,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tracemesh_operator.injection.mutation import InjectionSettings, Skip, inject
+from tracemesh_operator.injection.mutation import NAMESPACE_LABEL, InjectionSettings, Skip, inject
 from tracemesh_sidecar.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,12 @@ API_VERSION = "admission.k8s.io/v1"
 MAX_REVIEW_BYTES = 8 * 1024 * 1024
 
 NamespaceLabels = Callable[[str], Mapping[str, str]]
+
+# `/inject/<entry>` -> the namespace labels the API server's selectors of that entry imply.
+ENTRY_NAMESPACE_LABELS: Mapping[str, Mapping[str, str]] = {
+    "namespace-enabled": {NAMESPACE_LABEL: "enabled"},  # namespaceSelector istio-injection=enabled
+    "pod-enabled": {},  # namespaceSelector: istio-injection DoesNotExist
+}
 
 
 class MalformedReview(ValueError):
@@ -109,6 +124,7 @@ def create_app(namespace_labels: NamespaceLabels, settings: InjectionSettings) -
     app[SETTINGS_KEY] = settings
     app[LABELS_KEY] = namespace_labels
     app.router.add_post("/inject", _inject)
+    app.router.add_post("/inject/{entry}", _inject)
     app.router.add_get("/healthz", _healthz)
     return app
 
@@ -123,10 +139,18 @@ async def start_server(app: web.Application, ssl_context: ssl.SSLContext, host: 
 
 
 async def _inject(request: web.Request) -> web.Response:
+    entry = request.match_info.get("entry")
+    namespace_labels = request.app[LABELS_KEY]
+    if entry is not None:
+        if entry not in ENTRY_NAMESPACE_LABELS:
+            return web.Response(status=404, text=f"no webhook path /inject/{entry}; the paths are "
+                                f"{', '.join('/inject/' + name for name in ENTRY_NAMESPACE_LABELS)}\n")
+        labels = ENTRY_NAMESPACE_LABELS[entry]
+        namespace_labels = lambda _namespace: labels  # noqa: E731 (the entry's labels, whatever the namespace)
     body = await request.read()
     try:
         review = json.loads(body)
-        answer = review_response(review, request.app[LABELS_KEY], request.app[SETTINGS_KEY])
+        answer = review_response(review, namespace_labels, request.app[SETTINGS_KEY])
     except (ValueError, MalformedReview) as error:  # JSONDecodeError is a ValueError
         reason = error if isinstance(error, MalformedReview) else f"the body is not JSON ({error})"
         log.warning("malformed admission review from %s: %s", request.remote, reason)

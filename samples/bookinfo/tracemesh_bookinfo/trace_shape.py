@@ -5,17 +5,28 @@ means the same everywhere: one root SERVER span (productpage, or the ingress gat
 of it), and for every RPC on the Bookinfo call graph exactly one CLIENT span in the caller and
 one SERVER span in the callee, joined parent to child, the SERVER inside the CLIENT in time,
 named and tagged as the contract says.
+
+Through the ingress gateway the trace is Istio's (tests/integration/telemetry/tracing/tracing.go
+WantOtelIngressTraceRoot): the gateway's root SERVER span named after its route's decorator
+(`productpage.default.svc.cluster.local:9080/productpage`), below it the upstream CLIENT span Envoy's
+router spawns (`router outbound|9080||productpage.default.svc.cluster.local; egress`), below that
+productpage's SERVER span, named after the same decorator (the gateway passes it on); 7 spans when
+reviews v1 answers, 9 for v2 and v3. A DestinationRule subset shows in the clusters
+(`outbound|9080|v1|reviews...`), which are accepted with or without one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tracemesh_sidecar.spans.model import Span
 
 GATEWAY = "istio-ingressgateway"
 GATEWAY_NAMESPACE = "istio-system"
+# The gateway's service name: Istio's ingress gateway, or a Gateway API Gateway's `<name>-istio.<namespace>`.
+INGRESS_GATEWAY = f"{GATEWAY}.{GATEWAY_NAMESPACE}"
 SERVICE_PORT = 9080
 REVIEWS_VERSIONS = ("v1", "v2", "v3")
 # Tags every proxy span carries (mesh contract, "Spans"); values checked separately below.
@@ -45,35 +56,49 @@ class BookinfoTrace:
         return not self.problems
 
 
-def expected_rpcs(reviews_version: str, *, ingress_gateway: bool = False) -> tuple[Rpc, ...]:
+ENTRY_PATH = "/productpage"
+
+
+def expected_rpcs(reviews_version: str) -> tuple[Rpc, ...]:
+    """The RPCs between sidecars (the gateway's hop is checked on its own: its spans are named differently)."""
     rpcs = [Rpc("productpage", "details"), Rpc("productpage", "reviews")]
     if reviews_version != "v1":
         rpcs.append(Rpc("reviews", "ratings"))
-    if ingress_gateway:
-        rpcs.insert(0, Rpc(GATEWAY, "productpage"))
     return tuple(rpcs)
 
 
+def gateway_operation(namespace: str = "default", path: str = ENTRY_PATH) -> str:
+    """The decorator Istio gives the Bookinfo gateway's route (route.go getRouteOperation): host:port + path."""
+    return f"{service_host('productpage', namespace)}:{SERVICE_PORT}{path}"
+
+
+def outbound_cluster_pattern(host: str) -> re.Pattern[str]:
+    """`outbound|9080||host`, or with a DestinationRule subset `outbound|9080|v1|host`."""
+    return re.compile(rf"outbound\|{SERVICE_PORT}\|[A-Za-z0-9-]*\|{re.escape(host)}")
+
+
 def check_bookinfo_trace(spans: Sequence[Span], namespace: str = "default", *,
-                         ingress_gateway: bool = False) -> list[str]:
+                         ingress_gateway: bool = False, gateway_service: str = INGRESS_GATEWAY) -> list[str]:
     """The problems with one trace of `GET /productpage`; empty when it is complete."""
-    return list(inspect_bookinfo_trace(spans, namespace, ingress_gateway=ingress_gateway).problems)
+    return list(inspect_bookinfo_trace(spans, namespace, ingress_gateway=ingress_gateway,
+                                       gateway_service=gateway_service).problems)
 
 
 def inspect_bookinfo_trace(spans: Sequence[Span], namespace: str = "default", *,
-                           ingress_gateway: bool = False) -> BookinfoTrace:
-    """`check_bookinfo_trace`, also saying which trace and which reviews version answered."""
+                           ingress_gateway: bool = False, gateway_service: str = INGRESS_GATEWAY) -> BookinfoTrace:
+    """`check_bookinfo_trace`, also saying which trace and which reviews version answered. `gateway_service`:
+    the service name of the gateway's spans (`<canonical name>.<namespace>`)."""
     if not spans:
         return BookinfoTrace(None, None, ("the trace has no spans",))
-    checker = _Checker(spans, namespace)
+    checker = _Checker(spans, namespace, gateway_service)
     version = checker.reviews_version()
     checker.check_ids()
     root_service = GATEWAY if ingress_gateway else "productpage"
     root = checker.check_root(root_service)
     if version is not None:
-        rpcs = expected_rpcs(version, ingress_gateway=ingress_gateway)
-        checker.check_count(2 * len(rpcs) + 1, version)
-        servers = {root_service: root}
+        rpcs = expected_rpcs(version)
+        checker.check_count(2 * len(rpcs) + 1 + (2 if ingress_gateway else 0), version)
+        servers = {"productpage": checker.check_gateway_hop(root) if ingress_gateway else root}
         for rpc in rpcs:
             servers[rpc.callee] = checker.check_rpc(rpc, servers.get(rpc.caller))
         checker.check_leftovers()
@@ -92,17 +117,21 @@ def span_label(span: Span) -> str:
 class _Checker:
     """Collects the problems of one trace; each check adds what it finds and marks the spans it matched."""
 
-    def __init__(self, spans: Sequence[Span], namespace: str) -> None:
+    def __init__(self, spans: Sequence[Span], namespace: str, gateway_service: str = INGRESS_GATEWAY) -> None:
         self.spans = spans
         self.namespace = namespace
+        self.gateway_name, _, self.gateway_namespace = gateway_service.rpartition(".")
         self.problems: list[str] = []
         self.matched: set[int] = set()  # indexes of spans accounted for
 
     def _namespace_of(self, service: str) -> str:
-        return GATEWAY_NAMESPACE if service == GATEWAY else self.namespace
+        return self.gateway_namespace if service == GATEWAY else self.namespace
+
+    def _canonical(self, service: str) -> str:
+        return self.gateway_name if service == GATEWAY else service
 
     def _service_name(self, service: str) -> str:
-        return f"{service}.{self._namespace_of(service)}"
+        return f"{self._canonical(service)}.{self._namespace_of(service)}"
 
     def reviews_version(self) -> str | None:
         answered = {span.tags.get("istio.canonical_revision") for span in self.spans
@@ -137,8 +166,9 @@ class _Checker:
                                  f"got {span_label(root)}")
             return None
         self.matched.add(roots[0])
-        if service == GATEWAY:  # the gateway's listener port and routes are its own; only its tags are checked
-            self._check_span(root, service, None, None)
+        if service == GATEWAY:
+            self._check_span(root, service, gateway_operation(self.namespace), None)
+            self._check_cluster(root, service_host("productpage", self.namespace))
         else:
             self._check_span(root, service, f"{service_host(service, self.namespace)}:{SERVICE_PORT}/*",
                              f"inbound|{SERVICE_PORT}||")
@@ -149,15 +179,50 @@ class _Checker:
             self.problems.append(f"expected {expected} spans (reviews {version} answered), got {len(self.spans)}")
 
     def _find(self, kind: str, service: str, name: str) -> Span | None:
+        return self._find_one(kind, service, lambda candidate: candidate == name, repr(name))
+
+    def _find_one(self, kind: str, service: str, named: Callable[[str], bool], described: str) -> Span | None:
         found = [index for index, span in enumerate(self.spans)
                  if span.kind == kind and span.local_endpoint.service_name == self._service_name(service)
-                 and span.name == name]
+                 and named(span.name)]
         if len(found) != 1:
-            self.problems.append(f"expected one {kind} span of {self._service_name(service)} named {name!r}, "
+            self.problems.append(f"expected one {kind} span of {self._service_name(service)} named {described}, "
                                  f"found {len(found)}")
             return None
         self.matched.add(found[0])
         return self.spans[found[0]]
+
+    def check_gateway_hop(self, root: Span | None) -> Span | None:
+        """The gateway's upstream CLIENT span below its root, and productpage's SERVER span below that;
+        returns the latter."""
+        host = service_host("productpage", self.namespace)
+        upstream = self._find_one(
+            "CLIENT", GATEWAY, lambda name: name.startswith("router outbound|") and name.endswith(f"|{host}; egress"),
+            f"'router outbound|{SERVICE_PORT}||{host}; egress'")
+        operation = gateway_operation(self.namespace)
+        server = self._find("SERVER", "productpage", operation)
+        where = f"{GATEWAY} -> productpage"
+        if upstream is not None:
+            self._check_span(upstream, GATEWAY, None, None)
+            cluster = self._check_cluster(upstream, host)
+            if cluster is not None and upstream.name != f"router {cluster}; egress":
+                self.problems.append(f"{span_label(upstream)}: expected the name 'router {cluster}; egress'")
+            if root is not None and upstream.parent_id != root.id:
+                self.problems.append(f"{where}: the gateway's upstream span's parentId {upstream.parent_id} is not "
+                                     f"the id {root.id} of its root span")
+        if server is not None:
+            self._check_span(server, "productpage", operation, f"inbound|{SERVICE_PORT}||")
+        if upstream is not None and server is not None:
+            self._check_pair(where, upstream, server)
+        return server
+
+    def _check_cluster(self, span: Span, host: str) -> str | None:
+        cluster = span.tags.get("upstream_cluster")
+        if cluster is None or not outbound_cluster_pattern(host).fullmatch(cluster):
+            self.problems.append(f"{span_label(span)}: tag upstream_cluster={cluster!r}, expected "
+                                 f"'outbound|{SERVICE_PORT}||{host}' (or with a subset)")
+            return None
+        return cluster
 
     def check_rpc(self, rpc: Rpc, caller_server: Span | None) -> Span | None:
         """Checks the CLIENT/SERVER pair of `rpc`; returns the callee's SERVER span."""
@@ -167,7 +232,8 @@ class _Checker:
         server = self._find("SERVER", rpc.callee, name)
         where = f"{rpc.caller} -> {rpc.callee}"
         if client is not None:
-            self._check_span(client, rpc.caller, name, f"outbound|{SERVICE_PORT}||{host}")
+            self._check_span(client, rpc.caller, name, None)
+            self._check_cluster(client, host)
             if caller_server is not None and client.parent_id != caller_server.id:
                 self.problems.append(f"{where}: the CLIENT span's parentId {client.parent_id} is not the id "
                                      f"{caller_server.id} of {rpc.caller}'s SERVER span")
@@ -198,7 +264,7 @@ class _Checker:
             "component": "proxy",
             "http.status_code": "200",
             "response_flags": "-",
-            "istio.canonical_service": service,
+            "istio.canonical_service": self._canonical(service),
             "istio.namespace": self._namespace_of(service),
         }
         if upstream_cluster is not None:
@@ -210,7 +276,7 @@ class _Checker:
             self.problems.append(f"{label}: tagged error={span.tags['error']!r}")
         if span.duration <= 0:
             self.problems.append(f"{label}: duration {span.duration} is not positive")
-        if name is not None and span.name != name:  # only the root can get here with another name
+        if name is not None and span.name != name:  # only a root can get here with another name
             self.problems.append(f"{label}: expected the name {name!r}")
 
     def check_leftovers(self) -> None:

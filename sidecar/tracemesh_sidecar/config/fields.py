@@ -52,6 +52,23 @@ def parse_duration(value: object, field: str) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as the document writes it (`2s`, `0.5s`)."""
+    # repr() is the shortest text that reads back as the same float; its exponent form (below 1e-4 s or
+    # from 1e16 s), which the duration syntax lacks, is replaced by fixed digits.
+    text = repr(float(seconds))
+    if "e" in text:
+        text = f"{seconds:.9f}"
+    return text.rstrip("0").rstrip(".") + "s"
+
+
+def check_host_port(value: str, path: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(path, f"is {value!r}", "write it as host:port, e.g. 127.0.0.1:15001")
+    return host.strip("[]"), int(port)
+
+
 def _fail(field: str, problem: str, fix: str) -> NoReturn:
     raise ConfigError(field, problem, fix)
 

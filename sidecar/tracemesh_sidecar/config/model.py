@@ -26,9 +26,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from tracemesh_sidecar.config.fields import ConfigError, Fields
+from tracemesh_sidecar.config.fields import ConfigError, Fields, format_duration
+from tracemesh_sidecar.config.fields import check_host_port as check_host_port  # its home before fields.py
+from tracemesh_sidecar.config.routes import (
+    GatewayConfig,
+    RouteTable,
+    ServiceSubset,
+    dump_gateway,
+    dump_route_tables,
+    dump_subsets,
+    parse_endpoints,
+    parse_gateway,
+    parse_route_tables,
+    parse_subsets,
+)
 
 ProviderKind = Literal["zipkin", "opentelemetry", "jaeger"]
+# "router": a gateway (no app, no capture), Istio's `pilot-agent proxy router`.
+ProxyType = Literal["sidecar", "router"]
+PROXY_TYPES: tuple[ProxyType, ...] = ("sidecar", "router")
 PROVIDER_KINDS: tuple[ProviderKind, ...] = ("zipkin", "opentelemetry", "jaeger")
 # How spans travel to a provider: Istio's `opentelemetry` exports OTLP over gRPC unless it has an `http` block.
 Transport = Literal["http", "grpc"]
@@ -79,10 +95,9 @@ class NodeIdentity:
     def own_host(self) -> str:
         return self.service_host or f"{self.canonical_service}.{self.namespace}.svc.{self.cluster_domain}"
 
-    @property
-    def node_id(self) -> str:
-        """Envoy's node id shape, the `node_id` tag."""
-        return f"sidecar~{self.pod_ip}~{self.pod_name}.{self.namespace}~{self.namespace}.svc.{self.cluster_domain}"
+    def node_id(self, proxy_type: str = "sidecar") -> str:
+        """Envoy's node id (`sidecar~...`, a gateway's `router~...`: Istio's model.Proxy ID), the `node_id` tag."""
+        return f"{proxy_type}~{self.pod_ip}~{self.pod_name}.{self.namespace}~{self.namespace}.svc.{self.cluster_domain}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +149,10 @@ class ServiceEntry:
     port: int
     endpoints: tuple[str, ...]  # `ip:port`, round-robin
     addresses: tuple[str, ...] = ()  # the Service's ClusterIPs (VIPs) that `port` is reached on
+    subsets: tuple[ServiceSubset, ...] = ()  # DestinationRule subsets, for routes that name one
+
+    def subset(self, name: str | None) -> ServiceSubset | None:
+        return next((subset for subset in self.subsets if subset.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +254,12 @@ class ProxyConfig:
     tracing: TracingConfig = TracingConfig()
     providers: tuple[ProviderConfig, ...] = ()
     discovery: DiscoveryConfig | None = None
+    proxy_type: ProxyType = "sidecar"
+    gateway: GatewayConfig | None = None  # router only: the listeners it serves
+    route_tables: tuple[RouteTable, ...] = ()
+
+    def route_table(self, name: str) -> RouteTable | None:
+        return next((table for table in self.route_tables if table.name == name), None)
 
     def provider(self, name: str | None) -> ProviderConfig | None:
         for provider in self.providers:
@@ -252,7 +277,16 @@ class ProxyConfig:
 
 def parse_proxy_config(document: object) -> ProxyConfig:
     root = Fields(document, "")
+    proxy_type = root.choice("proxyType", PROXY_TYPES, "sidecar")
+    route_tables = parse_route_tables(root)
+    if proxy_type == "router" and not root.has("gateway"):
+        raise ConfigError("gateway", "is required for proxyType router", "list the gateway's listeners")
+    if proxy_type == "sidecar" and root.has("gateway"):
+        raise ConfigError("gateway", "is set for a sidecar", "remove it, or set proxyType: router")
     config = ProxyConfig(
+        proxy_type=proxy_type,
+        route_tables=route_tables,
+        gateway=parse_gateway(root.mapping("gateway"), route_tables) if root.has("gateway") else None,
         version=str(root.raw("version", "0")),
         node=_parse_node(root.mapping("node")),
         listeners=_parse_listeners(root.mapping("listeners")),
@@ -312,13 +346,6 @@ def _listen_address(fields: Fields, key: str, default: str | None) -> str | None
     return str(value)
 
 
-def check_host_port(value: str, path: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(path, f"is {value!r}", "write it as host:port, e.g. 127.0.0.1:15001")
-    return host.strip("[]"), int(port)
-
-
 def _parse_listeners(fields: Fields) -> Listeners:
     defaults = Listeners()
     result = Listeners(
@@ -375,15 +402,12 @@ def _parse_outbound(fields: Fields) -> OutboundConfig:
     services = []
     for path, item in fields.items("services"):
         entry = Fields(item, path)
-        endpoints = []
-        for endpoint_path, endpoint in entry.items("endpoints"):
-            check_host_port(str(endpoint), endpoint_path)
-            endpoints.append(str(endpoint))
+        endpoints = parse_endpoints(entry)
         addresses = []
         for address_path, address in entry.items("addresses"):
             addresses.append(_ip_address(address, address_path))
-        services.append(ServiceEntry(host=entry.string("host"), port=entry.port("port"), endpoints=tuple(endpoints),
-                                     addresses=tuple(addresses)))
+        services.append(ServiceEntry(host=entry.string("host"), port=entry.port("port"), endpoints=endpoints,
+                                     addresses=tuple(addresses), subsets=parse_subsets(entry)))
         entry.done()
     result = OutboundConfig(
         services=tuple(services),
@@ -611,6 +635,12 @@ def dump_proxy_config(config: ProxyConfig) -> dict[str, Any]:
         },
         "providers": [dump_provider(provider) for provider in config.providers],
     }
+    if config.proxy_type != "sidecar":
+        document["proxyType"] = config.proxy_type
+    if config.gateway is not None:
+        document["gateway"] = dump_gateway(config.gateway)
+    if config.route_tables:
+        document["routeTables"] = dump_route_tables(config.route_tables)
     if config.discovery is not None:
         document["discovery"] = {
             "address": config.discovery.address,
@@ -621,7 +651,8 @@ def dump_proxy_config(config: ProxyConfig) -> dict[str, Any]:
 
 def dump_services(services: tuple[ServiceEntry, ...]) -> list[dict[str, Any]]:
     """`outbound.services` of the document (the operator encodes the registry every pod shares once)."""
-    return [{"host": s.host, "port": s.port, "endpoints": list(s.endpoints), "addresses": list(s.addresses)}
+    return [{"host": s.host, "port": s.port, "endpoints": list(s.endpoints), "addresses": list(s.addresses),
+             **({"subsets": dump_subsets(s.subsets)} if s.subsets else {})}
             for s in services]
 
 
@@ -669,14 +700,7 @@ def dump_provider(provider: ProviderConfig) -> dict[str, Any]:
 
 
 def _duration(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    # repr() is the shortest text that reads back as the same float; its exponent form (below 1e-4 s or
-    # from 1e16 s), which the duration syntax lacks, is replaced by fixed digits.
-    text = repr(float(seconds))
-    if "e" in text:
-        text = f"{seconds:.9f}"
-    return text.rstrip("0").rstrip(".") + "s"
+    return None if seconds is None else format_duration(seconds)
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from tracemesh_sidecar.config import (
     ConfigError,
     DiscoveryConfig,
+    GatewayConfig,
     InboundConfig,
     InboundPort,
     NodeIdentity,
@@ -27,7 +28,7 @@ from tracemesh_sidecar.config import (
     TracingConfig,
     TracingPolicy,
 )
-from tracemesh_sidecar.config.model import check_host_port
+from tracemesh_sidecar.config.model import ProxyType, check_host_port
 from tracemesh_sidecar.iptables.spec import parse_ports
 
 ENV_POD_NAME = "POD_NAME"
@@ -42,8 +43,11 @@ ENV_APP_PORTS = "TRACEMESH_APP_PORTS"
 _TRACING_OFF = TracingPolicy(enabled=False)
 
 
-def bootstrap_config(environ: Mapping[str, str], discovery_address: str) -> ProxyConfig:
-    """Raises ConfigError naming the environment variable and the fix when one is missing or wrong."""
+def bootstrap_config(environ: Mapping[str, str], discovery_address: str,
+                     proxy_type: ProxyType = "sidecar") -> ProxyConfig:
+    """Raises ConfigError naming the environment variable and the fix when one is missing or wrong.
+
+    A router (`tracemesh proxy router`) starts with no gateway listener: its routes come with the push."""
     check_host_port(discovery_address, "--discovery")
     node = NodeIdentity(
         pod_name=_required(environ, ENV_POD_NAME),
@@ -59,6 +63,8 @@ def bootstrap_config(environ: Mapping[str, str], discovery_address: str) -> Prox
     return ProxyConfig(
         node=node,
         version="0",
+        proxy_type=proxy_type,
+        gateway=GatewayConfig(()) if proxy_type == "router" else None,
         inbound=InboundConfig(ports=ports),
         tracing=TracingConfig(client=_TRACING_OFF, server=_TRACING_OFF),
         discovery=DiscoveryConfig(address=discovery_address),

@@ -135,7 +135,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.local = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
         set_nodelay(transport)
         sock = transport.get_extra_info("socket")
-        if sock is not None and listener.kind != "inbound-port":
+        if sock is not None and listener.kind in ("outbound", "inbound-capture"):
             original = original_destination(sock)
             if original is not None and original != self.local:
                 if listener.kind == "outbound":
@@ -452,7 +452,7 @@ class DownstreamConnection(asyncio.Protocol):
             self._check_head()
         parser = self.parser
         exchange = Exchange(self, parser.get_method(), b"".join(self._url), parser.get_http_version(),
-                            self._headers, parser.should_keep_alive(), parser.should_upgrade())
+                            self._headers, parser.should_keep_alive() and not self.draining, parser.should_upgrade())
         self._url = []  # ready for the next request (instead of an on_message_begin callback)
         self._headers = []
         self._head_fed = 0
@@ -552,6 +552,17 @@ class DownstreamConnection(asyncio.Protocol):
             self._linger_timer = loop.call_later(_LINGER_IDLE_S, self._linger_check)
         else:
             self.close()
+
+    def discourage(self) -> None:
+        """Draining (Envoy's drainClose for HTTP/1.1): the response in progress, or the next request's if
+        the connection is idle, says `connection: close`, and the connection closes after it. An idle
+        keep-alive connection is left open: closing it could race a request its client is sending."""
+        self.draining = True
+        current = self.current
+        if current is not None and not current.response_started:
+            current.keep_alive = False
+        for queued in self._queue:
+            queued.keep_alive = False
 
     def drain(self) -> None:
         """Shutdown: close now if idle, else after the response in progress."""

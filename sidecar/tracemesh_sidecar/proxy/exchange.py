@@ -13,14 +13,20 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import httptools
 
+from tracemesh_sidecar.config.routes import Route, WeightedDestination
 from tracemesh_sidecar.proxy import headers as h
-from tracemesh_sidecar.proxy.routing import Destination, split_absolute_target
+from tracemesh_sidecar.proxy.edge import edge_headers, edge_removals
+from tracemesh_sidecar.proxy.retry import Failure, backoff_s, retries_failure, retries_response
+from tracemesh_sidecar.proxy.route_table import CompiledRouteTable, first_route, pick_destination, rewrite_path
+from tracemesh_sidecar.proxy.routing import Destination, cluster_service, split_absolute_target
 from tracemesh_sidecar.proxy.tunnel import Tunnel
 from tracemesh_sidecar.tracing.facts import RequestFacts, ResponseFacts
+from tracemesh_sidecar.tracing.hop import DECORATOR_OPERATION
 
 if TYPE_CHECKING:
     from tracemesh_sidecar.proxy.downstream import DownstreamConnection
@@ -41,6 +47,8 @@ UC_BODY = "upstream connect error or disconnect/reset before headers. reset reas
 UH_BODY = "no healthy upstream"
 UT_BODY = "upstream request timeout"
 UPE_BODY = "upstream protocol error"
+NR_BODY = ""  # Envoy's 404 for a request no route matches has no body
+NC_BODY = "no cluster"
 BAD_HOST_BODY = "bad request: an HTTP/1.1 request needs exactly one Host header"
 CONNECT_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 _UPGRADE_TAIL = b"connection: upgrade\r\n"
@@ -77,6 +85,13 @@ class Exchange:
     response_size = 0
     finished = False
     declined_upgrade = False  # an `Upgrade: h2c` offer, forwarded as a plain request
+    # Set when a route table routed the request: its route (timeout, retries) and the destination it picked.
+    route: Route | None = None
+    weighted: WeightedDestination | None = None
+    upstream_hop: Hop | None = None  # a gateway's upstream CLIENT span (Envoy's spawn_upstream_span)
+    retries = 0  # the route's retries made
+    exhausted = False  # a retriable failure with no retry left: Envoy's URX
+    try_timer: asyncio.TimerHandle | None = None
 
     def __init__(self, conn: DownstreamConnection, method: bytes, target: bytes, version: str,
                  headers: list[h.Header], keep_alive: bool, upgrade: bool) -> None:
@@ -171,7 +186,16 @@ class Exchange:
                     self.fail(400, "DPE", BAD_HOST_BODY)
                     return
                 self.authority = host or ""
+            if ctx.direction == "gateway":
+                self._start_gateway(ctx, target, fields, extra_host)
+                return
             destination = ctx.route(self.authority, conn)
+            if ctx.mesh_routes is not None and destination is not None and destination.decorated:
+                table = ctx.mesh_routes
+                if table.virtual_host(cluster_service(destination.cluster)) is not None:
+                    self._start_routed(ctx, table, cluster_service(destination.cluster), target, fields,
+                                       extra_host, destination.operation)
+                    return
         self.destination = destination
         if self.method != b"CONNECT":
             operation, cluster = (destination.operation, destination.cluster) if destination else \
@@ -192,7 +216,13 @@ class Exchange:
             self.sent = None
             self._connect()
             return
-        head = self._forward_head(target, fields.get("connection"), extra_host)
+        self._send_upstream(ctx, target, fields, extra_host)
+
+    def _send_upstream(self, ctx: DirectionContext, target: bytes, fields: dict[str, str], extra_host: str | None,
+                       extra: list[tuple[str, str]] | None = None, remove: frozenset[str] = frozenset()) -> None:
+        destination = self.destination
+        assert destination is not None
+        head = self._forward_head(target, fields.get("connection"), extra_host, extra, remove)
         assert self.pending is not None
         self.pending.insert(0, head)
         self.pending_size += len(head)
@@ -205,11 +235,177 @@ class Exchange:
         else:
             self._connect()
 
-    def _forward_head(self, target: bytes, connection: str | None, host: str | None) -> bytes:
+    # ------------------------------------------------------------------ route tables
+    def _start_gateway(self, ctx: DirectionContext, target: bytes, fields: dict[str, str],
+                       extra_host: str | None) -> None:
+        """A gateway's request: route by its listener's table, trace as Envoy's gateway does (a SERVER span
+        named after the route's decorator, a CLIENT span for the upstream leg), forward with edge headers."""
+        conn = self.conn
+        edge = edge_headers(conn.peer[0], fields)
+        # Envoy's gateway names its span after its route, never after a client's header.
+        fields.pop(DECORATOR_OPERATION, None)
+        fields.update(edge)  # the tracer reads the request as forwarded (an edge request's fresh x-request-id)
+        table = ctx.route_tables.get(conn.listener.spec.route_table or "")
+        route, destination, cluster = self._route(ctx, table, self.authority, target, fields)
+        decorator = route.decorator if route is not None else None
+        operation = decorator or (destination.operation if destination else f"{self.authority}{self._path(target)}")
+        hop = self.hop = ctx.start_hop(self._facts(fields, operation, cluster, decorated=False), self.start_us)
+        routed = self._routed(ctx, route, destination)
+        if routed is None:
+            return
+        extra = list(edge)
+        remove = edge_removals(conn.peer[0])
+        if hop is not None:
+            extra += hop.headers_to_set
+            remove = remove.union(hop.headers_to_remove)
+        # Envoy's router names its upstream span `router <cluster's stat name> egress`; Istio's stat names end
+        # in ";" (util.DelimitedStatsPrefix).
+        upstream_facts = self._facts(_as_forwarded(fields, hop), f"router {cluster}; egress", cluster, decorated=False)
+        upstream_hop = self.upstream_hop = ctx.start_hop(upstream_facts, _now_us(), upstream=True)
+        if upstream_hop is not None:
+            extra += upstream_hop.headers_to_set
+            remove = remove.union(upstream_hop.headers_to_remove)
+        if decorator:  # Envoy's egress connection manager passes its route's decorator to the next hop
+            extra.append((DECORATOR_OPERATION, decorator))
+        self._arm_timeout(ctx)
+        self._send_upstream(ctx, rewrite_path(routed, self._path(target)).encode("latin-1"), fields, extra_host,
+                            _last_wins(extra), remove)
+
+    def _start_routed(self, ctx: DirectionContext, table: CompiledRouteTable, service: str, target: bytes,
+                      fields: dict[str, str], extra_host: str | None, service_operation: str) -> None:
+        """A sidecar's request to a service a mesh VirtualService routes (`service`: `fqdn:port`)."""
+        route, destination, cluster = self._route(ctx, table, service, target, fields)
+        operation = (route.decorator if route is not None else None) or service_operation
+        self.hop = ctx.start_hop(self._facts(fields, operation, cluster, decorated=True), self.start_us)
+        routed = self._routed(ctx, route, destination)
+        if routed is None:
+            return
+        self._arm_timeout(ctx)
+        self._send_upstream(ctx, rewrite_path(routed, self._path(target)).encode("latin-1"), fields, extra_host)
+
+    def _arm_timeout(self, ctx: DirectionContext) -> None:
+        """The route's timeout (Envoy's: all tries together; 0 or none: the listener's), and the first try's."""
+        route = self.route
+        timeout = route.timeout_s if route is not None and route.timeout_s else ctx.request_timeout_s
+        loop = asyncio.get_running_loop()
+        if timeout is not None:
+            self.timer = loop.call_later(timeout, self._timed_out)
+        self._arm_try_timeout()
+
+    def _arm_try_timeout(self) -> None:
+        route = self.route
+        policy = route.retries if route is not None else None
+        if policy is not None and policy.per_try_timeout_s:
+            self.try_timer = asyncio.get_running_loop().call_later(policy.per_try_timeout_s, self._try_timed_out)
+
+    def _try_timed_out(self) -> None:
+        self.try_timer = None
+        if not self._retry("per-try-timeout"):
+            self.fail(504, "UT", UT_BODY)
+
+    def _retry(self, failure: Failure | None, status: int = 0, grpc_status: str | None = None) -> bool:
+        """Envoy's router retry: another try on a fresh pick of the same destination's endpoints, after a
+        backoff, while the route's retries last and the request is whole in the retry buffer."""
+        route = self.route
+        policy = route.retries if route is not None else None
+        if policy is None or self.finished:
+            return False
+        retriable = retries_failure(policy, failure) if failure is not None else \
+            retries_response(policy, status, grpc_status)
+        if not retriable:
+            return False
+        if self.retries >= policy.attempts:
+            self.exhausted = True
+            return False
+        if self.sent is None or not self.request_done:
+            return False
+        ctx = self.ctx
+        assert ctx is not None
+        self.retries += 1
+        ctx.stats.inc("upstream.rq_retry")
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            _drop_upstream(upstream)
+        if self.connect_task is not None and failure != "connect-failure":
+            self.connect_task.cancel()
+        self.connect_task = None
+        self.conn.resume_reading_for_upstream()
+        self.resp_headers = []
+        self.out = []
+        self.status = 0
+        self.response_begun = self.interim = self.until_eof = self.chunk_out = False
+        self.pending = list(self.sent)
+        self.pending_size = self.sent_size
+        self.try_timer = asyncio.get_running_loop().call_later(backoff_s(self.retries), self._next_try)
+        return True
+
+    def _next_try(self) -> None:
+        self.try_timer = None
+        ctx = self.ctx
+        weighted = self.weighted
+        if self.finished or ctx is None or weighted is None:
+            return
+        destination = ctx.upstream(weighted)
+        if destination is None:
+            self.fail(503, "UH", UH_BODY)
+            return
+        self.destination = destination
+        self._arm_try_timeout()
+        upstream = ctx.pool.take((destination.host, destination.port))
+        if upstream is not None:
+            self._attach(upstream, reused=True)
+        else:
+            self._connect()
+
+    def _facts(self, headers: Mapping[str, str], operation: str, cluster: str, decorated: bool) -> RequestFacts:
+        return RequestFacts(method=self.method.decode("latin-1"), target=self.target.decode("latin-1"),
+                            authority=self.authority, protocol=f"HTTP/{self.version}", headers=headers,
+                            peer=self.conn.peer, operation=operation, cluster=cluster, decorated=decorated)
+
+    def _route(self, ctx: DirectionContext, table: CompiledRouteTable | None, authority: str, target: bytes,
+               fields: dict[str, str]) -> tuple[Route | None, Destination | None, str]:
+        """(route, picked endpoint, upstream cluster): the route and destination stay on the exchange, for
+        its timeout and retries."""
+        virtual_host = table.virtual_host(authority) if table is not None else None
+        route = None if virtual_host is None else \
+            first_route(virtual_host, self.method.decode("latin-1"), self._path(target), fields)
+        if route is None:
+            return None, None, ctx.unrouted(authority)[1]
+        self.route = route
+        weighted = self.weighted = pick_destination(route)
+        destination = self.destination = ctx.upstream(weighted)
+        return route, destination, ctx.cluster_of(weighted)
+
+    @staticmethod
+    def _path(target: bytes) -> str:
+        return target.decode("latin-1") or "/"
+
+    def _routed(self, ctx: DirectionContext, route: Route | None, destination: Destination | None) -> Route | None:
+        """The route, when it has a destination; else answers the request: no route (404 NR), no such cluster
+        (503 NC) or no endpoint (503 UH)."""
+        if route is None:
+            self.fail(404, "NR", NR_BODY)
+        elif destination is None:
+            weighted = self.weighted
+            if weighted is not None and not ctx.has_upstream(weighted):
+                self.fail(503, "NC", NC_BODY)  # Envoy: the route's cluster does not exist
+            else:
+                self.fail(503, "UH", UH_BODY)
+        return route if destination is not None else None
+
+    def _forward_head(self, target: bytes, connection: str | None, host: str | None,
+                      routed: list[tuple[str, str]] | None = None, remove: frozenset[str] = frozenset()) -> bytes:
+        """`routed`, `remove`: what a route table's request sets and drops besides its hop's headers."""
         drop = h.hop_by_hop_names(connection)
         extra: list[tuple[str, str]] = []
         hop = self.hop
-        if hop is not None and (hop.headers_to_set or hop.headers_to_remove):
+        if routed is not None:
+            extra = routed
+            drop = h.forward_drop(drop, remove, tuple(name for name, _ in extra))
+        elif hop is not None and (hop.headers_to_set or hop.headers_to_remove):
             extra = hop.headers_to_set
             drop = h.forward_drop(drop, hop.headers_to_remove, tuple(name for name, _ in extra))
         if host is not None:  # absolute-form: its authority replaces any Host header
@@ -239,6 +435,8 @@ class Exchange:
         except (OSError, TimeoutError) as error:
             self.connect_task = None  # done: fail() must not cancel the task it runs in
             log.debug("connect %s:%d failed: %r", destination.host, destination.port, error)
+            if self._retry("connect-failure"):
+                return
             if isinstance(error, socket.gaierror):
                 self.fail(503, "UH", UH_BODY)
             else:
@@ -309,6 +507,13 @@ class Exchange:
             self.out += (h.status_line(status), h.response_headers(headers, keep_upgrade=True).lines,
                          _UPGRADE_TAIL, h.CRLF)
             return
+        route = self.route
+        if route is not None and route.retries is not None:
+            if self._retry(None, status, _grpc_status(headers)):
+                return  # this response is dropped (its parser's further callbacks find no upstream)
+            if self.try_timer is not None:
+                self.try_timer.cancel()
+                self.try_timer = None
         if self.upgrade:  # declined: the bytes held for a tunnel are this request's body and more requests
             self.conn.upgrade_declined(self)
         scanned = h.response_headers(headers)
@@ -334,7 +539,7 @@ class Exchange:
             self._response_complete(reuse=False)
 
     def on_body(self, data: bytes) -> None:
-        if self.finished:
+        if self.finished or self.upstream is None:
             return
         self.response_size += len(data)
         if self.chunk_out:
@@ -346,7 +551,7 @@ class Exchange:
         if self.interim:
             self.interim = False
             return
-        if self.finished or self.upgrading:
+        if self.finished or self.upgrading or self.upstream is None:
             return
         if self.chunk_out:
             self.out.append(h.LAST_CHUNK)
@@ -393,6 +598,8 @@ class Exchange:
             self.pending = list(self.sent)
             self.pending_size = self.sent_size
             self._connect()
+            return
+        if not self.response_begun and self._retry("reset"):
             return
         self.fail(503, "UC", UC_BODY)
 
@@ -480,22 +687,54 @@ class Exchange:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
         ctx = self.ctx
         if ctx is None:
             return
+        if self.exhausted:
+            flag = "URX" if flag == "-" else f"{flag},URX"
         if flag != "-":
             ctx.stats.inc(ctx.flag_stat(flag))
         hop = self.hop
-        if hop is not None:
+        upstream_hop = self.upstream_hop
+        if hop is not None or upstream_hop is not None:
             destination = self.destination
-            ctx.finish_hop(hop, ResponseFacts(
+            facts = ResponseFacts(
                 status=self.status, request_size=self.request_size, response_size=self.response_size,
                 response_flags=flag, upstream=(destination.host, destination.port) if destination else None,
-            ), _now_us() if end_us is None else end_us)
+            )
+            end = _now_us() if end_us is None else end_us
+            if upstream_hop is not None:
+                ctx.finish_hop(upstream_hop, facts, end)
+            if hop is not None:
+                ctx.finish_hop(hop, facts, end)
 
     def _upstream_name(self) -> str:
         destination = self.destination
         return f"{destination.host}:{destination.port}" if destination else "?"
+
+
+def _grpc_status(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name.lower() == b"grpc-status":
+            return value.decode("latin-1")
+    return None
+
+
+def _as_forwarded(fields: dict[str, str], hop: Hop | None) -> dict[str, str]:
+    """The request's headers as the hop forwards them: what the span below it reads its parent from."""
+    if hop is None:
+        return fields
+    forwarded = {name: value for name, value in fields.items() if name not in hop.headers_to_remove}
+    forwarded.update(hop.headers_to_set)
+    return forwarded
+
+
+def _last_wins(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One value per name, the last one set."""
+    return list(dict(headers).items())
 
 
 def _drop_upstream(upstream: UpstreamConnection) -> None:

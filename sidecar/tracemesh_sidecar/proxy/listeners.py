@@ -22,21 +22,27 @@ class ListenerSpec:
     kind: ListenerKind
     address: str  # host:port
     service_port: int | None = None  # inbound-port: the service port it fronts
+    route_table: str | None = None  # gateway: the route table it serves
 
     @property
     def direction(self) -> Direction:
-        return "outbound" if self.kind == "outbound" else "inbound"
+        # A gateway's traffic is outbound traffic, as Istio's gateway listeners are.
+        return "inbound" if self.kind in ("inbound-capture", "inbound-port") else "outbound"
 
 
 def listener_specs(config: ProxyConfig) -> list[ListenerSpec]:
     specs = []
-    if config.listeners.outbound:
+    sidecar = config.proxy_type == "sidecar"  # a router has no capture: only its gateway listeners
+    if config.listeners.outbound and sidecar:
         specs.append(ListenerSpec("outbound", config.listeners.outbound))
-    if config.listeners.inbound:
+    if config.listeners.inbound and sidecar:
         specs.append(ListenerSpec("inbound-capture", config.listeners.inbound))
     for entry in config.inbound.ports:
         if entry.listen:
             specs.append(ListenerSpec("inbound-port", entry.listen, entry.port))
+    if config.gateway is not None:
+        specs.extend(ListenerSpec("gateway", gateway.address, route_table=gateway.route_table)
+                     for gateway in config.gateway.listeners)
     return specs
 
 
@@ -54,11 +60,27 @@ class ConnectionBook:
         self.open: set[DownstreamConnection] = set()
         self._active = {"inbound": 0, "outbound": 0}
         self._closed = asyncio.Event()
+        self._draining: set[Direction] = set()
+
+    @property
+    def active(self) -> int:
+        """Open downstream connections of both directions (Envoy's listener.*.downstream_cx_active summed)."""
+        return len(self.open)
 
     def opened(self, direction: Direction, conn: DownstreamConnection) -> None:
         self.open.add(conn)
         self._active[direction] += 1
         self.stats.set_gauge(f"{direction}.downstream_cx_active", self._active[direction])
+        if direction in self._draining:
+            conn.discourage()
+
+    def discourage(self, direction: Direction) -> None:
+        """Envoy's drain manager for `direction`: from now on each of its connections answers the request in
+        progress, or its next one, with `connection: close` and then closes; none is cut."""
+        self._draining.add(direction)
+        for conn in list(self.open):
+            if conn.listener.direction == direction:
+                conn.discourage()
 
     def closed(self, direction: Direction, conn: DownstreamConnection) -> None:
         if conn in self.open:
@@ -80,7 +102,8 @@ class ConnectionBook:
                         await self._closed.wait()
                         self._closed.clear()
             except TimeoutError:
-                log.warning("%d connections still open after %gs; closing them", len(self.open), timeout_s)
+                if self.open:
+                    log.warning("%d connections still open after %gs; closing them", len(self.open), timeout_s)
         for conn in list(self.open):
             conn.abort()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tracemesh_sidecar.config.model import ProxyConfig, check_host_port
+from tracemesh_sidecar.config.routes import WeightedDestination
 from tracemesh_sidecar.tracing.hosts import normalize_host
 
 _CACHE_LIMIT = 4096
@@ -22,9 +23,17 @@ class Destination(NamedTuple):  # a tuple: built per request, and cheaper to bui
     decorated: bool = True  # False: a passthrough to a host no Service names (Istio's route has no decorator)
 
 
-def outbound_route(fqdn: str, port: int) -> tuple[str, str]:
-    """(operation, cluster) of Istio's outbound route to a Service port (route.go buildSidecarVirtualHostForService)."""
-    return f"{fqdn}:{port}/*", f"outbound|{port}||{fqdn}"
+def outbound_route(fqdn: str, port: int, subset: str = "") -> tuple[str, str]:
+    """(operation, cluster) of Istio's outbound route to a Service port (route.go buildSidecarVirtualHostForService);
+    a DestinationRule subset names its own cluster (model.BuildSubsetKey)."""
+    return f"{fqdn}:{port}/*", f"outbound|{port}|{subset}|{fqdn}"
+
+
+def cluster_service(cluster: str) -> str:
+    """`outbound|9080||reviews.default.svc.cluster.local` -> `reviews.default.svc.cluster.local:9080`: the
+    authority a sidecar's `outbound` route table is consulted with once the destination service is known."""
+    _, port, _, fqdn = cluster.split("|", 3)
+    return f"{fqdn}:{port}"
 
 
 class _Endpoints:
@@ -52,16 +61,21 @@ class OutboundRouter:
         self._namespace = config.node.namespace
         self._domain = config.node.cluster_domain
         self._normalized: dict[str, tuple[str, int | None]] = {}
-        self.services: dict[tuple[str, int], _Route] = {}
+        self.services: dict[tuple[str, int], ServiceRoute] = {}
         # Transparent capture: a Service's (ClusterIP, port) -> its route, so that each request picks an
         # endpoint (kube-proxy would pick once per pooled connection).
-        self.virtual: dict[tuple[str, int], _Route] = {}
+        self.virtual: dict[tuple[str, int], ServiceRoute] = {}
+        # A route table's destinations with a DestinationRule subset: (FQDN, port, subset) -> its endpoints.
+        self.subsets: dict[tuple[str, int, str], ServiceRoute] = {}
         for service in config.outbound.services:
             fqdn, _ = normalize_host(service.host, self._namespace, self._domain)
-            route = self.services[(fqdn, service.port)] = _Route(_Endpoints(service.endpoints),
+            route = self.services[(fqdn, service.port)] = ServiceRoute(_Endpoints(service.endpoints),
                                                                  *outbound_route(fqdn, service.port))
             for address in service.addresses:
                 self.virtual[(address, service.port)] = route
+            for subset in service.subsets:
+                self.subsets[(fqdn, service.port, subset.name)] = ServiceRoute(
+                    _Endpoints(subset.endpoints), *outbound_route(fqdn, service.port, subset.name))
 
     def normalize(self, authority: str) -> tuple[str, int | None]:
         result = self._normalized.get(authority)
@@ -87,6 +101,14 @@ class OutboundRouter:
             return route.destination()
         return Destination(_host_part(authority) or fqdn, port, *outbound_route(fqdn, port), decorated=False)
 
+    def weighted(self, destination: WeightedDestination) -> tuple[ServiceRoute | None, str]:
+        """A route table destination's endpoints (None: no such service or subset, Envoy's 503 NC) and its cluster."""
+        fqdn, _ = self.normalize(destination.host)
+        if destination.subset:
+            return (self.subsets.get((fqdn, destination.port, destination.subset)),
+                    outbound_route(fqdn, destination.port, destination.subset)[1])
+        return self.services.get((fqdn, destination.port)), outbound_route(fqdn, destination.port)[1]
+
     def transparent(self, authority: str, original: tuple[str, int]) -> Destination | None:
         """Captured traffic to a known Service address goes to its next endpoint, named after the Service;
         other captured traffic goes where the client aimed, named from the Host header.
@@ -100,7 +122,7 @@ class OutboundRouter:
                            decorated=False)
 
 
-class _Route:
+class ServiceRoute:
     """A Service port's endpoints and its route's constant strings, built once per config."""
 
     __slots__ = ("cluster", "endpoints", "operation")

@@ -18,6 +18,7 @@ from tracemesh_sidecar.config.model import ProviderConfig, ProxyConfig
 from tracemesh_sidecar.export import ExporterSet
 from tracemesh_sidecar.proxy.listeners import ConnectionBook, Listener, ListenerSpec, listener_specs
 from tracemesh_sidecar.proxy.state import DirectionContext, SpanSink
+from tracemesh_sidecar.proxy.termination import DrainPlan, wait_for_drain
 from tracemesh_sidecar.proxy.upstream import UpstreamPool
 from tracemesh_sidecar.stats import Stats
 
@@ -55,9 +56,13 @@ class Runtime:
 
     async def apply(self, config: ProxyConfig) -> None:
         """Put `config` in force. Raises ListenerError when a new address cannot be bound (the old config stays)."""
-        contexts = {direction: DirectionContext(config, direction, self.stats, self.pool, self.exporters)
+        # A gateway's listeners read the "outbound" slot, which then holds the router's context.
+        router = config.proxy_type == "router"
+        contexts = {direction: DirectionContext(config, "gateway" if router and direction == "outbound" else direction,
+                                                self.stats, self.pool, self.exporters)
                     for direction in ("inbound", "outbound")}
-        wanted = listener_specs(config)
+        # Draining: inbound listeners stay closed whatever a new config says.
+        wanted = [spec for spec in listener_specs(config) if not (self._draining and spec.direction == "inbound")]
         added = [spec for spec in wanted if spec not in self._listeners]
         removed = [spec for spec in self._listeners if spec not in wanted]
         previous = dict(self._contexts)
@@ -110,7 +115,35 @@ class Runtime:
                 "open_upstream_connections": self.pool.open_connections,
                 "open_downstream_connections": len(self._book.open)}
 
-    async def close(self, drain_timeout_s: float = 5.0) -> None:
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def drain_inbound(self) -> None:
+        """Envoy's `drain_listeners?inboundonly&graceful` as pilot-agent asks for it: not ready any more,
+        no new inbound connection, open inbound ones told `connection: close`; outbound serves on."""
+        if self._draining:
+            return
+        self._draining = True
+        for spec in [spec for spec in self._listeners if spec.direction == "inbound"]:
+            self._listeners.pop(spec).stop_accepting()
+        self._book.discourage("inbound")
+        log.info("draining inbound: listeners closed, open connections told to close; outbound still serving")
+
+    async def terminate(self, plan: DrainPlan, flush_timeout_s: float = 2.0) -> None:
+        """SIGTERM (pkg/envoy/agent.go terminate()): drain inbound, keep outbound serving for `plan`'s
+        duration, then stop, flushing spans. Already drained by the preStop hook (/drain, native
+        sidecars: the apps have exited): stop now."""
+        if self._draining:
+            log.info("already drained: stopping now")
+        else:
+            self.drain_inbound()
+            log.info("termination drain: %s", plan.describe())
+            await wait_for_drain(plan, lambda: self._book.active)
+            log.info("termination drain over: %d connections still open are closed", self._book.active)
+        await self.close(0, flush_timeout_s)
+
+    async def close(self, drain_timeout_s: float = 5.0, flush_timeout_s: float = 2.0) -> None:
         """Stop accepting, let responses in progress finish (up to the timeout), flush spans."""
         self._draining = True
         for listener in self._listeners.values():
@@ -119,5 +152,5 @@ class Runtime:
         await self._book.drain(drain_timeout_s)
         self.pool.close_idle()
         await self.admin.close()
-        await self.exporters.close()
+        await self.exporters.close(flush_timeout_s)
         self.config = None

@@ -10,6 +10,8 @@ import logging
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tracemesh_sidecar.config.model import ProxyConfig
+from tracemesh_sidecar.config.routes import OUTBOUND_ROUTE_TABLE, WeightedDestination
+from tracemesh_sidecar.proxy.route_table import CompiledRouteTable
 from tracemesh_sidecar.proxy.routing import Destination, InboundRouter, OutboundRouter, inbound_cluster, outbound_route
 from tracemesh_sidecar.proxy.upstream import UpstreamPool
 from tracemesh_sidecar.spans.model import Span
@@ -21,7 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tracemesh.proxy")
 
-ListenerKind = Literal["outbound", "inbound-capture", "inbound-port"]
+ListenerKind = Literal["outbound", "inbound-capture", "inbound-port", "gateway"]
+# "gateway": a router's listeners, routed by their route tables, traced as Envoy's gateway traces.
+ContextKind = Literal["inbound", "outbound", "gateway"]
 
 
 class SpanSink(Protocol):
@@ -33,14 +37,23 @@ class SpanSink(Protocol):
 class DirectionContext:
     """The config in force for one direction, and the plumbing every request of it shares."""
 
-    def __init__(self, config: ProxyConfig, direction: Literal["inbound", "outbound"], stats: Stats,
+    def __init__(self, config: ProxyConfig, direction: ContextKind, stats: Stats,
                  pool: UpstreamPool, spans: SpanSink) -> None:
         self.config = config
         self.direction = direction
         self.stats = stats
         self.pool = pool
         self.spans = spans
-        self.tracer = HopTracer(config, direction, stats)
+        # A gateway traces in Istio's CLIENT mode (telemetry.go workloadMode: ListenerClassGateway), with a
+        # SERVER span for the downstream request and, spawned below it, Envoy's upstream CLIENT span
+        # (spawn_upstream_span, which tracing.go sets for routers).
+        gateway = direction == "gateway"
+        self.tracer = HopTracer(config, "outbound" if direction == "outbound" else "inbound", stats,
+                                policy=config.tracing.client if gateway else None)
+        self.upstream_tracer = HopTracer(config, "outbound", stats) if gateway else None
+        self.route_tables = {table.name: CompiledRouteTable(table) for table in config.route_tables}
+        # A sidecar's mesh VirtualServices, consulted once the destination service is known.
+        self.mesh_routes = self.route_tables.get(OUTBOUND_ROUTE_TABLE) if direction == "outbound" else None
         settings = config.inbound if direction == "inbound" else config.outbound
         self.connect_timeout_s = settings.connect_timeout_s
         self.request_timeout_s = settings.request_timeout_s
@@ -79,6 +92,18 @@ class DirectionContext:
             return None
         return destination
 
+    def upstream(self, destination: WeightedDestination) -> Destination | None:
+        """The next endpoint of a route table's destination (its subset's, if it names one), or None: no such
+        service or subset (`has_upstream` False: Envoy's 503 NC), or no endpoints (503 UH)."""
+        route = self.outbound.weighted(destination)[0]
+        return None if route is None else route.destination()
+
+    def has_upstream(self, destination: WeightedDestination) -> bool:
+        return self.outbound.weighted(destination)[0] is not None
+
+    def cluster_of(self, destination: WeightedDestination) -> str:
+        return self.outbound.weighted(destination)[1]
+
     def unrouted(self, authority: str) -> tuple[str, str]:
         """(operation, cluster) naming the span of a request that found no route."""
         if self.direction == "inbound":
@@ -86,9 +111,13 @@ class DirectionContext:
         return outbound_route(self.outbound.normalize(authority)[0] if authority else "unknown", 0)
 
     # -- tracing: a fault in the tracing core must never fail a request
-    def start_hop(self, facts: RequestFacts, start_us: int) -> Hop | None:
+    def start_hop(self, facts: RequestFacts, start_us: int, upstream: bool = False) -> Hop | None:
+        """`upstream`: a gateway's upstream CLIENT span, below its SERVER span."""
+        tracer = self.upstream_tracer if upstream else self.tracer
+        if tracer is None:
+            return None
         try:
-            return self.tracer.start(facts, start_us)
+            return tracer.start(facts, start_us)
         except Exception:
             self.stats.inc("tracing.errors")
             log.exception("tracing failed to start a span; the request goes on untraced")

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 SpanKind = Literal["CLIENT", "SERVER", "PRODUCER", "CONSUMER"]
+# An OTLP attribute value with its type (string, bool, int64, float64, bytes); arrays and maps arrive as JSON text.
+AttributeValue = str | bool | int | float | bytes
 
 
 @dataclass(slots=True)
@@ -27,6 +29,41 @@ class Annotation:
 
 
 @dataclass(slots=True)
+class OtlpLink:
+    trace_id: str
+    span_id: str
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OtlpEvent:
+    timestamp: int
+    name: str
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OtlpDetail:
+    """What an OTLP span says that a Zipkin span cannot hold, kept so the collector's Jaeger API can show it.
+
+    Only the OTLP decoder fills it; exporters ignore it. `resource` holds the resource attributes
+    other than service.name (spans of one resource share the dict); `attributes` the span's own.
+    """
+
+    resource: dict[str, AttributeValue] = field(default_factory=dict)
+    scope_name: str = ""
+    scope_version: str = ""
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    links: list[OtlpLink] = field(default_factory=list)
+    events: list[OtlpEvent] = field(default_factory=list)
+    status_code: int = 0  # Status.StatusCode: 0 unset, 1 ok, 2 error
+    status_message: str = ""
+    trace_state: str = ""
+    internal: bool = False  # SPAN_KIND_INTERNAL, which Zipkin's model writes as no kind
+    flags: int = 0  # Span.flags (W3C trace flags and more)
+
+
+@dataclass(slots=True)
 class Span:
     trace_id: str
     id: str
@@ -41,3 +78,5 @@ class Span:
     annotations: list[Annotation] = field(default_factory=list)
     debug: bool = False
     shared: bool = False
+    # set on spans decoded from OTLP; not compared: two spans are equal when their Zipkin fields are
+    otlp: OtlpDetail | None = field(default=None, compare=False)

@@ -16,7 +16,9 @@ runs when it ingests Zipkin), so a span reads the same whichever way it reached 
 
 `debug` and `shared` have no OTLP counterpart and are not carried. Resource attributes other than
 `service.name` (a sender's resource detectors) become tags of each span of that resource, as that
-translator writes them to Zipkin; a span's own attribute of the same name wins.
+translator writes them to Zipkin; a span's own attribute of the same name wins. What the Zipkin model
+cannot hold (typed attributes, the resource, the scope, links, events' attributes, the status) is
+decoded into `Span.otlp` as well, for the collector's Jaeger API; encoding ignores it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,16 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.ids import check_hex_id, id_from_bytes, normalize_trace_id
-from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
+from tracemesh_sidecar.spans.model import (
+    Annotation,
+    AttributeValue,
+    Endpoint,
+    OtlpDetail,
+    OtlpEvent,
+    OtlpLink,
+    Span,
+    SpanKind,
+)
 
 SERVICE_NAME = "service.name"
 PEER_IP, PEER_PORT, PEER_SERVICE = "net.peer.ip", "net.peer.port", "peer.service"
@@ -226,14 +237,51 @@ def _hex_ids_to_base64(item: dict[str, Any], path: str, keys: tuple[tuple[str, s
 def _spans_from_request(request: Any) -> list[Span]:
     spans = []
     for resource_index, resource_spans in enumerate(request.resource_spans):
-        resource = {attribute.key: _attribute_text(attribute.value) for attribute in resource_spans.resource.attributes}
-        service = resource.pop(SERVICE_NAME, None)
+        typed_resource = _typed_attributes(resource_spans.resource.attributes)
+        service_value = typed_resource.pop(SERVICE_NAME, None)
+        service = None if service_value is None else _text(service_value)
+        resource = {key: _text(value) for key, value in typed_resource.items()}
         resource_path = f"resourceSpans[{resource_index}]"
         for scope_index, scope_spans in enumerate(resource_spans.scope_spans):
             scope_path = f"{resource_path}.scopeSpans[{scope_index}]"
+            scope = scope_spans.scope
             for span_index, otlp_span in enumerate(scope_spans.spans):
-                spans.append(_span(otlp_span, service, resource, f"{scope_path}.spans[{span_index}]"))
+                span_path = f"{scope_path}.spans[{span_index}]"
+                span = _span(otlp_span, service, resource, span_path)
+                span.otlp = _detail(otlp_span, typed_resource, scope.name, scope.version, span_path)
+                spans.append(span)
     return spans
+
+
+def _detail(otlp: Any, resource: dict[str, AttributeValue], scope_name: str, scope_version: str,
+            path: str) -> OtlpDetail:
+    """What the Zipkin model drops, kept with its types for the Jaeger API."""
+    links = [OtlpLink(trace_id=id_from_bytes(link.trace_id, f"{path}.links[{index}].traceId", (16,)),
+                      span_id=id_from_bytes(link.span_id, f"{path}.links[{index}].spanId", (8,)),
+                      attributes=_typed_attributes(link.attributes))
+             for index, link in enumerate(otlp.links)]
+    events = [OtlpEvent(timestamp=event.time_unix_nano // 1000, name=event.name,
+                        attributes=_typed_attributes(event.attributes)) for event in otlp.events]
+    return OtlpDetail(resource=resource, scope_name=scope_name, scope_version=scope_version,
+                      attributes=_typed_attributes(otlp.attributes), links=links, events=events,
+                      status_code=otlp.status.code, status_message=otlp.status.message,
+                      trace_state=otlp.trace_state, internal=otlp.kind == OtlpSpan.SPAN_KIND_INTERNAL,
+                      flags=otlp.flags)
+
+
+def _typed_attributes(attributes: Any) -> dict[str, AttributeValue]:
+    return {attribute.key: _typed_value(attribute.value) for attribute in attributes}
+
+
+def _typed_value(value: Any) -> AttributeValue:
+    """A scalar attribute value as itself; an array or map as its JSON text (as pcommon.Value.AsString writes it)."""
+    which = value.WhichOneof("value")
+    if which in ("array_value", "kvlist_value"):
+        return _text(_python_value(value))
+    if which is None:
+        return ""
+    scalar: AttributeValue = getattr(value, which)
+    return scalar
 
 
 def _span(otlp: Any, service: str | None, resource: dict[str, str], path: str) -> Span:

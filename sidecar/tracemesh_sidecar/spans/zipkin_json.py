@@ -86,18 +86,24 @@ def encode_spans(spans: Iterable[Span]) -> bytes:
 
 def decode_spans(body: bytes) -> list[Span]:
     """Spans from a `ListOfSpans` body; raises SpanDecodeError naming the span and the field."""
+    document = json_array(body, "spans (ListOfSpans)")
+    return [span_from_zipkin_dict(item, f"span[{index}]") for index, item in enumerate(document)]
+
+
+def json_array(body: bytes, of_what: str) -> list[Any]:
+    """The JSON array a body holds (Zipkin's v2 and v1 lists); SpanDecodeError when it holds anything else."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise SpanDecodeError("body", f"is not valid JSON ({error})") from None
     if not isinstance(document, list):
-        raise SpanDecodeError("body", f"must be a JSON array of spans (ListOfSpans), got {_type(document)}")
-    return [span_from_zipkin_dict(item, f"span[{index}]") for index, item in enumerate(document)]
+        raise SpanDecodeError("body", f"must be a JSON array of {of_what}, got {_type(document)}")
+    return document
 
 
 def span_from_zipkin_dict(data: object, path: str = "span") -> Span:
     """One Zipkin v2 JSON span; `path` prefixes the field in error messages."""
-    fields = _object(data, path)
+    fields = json_object(data, path)
     parent_id = fields.get("parentId")
     kind = fields.get("kind")
     if kind is not None and kind not in SPAN_KINDS:
@@ -111,23 +117,24 @@ def span_from_zipkin_dict(data: object, path: str = "span") -> Span:
         trace_id=normalize_trace_id(check_hex_id(fields.get("traceId"), f"{path}.traceId", (16, 32), TRACE_ID)),
         id=check_hex_id(fields.get("id"), f"{path}.id", (16,), SPAN_ID),
         parent_id=parent,
-        name=_string(fields, "name", path) or "",
+        name=string_field(fields, "name", path) or "",
         kind=kind,
-        timestamp=_microseconds(fields, "timestamp", path),
-        duration=_microseconds(fields, "duration", path),
-        local_endpoint=_endpoint(local, f"{path}.localEndpoint") if local is not None else Endpoint(),
-        remote_endpoint=_endpoint(remote, f"{path}.remoteEndpoint") if remote is not None else None,
+        timestamp=microseconds_field(fields, "timestamp", path),
+        duration=microseconds_field(fields, "duration", path),
+        local_endpoint=endpoint_from_dict(local, f"{path}.localEndpoint") if local is not None else Endpoint(),
+        remote_endpoint=endpoint_from_dict(remote, f"{path}.remoteEndpoint") if remote is not None else None,
         tags=_tags(fields.get("tags"), f"{path}.tags"),
         annotations=_annotations(fields.get("annotations"), f"{path}.annotations"),
-        debug=_boolean(fields, "debug", path),
-        shared=_boolean(fields, "shared", path),
+        debug=boolean_field(fields, "debug", path),
+        shared=boolean_field(fields, "shared", path),
     )
 
 
-def _endpoint(data: object, path: str) -> Endpoint:
-    fields = _object(data, path)
-    ipv4 = _string(fields, "ipv4", path)
-    ipv6 = _string(fields, "ipv6", path)
+def endpoint_from_dict(data: object, path: str) -> Endpoint:
+    """A Zipkin JSON endpoint (v2, and v1 which has the same fields); `path` names it in error messages."""
+    fields = json_object(data, path)
+    ipv4 = string_field(fields, "ipv4", path)
+    ipv6 = string_field(fields, "ipv6", path)
     if ipv4 is not None:
         _check_address(ipv4, ipaddress.IPv4Address, f"{path}.ipv4", "an IPv4 address like 10.244.0.5")
     if ipv6 is not None:
@@ -135,7 +142,7 @@ def _endpoint(data: object, path: str) -> Endpoint:
     port = fields.get("port")
     if port is not None and (not _is_int(port) or not 0 <= port <= 65535):
         raise SpanDecodeError(f"{path}.port", f"must be an integer port 0-65535, got {port!r}")
-    return Endpoint(service_name=_string(fields, "serviceName", path), ipv4=ipv4, ipv6=ipv6,
+    return Endpoint(service_name=string_field(fields, "serviceName", path), ipv4=ipv4, ipv6=ipv6,
                     port=port or None)
 
 
@@ -150,7 +157,7 @@ def _check_address(value: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6
 def _tags(data: object, path: str) -> dict[str, str]:
     if data is None:
         return {}
-    fields = _object(data, path)
+    fields = json_object(data, path)
     for key, value in fields.items():
         if not isinstance(value, str):
             raise SpanDecodeError(f"{path}.{key}", f"must be a string, got {_type(value)}")
@@ -165,30 +172,30 @@ def _annotations(data: object, path: str) -> list[Annotation]:
     result = []
     for index, item in enumerate(data):
         item_path = f"{path}[{index}]"
-        fields = _object(item, item_path)
-        value = _string(fields, "value", item_path)
+        fields = json_object(item, item_path)
+        value = string_field(fields, "value", item_path)
         if value is None:
             raise SpanDecodeError(f"{item_path}.value", "is required")
         if fields.get("timestamp") is None:
             raise SpanDecodeError(f"{item_path}.timestamp", "is required")
-        result.append(Annotation(timestamp=_microseconds(fields, "timestamp", item_path), value=value))
+        result.append(Annotation(timestamp=microseconds_field(fields, "timestamp", item_path), value=value))
     return result
 
 
-def _object(data: object, path: str) -> Mapping[str, Any]:
+def json_object(data: object, path: str) -> Mapping[str, Any]:
     if not isinstance(data, dict):
         raise SpanDecodeError(path, f"must be a JSON object, got {_type(data)}")
     return data
 
 
-def _string(fields: Mapping[str, Any], key: str, path: str) -> str | None:
+def string_field(fields: Mapping[str, Any], key: str, path: str) -> str | None:
     value = fields.get(key)
     if value is not None and not isinstance(value, str):
         raise SpanDecodeError(f"{path}.{key}", f"must be a string, got {_type(value)}")
     return value
 
 
-def _microseconds(fields: Mapping[str, Any], key: str, path: str) -> int:
+def microseconds_field(fields: Mapping[str, Any], key: str, path: str) -> int:
     value = fields.get(key)
     if value is None:
         return 0
@@ -197,7 +204,7 @@ def _microseconds(fields: Mapping[str, Any], key: str, path: str) -> int:
     return int(value)
 
 
-def _boolean(fields: Mapping[str, Any], key: str, path: str) -> bool:
+def boolean_field(fields: Mapping[str, Any], key: str, path: str) -> bool:
     value = fields.get(key)
     if value is not None and not isinstance(value, bool):
         raise SpanDecodeError(f"{path}.{key}", f"must be true or false, got {value!r}")

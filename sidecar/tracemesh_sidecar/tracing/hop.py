@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from tracemesh_sidecar.config.model import ProviderConfig, ProxyConfig
+from tracemesh_sidecar.config.model import ProviderConfig, ProxyConfig, TracingPolicy
 from tracemesh_sidecar.spans.model import Span
 from tracemesh_sidecar.stats import Stats
 from tracemesh_sidecar.tracing import b3, w3c
@@ -54,10 +54,13 @@ class HopTracer:
     """The tracing of one direction ("inbound": SERVER spans, "outbound": CLIENT spans) of one config."""
 
     def __init__(self, config: ProxyConfig, direction: Direction, stats: Stats,
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ, policy: TracingPolicy | None = None) -> None:
+        """`policy`: the Telemetry mode to follow when it is not the direction's own (a gateway's SERVER
+        span follows the CLIENT mode, as Istio traces gateways)."""
         if direction not in ("inbound", "outbound"):
             raise ValueError(f"direction is {direction!r}; use 'inbound' or 'outbound'")
-        policy = config.tracing.client if direction == "outbound" else config.tracing.server
+        if policy is None:
+            policy = config.tracing.client if direction == "outbound" else config.tracing.server
         provider = config.provider(policy.provider)
         active = policy.enabled and provider is not None and not policy.disable_span_reporting
         self.provider = provider.name if active and provider is not None else None
@@ -78,7 +81,8 @@ class HopTracer:
         if not self._outbound:
             droppable = droppable.union((DECORATOR_OPERATION,))
         self._removals = tuple(self._stale_headers(droppable, variant) for variant in range(8))
-        self._spans = SpanBuilder(config.node, direction, policy, provider, environ) if active else None
+        self._spans = SpanBuilder(config.node, direction, policy, provider, environ, config.proxy_type) \
+            if active else None
 
     def start(self, request: RequestFacts, start_us: int) -> Hop:
         headers = request.headers

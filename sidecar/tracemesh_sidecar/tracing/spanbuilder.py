@@ -23,14 +23,14 @@ _ABSOLUTE_FORM = ("http://", "https://")
 
 class SpanBuilder:
     def __init__(self, node: NodeIdentity, direction: Direction, policy: TracingPolicy,
-                 provider: ProviderConfig | None, environ: Mapping[str, str]) -> None:
+                 provider: ProviderConfig | None, environ: Mapping[str, str], proxy_type: str = "sidecar") -> None:
         self._outbound = direction == "outbound"
         self._kind: SpanKind = "CLIENT" if self._outbound else "SERVER"
         # One Endpoint shared by every span of this builder: spans are read-only once built, and this
         # saves an allocation per span on the request path.
         self._local_endpoint = _endpoint((node.pod_ip, None), node.service_name)
         self._path_limit = (provider.max_tag_length if provider is not None else 0) or DEFAULT_MAX_PATH_TAG_LENGTH
-        static = {"node_id": node.node_id, "component": "proxy"}
+        static = {"node_id": node.node_id(proxy_type), "component": "proxy"}
         if policy.enable_istio_tags:  # Istio's buildServiceTags, only with Telemetry's enableIstioTags
             static.update({
                 "istio.canonical_service": node.canonical_service,
