@@ -13,6 +13,11 @@ For each: saturated throughput and latency (wrk), then latency at a fixed 1000 r
 
 Then the exporters: the same tracemesh pair exporting OTLP/HTTP, then OTLP/gRPC, to the same sink
 (the embedded collector: `tracemesh collector`), so the sidecars' cost of each transport shows side by side.
+
+Then Istio's standard metrics and access logs: the same pair with both off (no istio_* metric, no access
+log), and with both on (metrics, and an access log in Istio's default format per sidecar, written to a file),
+so the sidecars' cost of telemetry shows side by side. The plain "tracemesh pair" is Istio's default: metrics
+on, no access log.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from tracemesh_sidecar.config import (
     dump_proxy_config,
 )
 from tracemesh_sidecar.config.model import Transport
+from tracemesh_sidecar.config.observability import AccessLogConfig, AccessLogSink, MetricsConfig, MetricsPolicy
 from tracemesh_sidecar.config.routes import (
     GatewayConfig,
     GatewayListener,
@@ -62,6 +68,7 @@ WRK_CONNECTIONS = 16
 BACKEND = "backend.default.svc.cluster.local"
 OTLP_HTTP_PATH, OTLP_GRPC_PATH = "pair, OTLP/HTTP", "pair, OTLP/gRPC"
 GATEWAY_PATH = "gateway hop"
+TELEMETRY_OFF_PATH, TELEMETRY_ON_PATH = "pair, telem off", "pair, telem on"
 
 
 @dataclass
@@ -145,9 +152,24 @@ def _measure(path: str, port: int, target: str, host: str, proxies: list[Measure
     )
 
 
-def _sidecar_configs(tmp: Path, origin_port: int, provider: ProviderConfig) -> tuple[Path, Path, int, int, int]:
+def _telemetry(tmp: Path, name: str, on: bool | None) -> tuple[MetricsConfig, AccessLogConfig]:
+    """None keeps Istio's default (metrics on, no access log); False turns both off; True turns both on, each
+    sidecar logging every request in Istio's default TEXT format to its own file."""
+    if on is None:
+        return MetricsConfig(), AccessLogConfig()
+    if not on:
+        off = MetricsPolicy(enabled=False)
+        return MetricsConfig(client=off, server=off), AccessLogConfig()
+    logs = (AccessLogSink(path=str(tmp / f"access-{name}.log")),)
+    return MetricsConfig(), AccessLogConfig(client=logs, server=logs)
+
+
+def _sidecar_configs(tmp: Path, origin_port: int, provider: ProviderConfig,
+                     telemetry: bool | None = None) -> tuple[Path, Path, int, int, int]:
     client_port, server_port = free_port(), free_port()
     client_admin, server_admin = free_port(), free_port()
+    client_metrics, client_logs = _telemetry(tmp, "client", telemetry)
+    server_metrics, server_logs = _telemetry(tmp, "server", telemetry)
     tracing = TracingPolicy(provider=provider.name, sampling_percentage=100.0)
     client = ProxyConfig(
         node=NodeIdentity(pod_name="bench-client", namespace="default", pod_ip="127.0.0.1",
@@ -156,6 +178,7 @@ def _sidecar_configs(tmp: Path, origin_port: int, provider: ProviderConfig) -> t
                             health=None, prometheus=None),
         outbound=OutboundConfig(services=(ServiceEntry(BACKEND, 9080, (f"127.0.0.1:{server_port}",)),)),
         tracing=TracingConfig(client=tracing, server=tracing), providers=(provider,),
+        metrics=client_metrics, access_logs=client_logs,
     )
     server = ProxyConfig(
         node=NodeIdentity(pod_name="backend-v1", namespace="default", pod_ip="127.0.0.1",
@@ -164,6 +187,7 @@ def _sidecar_configs(tmp: Path, origin_port: int, provider: ProviderConfig) -> t
                             prometheus=None),
         inbound=InboundConfig(ports=(InboundPort(port=9080, app_port=origin_port, listen=f"127.0.0.1:{server_port}"),)),
         tracing=TracingConfig(client=tracing, server=tracing), providers=(provider,),
+        metrics=server_metrics, access_logs=server_logs,
     )
     paths = []
     for name, config in (("client", client), ("server", server)):
@@ -209,8 +233,10 @@ def _origin(tmp: Path) -> Iterator[int]:
         yield port
 
 
-def _measure_pair(path: str, tmp: Path, origin_port: int, provider: ProviderConfig) -> PathResult:
-    client_conf, server_conf, client_port, server_port, client_admin = _sidecar_configs(tmp, origin_port, provider)
+def _measure_pair(path: str, tmp: Path, origin_port: int, provider: ProviderConfig,
+                  telemetry: bool | None = None) -> PathResult:
+    client_conf, server_conf, client_port, server_port, client_admin = _sidecar_configs(tmp, origin_port, provider,
+                                                                                        telemetry)
     proxy = [sys.executable, "-m", "tracemesh_cli.main", "proxy", "--config"]
     with started("tracemesh server sidecar", [*proxy, str(server_conf)], server_port) as server, \
             started("tracemesh client sidecar", [*proxy, str(client_conf)], client_port) as client:
@@ -251,6 +277,8 @@ def run() -> list[PathResult]:
                                     path="/api/v2/spans")
             results.append(_measure_pair("tracemesh pair", tmp, origin_port, zipkin))
             results.append(_measure_gateway(tmp, origin_port, zipkin))
+            results.append(_measure_pair(TELEMETRY_OFF_PATH, tmp, origin_port, zipkin, telemetry=False))
+            results.append(_measure_pair(TELEMETRY_ON_PATH, tmp, origin_port, zipkin, telemetry=True))
 
             inner, outer = free_port(), free_port()
             with started("nginx server proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "inner", inner,
@@ -308,23 +336,38 @@ def report(results: list[PathResult]) -> str:
                      f"{hop.cpu_ms_per_1000_at_fixed_rate:.0f}, client sidecar {sidecar.cpu_ms_per_1000_saturated:.0f}"
                      f" / {sidecar.cpu_ms_per_1000_at_fixed_rate:.0f}; gateway peak RSS {hop.peak_rss_mb:.0f} MB")
     lines += _exporter_report(by_path.get(OTLP_HTTP_PATH), by_path.get(OTLP_GRPC_PATH))
+    lines += _telemetry_report(by_path.get(TELEMETRY_OFF_PATH), by_path.get(TELEMETRY_ON_PATH))
     return "\n".join(lines)
 
 
+def _telemetry_report(off: PathResult | None, on: PathResult | None) -> list[str]:
+    """The sidecars' cost of Istio's standard metrics and access logs: both off against both on."""
+    return _side_by_side("sidecar telemetry, metrics and access logs off vs on", (("off", off), ("on", on)))
+
+
 def _exporter_report(http: PathResult | None, grpc: PathResult | None) -> list[str]:
-    """The sidecars' cost with each OTLP exporter, side by side (same run, same load, same sink)."""
-    if http is None or grpc is None:
+    """The sidecars' cost with each OTLP exporter, side by side (same sink: the embedded collector)."""
+    lines = _side_by_side("sidecar exporter, OTLP/HTTP vs OTLP/gRPC (same sink: the embedded collector)",
+                          (("OTLP/HTTP", http), ("OTLP/gRPC", grpc)))
+    if http is not None and grpc is not None:
+        lines += [f"  OTLP/HTTP {http.notes}", f"  OTLP/gRPC {grpc.notes}"]
+    return lines
+
+
+def _side_by_side(title: str, variants: tuple[tuple[str, PathResult | None], ...]) -> list[str]:
+    """Each sidecar's cost under each variant of the pair, side by side (same run, same load)."""
+    results = [(name, result) for name, result in variants if result is not None]
+    if len(results) != len(variants):
         return []
-    lines = ["", f"sidecar exporter, OTLP/HTTP vs OTLP/gRPC (same run, same sink: the embedded collector; "
-                 f"CPU ms per 1000 requests saturated / at {FIXED_RATE}/s, peak RSS MB):"]
+    lines = ["", f"{title} (same run, same load; CPU ms per 1000 requests saturated / at {FIXED_RATE}/s, "
+                 f"peak RSS MB):"]
     for side, index in (("client sidecar", 0), ("server sidecar", 1)):
         cells = []
-        for name, result in (("OTLP/HTTP", http), ("OTLP/gRPC", grpc)):
+        for name, result in results:
             cost = result.proxies[index]
             cells.append(f"{name} {cost.cpu_ms_per_1000_saturated:.0f} / {cost.cpu_ms_per_1000_at_fixed_rate:.0f} ms, "
                          f"{cost.peak_rss_mb:.1f} MB")
         lines.append(f"  {side}: " + "   ".join(cells))
-    lines += [f"  OTLP/HTTP {http.notes}", f"  OTLP/gRPC {grpc.notes}"]
     return lines
 
 

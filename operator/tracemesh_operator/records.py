@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tracemesh_operator.compiler.providers import WORKLOAD_ANNOTATION_PREFIX
 from tracemesh_operator.mesh_source import MESH_KEY
 from tracemesh_operator.workload import is_router
 
@@ -34,6 +35,11 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     record = _identity(body)
     metadata = _mapping(body.get("metadata"))
     record["metadata"]["labels"] = dict(_mapping(metadata.get("labels")))
+    # The per-workload tracing overrides (compiler/providers.py WORKLOAD_ANNOTATIONS), only when the pod has some.
+    tracing = {key: value for key, value in _mapping(metadata.get("annotations")).items()
+               if str(key).startswith(WORKLOAD_ANNOTATION_PREFIX)}
+    if tracing:
+        record["metadata"]["annotations"] = tracing
     owners = [_mapping(owner) for owner in _list(metadata.get("ownerReferences"))]
     record["metadata"]["ownerReferences"] = [
         {"kind": owner.get("kind"), "name": owner.get("name"), "controller": owner.get("controller")}

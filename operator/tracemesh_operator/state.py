@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tracemesh_operator.compiler import CompiledTracing, Problem, compile_tracing, read_mesh, read_telemetry
+from tracemesh_operator.compiler import CompiledTelemetry, Problem, compile_telemetry, read_mesh, read_telemetry
 from tracemesh_operator.compiler.compile import conflict_problem, pick_oldest
 from tracemesh_operator.compiler.gateway_api import (
     is_istio_gateway,
@@ -377,7 +377,7 @@ class MeshState:
         mesh_spec = self.mesh_spec(world)
         mesh = self._read_mesh(mesh_spec)
         telemetries: dict[str, list[Body]] = {}
-        compiled: dict[tuple[str, frozenset[tuple[str, str]]], CompiledTracing] = {}
+        compiled: dict[tuple[str, frozenset[tuple[str, str]]], CompiledTelemetry] = {}
         if self._registry is None:
             self._registry = self._compile_registry(world)
             self._selections = _selections(world)
@@ -397,7 +397,7 @@ class MeshState:
                     telemetries[scope] = self._effective_telemetries(scope, world, mesh)
                 scoped = telemetries[mesh.root_namespace] + (
                     telemetries[namespace] if namespace != mesh.root_namespace else [])
-                result = compiled[cache_key] = compile_tracing(mesh_spec, scoped, namespace, labels, self._environ)
+                result = compiled[cache_key] = compile_telemetry(mesh_spec, scoped, namespace, labels, self._environ)
             key = object_key(pod)
             conflicts = tuple(p for p in result.problems if p.reason == "ConflictingSelector")
             if conflicts:

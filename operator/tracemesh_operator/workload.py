@@ -6,10 +6,12 @@ injection webhook (bootstrap config), so both derive the same identity from the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tracemesh_operator.compiler import CompiledTracing
+from tracemesh_operator.compiler import CompiledTelemetry
+from tracemesh_operator.compiler.providers import workload_providers
 from tracemesh_operator.compiler.route_tables import CompiledRoutes
 from tracemesh_operator.compiler.services import inbound_services
 from tracemesh_sidecar.config import (
@@ -32,6 +34,7 @@ TRACING_SERVICE_NAMES = ("APP_LABEL_AND_NAMESPACE", "CANONICAL_NAME_ONLY", "CANO
 DEFAULT_MESH_ID = "cluster.local"
 # The proxy's own ports: a container declaring one of them is the proxy, not the application.
 PROXY_PORTS = frozenset({15000, 15001, 15006, 15020, 15021, 15090})
+_log = logging.getLogger(__name__)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -173,16 +176,21 @@ def inbound_ports(pod: Mapping[str, Any], namespace_services: Iterable[Mapping[s
                  for port in ports)
 
 
-def proxy_config_for_pod(pod: Mapping[str, Any], compiled: CompiledTracing, mesh_spec: Mapping[str, Any],
+def proxy_config_for_pod(pod: Mapping[str, Any], compiled: CompiledTelemetry, mesh_spec: Mapping[str, Any],
                          discovery_address: str | None, version: str,
                          services: tuple[ServiceEntry, ...] = (),
                          namespace_services: Iterable[Mapping[str, Any]] = (),
                          routes: CompiledRoutes | None = None) -> ProxyConfig:
     """The full config of the pod's proxy: its identity, its app's ports (named after the Services of
-    `namespace_services` that select it), the mesh's services, the compiled tracing and routes.
+    `namespace_services` that select it), the mesh's services, the compiled telemetry and routes.
 
     A router (`routes.gateway` set) fronts no application: it serves the gateway's listeners instead."""
     router = routes is not None and routes.gateway is not None
+    metadata = _mapping(pod.get("metadata"))
+    providers, problems = workload_providers(compiled.providers, _mapping(metadata.get("annotations")),
+                                             f"Pod {metadata.get('namespace')}/{metadata.get('name')}")
+    for problem in problems:  # a pod has no status conditions of ours: the operator's log says it
+        _log.warning("%s", problem.message)
     return ProxyConfig(
         node=node_identity(pod, mesh_spec),
         version=version,
@@ -192,6 +200,8 @@ def proxy_config_for_pod(pod: Mapping[str, Any], compiled: CompiledTracing, mesh
         inbound=InboundConfig(ports=() if router else inbound_ports(pod, namespace_services)),
         outbound=OutboundConfig(services=services),
         tracing=compiled.tracing,
-        providers=compiled.providers,
+        providers=providers,
+        metrics=compiled.metrics,
+        access_logs=compiled.access_logs,
         discovery=DiscoveryConfig(address=discovery_address) if discovery_address else None,
     )

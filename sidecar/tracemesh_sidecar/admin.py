@@ -6,7 +6,7 @@
   `request POST drain`: the pod is shutting down; SIGTERM comes once the apps have exited);
 - health: GET /healthz/ready, 200 once a config is in force and its listeners are up, 503 before
   and from the start of a drain on (the endpoints controller then takes the pod out of Services);
-- prometheus: GET /stats/prometheus.
+- prometheus: GET /stats/prometheus: Istio's standard metrics and the proxy's counters (telemetry/metrics.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tracemesh.proxy")
 
 ROLES = ("admin", "health", "prometheus")
+OPENMETRICS = "application/openmetrics-text"
+OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class AdminServers:
@@ -102,4 +105,10 @@ class AdminServers:
         return web.Response(text="draining inbound\n")
 
     async def _prometheus(self, request: web.Request) -> web.Response:
-        return web.Response(text=self._runtime.stats.render_prometheus(), content_type="text/plain")
+        """Istio's standard metrics, then the proxy's own counters; OpenMetrics when the scraper asks for it."""
+        openmetrics = OPENMETRICS in request.headers.get("Accept", "")
+        runtime = self._runtime
+        text = runtime.metrics.render(openmetrics) + runtime.stats.render_prometheus(openmetrics)
+        if openmetrics:
+            return web.Response(body=(text + "# EOF\n").encode(), headers={"Content-Type": OPENMETRICS_TYPE})
+        return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_TYPE})

@@ -27,14 +27,19 @@ class Stats:
         values = {**self.counters, **self.gauges}
         return "".join(f"{name}: {_number(values[name])}\n" for name in sorted(values))
 
-    def render_prometheus(self) -> str:
+    def render_prometheus(self, openmetrics: bool = False) -> str:
+        """Prometheus text format, or OpenMetrics (a counter's family is named without `_total`)."""
         lines = []
         for name in sorted(self.counters):
-            metric = _metric_name(name) + "_total"
-            lines += [f"# TYPE {metric} counter", f"{metric} {self.counters[name]}"]
+            metric = _metric_name(name)
+            family = metric if openmetrics else metric + "_total"
+            # HELP: the proxy's own name of it (promtool's lint asks every metric for one).
+            lines += [f"# HELP {family} the proxy's counter {name}", f"# TYPE {family} counter",
+                      f"{metric}_total {self.counters[name]}"]
         for name in sorted(self.gauges):
             metric = _metric_name(name)
-            lines += [f"# TYPE {metric} gauge", f"{metric} {_number(self.gauges[name])}"]
+            lines += [f"# HELP {metric} the proxy's gauge {name}", f"# TYPE {metric} gauge",
+                      f"{metric} {_number(self.gauges[name])}"]
         return "\n".join(lines) + "\n"
 
 

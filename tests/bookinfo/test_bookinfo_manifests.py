@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tracemesh_operator.compiler import compile_tracing
+from tracemesh_operator.compiler import compile_telemetry
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "bookinfo"
 REPO = SAMPLES.parents[1]
@@ -81,7 +81,7 @@ def test_meshconfig_and_telemetry_compile_to_full_zipkin_tracing() -> None:
     assert providers["jaeger"]["jaeger"] == {"service": "jaeger-collector.istio-system.svc.cluster.local",
                                              "port": 4318}
     assert "opentelemetry" in providers["otel"]
-    compiled = compile_tracing(mesh["spec"], load("telemetry.yaml"), "default", {"app": "reviews", "version": "v2"})
+    compiled = compile_telemetry(mesh["spec"], load("telemetry.yaml"), "default", {"app": "reviews", "version": "v2"})
     assert compiled.problems == ()
     for policy in (compiled.tracing.client, compiled.tracing.server):
         assert (policy.provider, policy.sampling_percentage, policy.enabled) == ("zipkin", 100.0, True)

@@ -224,6 +224,15 @@ def test_demo_with_jaeger_provider_sends_otlp_and_ctrl_c_leaves_nothing_behind(t
         assert provider["name"] == "jaeger" and provider["jaeger"]["port"] == demo.otlp
         body = get_json(f"http://127.0.0.1:{demo.query}/api/traces?service=productpage.default&limit=20")
         assert_bookinfo_traces([trace_from_jaeger(trace) for trace in body["data"]])
+        # Each sidecar's (and the gateway's) metrics URL, printed under its row, serves Istio's standard metrics.
+        metrics = re.findall(r"^ +metrics (http://127\.0\.0\.1:\d+/stats/prometheus)$", output, re.MULTILINE)
+        assert len(metrics) == 7, output  # productpage, details, reviews v1-v3, ratings, istio-ingressgateway
+        productpage = re.search(r"productpage-v1 .*\n +metrics (\S+)", output)
+        assert productpage is not None and productpage.group(1) in metrics
+        with urllib.request.urlopen(productpage.group(1), timeout=10) as response:
+            exposition = response.read().decode()
+        assert re.search(r'istio_requests_total\{[^}]*reporter="destination"[^}]*'
+                         r'destination_canonical_service="productpage"[^}]*\} [1-9]', exposition), exposition
 
 
 def test_demo_once_fails_with_the_problems_when_traces_are_incomplete(tmp_path: Path) -> None:

@@ -16,6 +16,11 @@
                           when the server closes it) every 20 ms, printing each call as a JSON line {"start", "end"
                           (wall clock), "status" or "error"}; on SIGTERM it calls on for LINGER seconds
                           (an app finishing its work) and exits
+    python netns_apps.py jaeger-call URL COLLECTOR
+                          a Jaeger-instrumented client: makes its own trace and span ids, calls URL with
+                          `uber-trace-id: {trace}:{span}:0:1`, reports its own CLIENT span (service
+                          `jaeger-client`) to COLLECTOR (a Zipkin v2 spans URL), prints {"trace_id", "span_id",
+                          "status", "headers" (the response's), "body"} as JSON
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import random
 import signal
 import socket
 import socketserver
@@ -135,7 +141,29 @@ def caller(port: int, url: str, linger_s: float) -> None:
     call_in_a_loop(url, stop)
 
 
+def jaeger_call(url: str, collector: str) -> None:
+    trace_id, span_id = f"{random.getrandbits(128) | 1 << 127:032x}", f"{random.getrandbits(64) | 1 << 63:016x}"
+    start = time.time()
+    request = urllib.request.Request(url, headers={"uber-trace-id": f"{trace_id}:{span_id}:0:1"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        status, headers, body = response.status, dict(response.headers.items()), response.read()
+    duration_us = max(int((time.time() - start) * 1e6), 1)
+    span = {"traceId": trace_id, "id": span_id, "kind": "CLIENT", "name": "GET", "timestamp": int(start * 1e6),
+            "duration": duration_us, "localEndpoint": {"serviceName": "jaeger-client"},
+            "tags": {"http.url": url, "http.status_code": str(status)}}
+    report = urllib.request.Request(collector, data=json.dumps([span]).encode(), method="POST",
+                                    headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(report, timeout=10) as reported:
+        reported.read()
+    print(json.dumps({"trace_id": trace_id, "span_id": span_id, "status": status,
+                      "headers": {name.lower(): value for name, value in headers.items()},
+                      "body": body.decode(errors="replace")}))
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "jaeger-call":
+        jaeger_call(argv[1], argv[2])
+        return
     if argv[0] == "send":
         send(argv[1], int(argv[2]))
         return

@@ -83,7 +83,8 @@ class Mesh:
             if document["kind"] == "Deployment":
                 template = document["spec"]["template"]
                 inject = (template["metadata"].get("labels") or {}).get("sidecar.istio.io/inject") != "false"
-                pods.append(self.add_workload(pod_from_template(template, f"{name}-netns", where, owner=name),
+                # Named as a ReplicaSet names its pods, `<replicaset>-<suffix>` (the ReplicaSet: `<name>-netns`).
+                pods.append(self.add_workload(pod_from_template(template, f"{name}-netns-0", where, owner=name),
                                               inject=inject))
             elif document["kind"] == "Service":
                 ports = [(port["port"], port.get("targetPort", port["port"])) for port in document["spec"]["ports"]]
@@ -99,6 +100,18 @@ class Mesh:
             self.control.pod_added(pod.body)
         await self.kubelet.start(self.collector)
         await asyncio.gather(*(self.kubelet.start(pod) for pod in self.workloads))
+
+    async def wait_synced(self, timeout_s: float = 5.0) -> float:
+        """Seconds until every workload's sidecar says it runs the config the operator last pushed to it."""
+        started = time.monotonic()
+        wanted = {pod.key: self.control.hub.get(pod.key) for pod in self.workloads}
+        while True:
+            rows = {row.pod_key: row for row in self.control.hub.connected()}
+            if all(key in rows and config is not None and rows[key].version_in_force == config.version
+                   for key, config in wanted.items()):
+                return time.monotonic() - started
+            assert time.monotonic() - started < timeout_s, f"sidecars not synced within {timeout_s}s: {rows}"
+            await asyncio.sleep(0.02)
 
     def forward(self, service: str, namespace: str = SYSTEM) -> PortForward:
         """`kubectl port-forward svc/<service>`: from the node, through the Service's ClusterIP."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -76,16 +75,8 @@ def telemetry(**tracing: Any) -> dict[str, Any]:
 
 async def apply_and_wait_synced(mesh: Mesh, body: dict[str, Any], timeout_s: float = 5.0) -> float:
     """Applies a Telemetry; returns the seconds until every sidecar says it runs the new config."""
-    started = time.monotonic()
     mesh.control.apply_telemetry(body)
-    wanted = {pod.key: mesh.control.hub.get(pod.key) for pod in mesh.workloads}
-    while True:
-        rows = {row.pod_key: row for row in mesh.control.hub.connected()}
-        if all(key in rows and config is not None and rows[key].version_in_force == config.version
-               for key, config in wanted.items()):
-            return time.monotonic() - started
-        assert time.monotonic() - started < timeout_s, f"sidecars not synced within {timeout_s}s: {rows}"
-        await asyncio.sleep(0.02)
+    return await mesh.wait_synced(timeout_s)
 
 
 async def quiet_count(mesh: Mesh, url: str, api: Api, since_us: int, requests: int) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tracemesh_operator.compiler import CompiledTracing, compile_tracing
+from tracemesh_operator.compiler import CompiledTelemetry, compile_telemetry
 from tracemesh_sidecar.config import CustomTag, TracingPolicy
 
 ZIPKIN = {"name": "zipkin", "zipkin": {"service": "zipkin.istio-system.svc.cluster.local", "port": 9411}}
@@ -47,8 +47,8 @@ def sampling(value: float, mode: str | None = None) -> dict[str, Any]:
 
 
 def compile_for(telemetries: list[dict[str, Any]], mesh: dict[str, Any] | None = None, namespace: str = "default",
-                labels: dict[str, str] | None = None) -> CompiledTracing:
-    return compile_tracing(MESH if mesh is None else mesh, telemetries, namespace, APP if labels is None else labels)
+                labels: dict[str, str] | None = None) -> CompiledTelemetry:
+    return compile_telemetry(MESH if mesh is None else mesh, telemetries, namespace, APP if labels is None else labels)
 
 
 # (case, telemetries, namespace, labels, client sampling, server sampling)
@@ -162,7 +162,7 @@ def test_root_namespace_follows_the_mesh_config() -> None:
     assert compile_for([moved], mesh).tracing.client.sampling_percentage == 100.0
 
 
-def _only_problem(compiled: CompiledTracing) -> Any:
+def _only_problem(compiled: CompiledTelemetry) -> Any:
     assert len(compiled.problems) == 1, compiled.problems
     return compiled.problems[0]
 
@@ -292,9 +292,9 @@ def test_a_garbage_spec_never_raises() -> None:
     specs: list[Any] = [None, [], "x", {"tracing": [None]}, {"tracing": [{"providers": "zipkin"}]}, {"selector": 3}]
     for spec in specs:
         body = {"metadata": {"name": "g", "namespace": "default"}, "spec": spec}
-        compiled = compile_tracing(MESH, [body], "default", APP)
+        compiled = compile_telemetry(MESH, [body], "default", APP)
         assert compiled.tracing.client.sampling_percentage == 1.0
-    assert compile_tracing({"extensionProviders": "zipkin"}, [], "default", APP).problems
+    assert compile_telemetry({"extensionProviders": "zipkin"}, [], "default", APP).problems
 
 
 def test_the_deepest_level_that_sets_a_field_wins_whatever_the_order() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tracemesh_operator.compiler import CompiledTracing, compile_tracing, read_mesh, read_telemetry
+from tracemesh_operator.compiler import CompiledTelemetry, compile_telemetry, read_mesh, read_telemetry
 from tracemesh_operator.compiler.telemetry import TelemetryRules
 from tracemesh_sidecar.config import CustomTag
 
@@ -35,9 +35,9 @@ def telemetry_fixture(name: str, namespace: str = APP_NAMESPACE) -> dict[str, An
     return document
 
 
-def compile_fixture(name: str, environ: dict[str, str] | None = None) -> CompiledTracing:
-    return compile_tracing(mesh_config(OTEL), [telemetry_fixture(name)], APP_NAMESPACE, {"app": "server"},
-                           ISTIOD_ENVIRONMENT if environ is None else environ)
+def compile_fixture(name: str, environ: dict[str, str] | None = None) -> CompiledTelemetry:
+    return compile_telemetry(mesh_config(OTEL), [telemetry_fixture(name)], APP_NAMESPACE, {"app": "server"},
+                             ISTIOD_ENVIRONMENT if environ is None else environ)
 
 
 def test_the_otelcollector_mesh_config_is_accepted_whole() -> None:
@@ -107,15 +107,15 @@ def test_without_istiods_secret_the_auth_header_is_empty_and_reported() -> None:
 
 def test_gateway_tracing_telemetry_compiles_in_the_root_namespace() -> None:
     # TestGatewayTracing applies echo-gateway-tracing.yaml in the system namespace: the mesh default.
-    compiled = compile_tracing(mesh_config(OTEL), [telemetry_fixture("echo-gateway-tracing.yaml", "istio-system")],
-                               APP_NAMESPACE, {"app": "server"}, ISTIOD_ENVIRONMENT)
+    compiled = compile_telemetry(mesh_config(OTEL), [telemetry_fixture("echo-gateway-tracing.yaml", "istio-system")],
+                                 APP_NAMESPACE, {"app": "server"}, ISTIOD_ENVIRONMENT)
     assert compiled.tracing.server.provider == "test-otel"
     assert compiled.tracing.server.custom_tags == (CustomTag("provider", "literal", "otel-ingress"),)
 
 
 def test_the_zipkin_suites_mesh_config_makes_zipkin_the_default_provider() -> None:
     mesh = mesh_config(TRACING / "zipkin")
-    compiled = compile_tracing(mesh, [], APP_NAMESPACE, {"app": "server"})
+    compiled = compile_telemetry(mesh, [], APP_NAMESPACE, {"app": "server"})
     assert compiled.problems == () and read_mesh(mesh).notices == ()
     assert compiled.tracing.client.provider == compiled.tracing.server.provider == "zipkin"
     [zipkin] = compiled.providers

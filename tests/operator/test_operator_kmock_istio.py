@@ -74,7 +74,7 @@ async def test_istios_mesh_configmap_configures_the_mesh_without_a_meshconfig(
         await sidecar.close()
 
 
-async def test_istios_otel_telemetry_is_ready_and_honoured_and_metrics_are_not(
+async def test_istios_otel_telemetry_is_ready_and_honoured_and_an_unhonoured_metrics_field_is_reported(
         mesh: tuple[kmock.KubernetesEmulator, ControlPlane]) -> None:
     emulator, _ = mesh
     resource = "telemetry.istio.io/v1/telemetries"
@@ -91,12 +91,12 @@ async def test_istios_otel_telemetry_is_ready_and_honoured_and_metrics_are_not(
 
     with_metrics = telemetry("default", "with-metrics", {"randomSamplingPercentage": 5},
                              selector={"matchLabels": {"app": "reviews"}},
-                             metrics=[{"providers": [{"name": "prometheus"}]}])
+                             metrics=[{"providers": [{"name": "prometheus"}], "reportingInterval": "10s"}])
     await create(emulator, TELEMETRIES.format(namespace="default"), with_metrics)
     await until(lambda: condition(emulator, resource, "default", "with-metrics", "Honoured") is not None)
     honoured = condition(emulator, resource, "default", "with-metrics", "Honoured")
     assert honoured is not None
     assert (honoured["status"], honoured["reason"]) == ("False", "UnsupportedField")
-    assert "spec.metrics" in honoured["message"]
+    assert "spec.metrics[0].reportingInterval" in honoured["message"]
     assert (condition(emulator, resource, "default", "with-metrics", "Ready") or {}).get("status") == "True"
     await until(lambda: warned(emulator, "UnsupportedField"))

@@ -170,14 +170,14 @@ def test_istios_other_provider_kinds_and_mesh_fields_are_accepted_and_reported()
     mesh = read_mesh({"extensionProviders": [{"name": "dd", "datadog": {"service": "dd.svc", "port": 8126}},
                                              {"name": "envoy", "envoyFileAccessLog": {"path": "/dev/stdout"}}],
                       "defaultProviders": {"tracing": ["a", "b"], "metrics": ["prometheus"]},
-                      "accessLogFile": "/dev/stdout", "defaultConfig": {"tracing": {"zipkin": {"address": "z:9411"}}}})
+                      "accessLogFile": "/dev/stdout", "enableAutoMtls": True,
+                      "defaultConfig": {"tracing": {"zipkin": {"address": "z:9411"}}}})
+    # The metrics and file access log providers, defaultProviders.metrics and accessLogFile are acted on.
     assert notice_fields(mesh) == {
         "spec.extensionProviders[0].datadog": "UnsupportedProvider",
-        "spec.extensionProviders[1].envoyFileAccessLog": "UnsupportedProvider",
         "spec.defaultProviders.tracing": "FirstProviderUsed",
-        "spec.accessLogFile": "UnsupportedField",
+        "spec.enableAutoMtls": "UnsupportedField",
         "spec.defaultConfig.tracing.zipkin": "UnsupportedField",
-        "spec.defaultProviders.metrics": "UnsupportedField",
     }
     assert all(isinstance(notice, Problem) and notice.fix for notice in mesh.notices)
 

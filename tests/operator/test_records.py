@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracemesh_operator.compiler import compile_tracing
+from tracemesh_operator.compiler import compile_telemetry
 from tracemesh_operator.conditions import HONOURED, Condition, status_patch
 from tracemesh_operator.kube_api import object_path
 from tracemesh_operator.records import object_key, slim_configmap, slim_pod, slim_resource
@@ -26,7 +26,7 @@ POD: dict[str, Any] = {
 
 
 def test_a_slim_pod_compiles_to_the_same_proxy_config_as_the_whole_body() -> None:
-    compiled = compile_tracing({}, [], "bookinfo", {"app": "reviews"})
+    compiled = compile_telemetry({}, [], "bookinfo", {"app": "reviews"})
     slim = slim_pod(POD)
     assert proxy_config_for_pod(slim, compiled, {}, "d:15010", "1") == proxy_config_for_pod(
         POD, compiled, {}, "d:15010", "1")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tracemesh_operator.compiler.compile import compile_tracing
+from tracemesh_operator.compiler.compile import compile_telemetry
 from tracemesh_operator.compiler.gateway_api import GATEWAY_NAME_LABEL, read_http_route, read_k8s_gateway
 from tracemesh_operator.compiler.model import Problem
 from tracemesh_operator.compiler.networking import (
@@ -280,7 +280,7 @@ def test_a_telemetry_targeting_a_gateway_applies_to_that_gateways_pods_only() ->
                           "tracing": [{"randomSamplingPercentage": 42}]}}
 
     def sampling(labels: dict[str, str]) -> float | None:
-        return compile_tracing(mesh, [telemetry], "default", labels).tracing.server.sampling_percentage
+        return compile_telemetry(mesh, [telemetry], "default", labels).tracing.server.sampling_percentage
 
     assert sampling({GATEWAY_NAME_LABEL: "bookinfo-gateway"}) == 42.0
     assert sampling({GATEWAY_NAME_LABEL: "other"}) != 42.0

@@ -24,11 +24,12 @@ def istio_configmap(mesh: dict[str, Any] | str, name: str = "istio") -> dict[str
 def test_a_telemetry_with_fields_not_acted_on_is_in_force_but_not_honoured() -> None:
     cluster = bookinfo()
     body = telemetry("default", "ns", {"randomSamplingPercentage": 50},
-                     metrics=[{"providers": [{"name": "prometheus"}]}])
+                     metrics=[{"providers": [{"name": "prometheus"}], "reportingInterval": "30s"}])
     [update] = cluster.apply(body)
     assert (update.condition.ready, update.condition.reason) == (True, "Accepted")
     assert (update.honoured.ready, update.honoured.reason) == (False, "UnsupportedField")
-    assert "spec.metrics" in update.honoured.message and "not acted on" in update.honoured.message
+    assert "spec.metrics[0].reportingInterval" in update.honoured.message
+    assert "not acted on" in update.honoured.message
     assert cluster.sampling("default/reviews-1") == 50.0  # what is acted on is in force
 
 
@@ -91,7 +92,8 @@ def test_a_broken_configmap_keeps_the_last_good_mesh_config_and_is_reported() ->
     [report] = cluster.state.configmap_report(cluster.world)
     assert "ConfigMap istio-system/istio" in report and "not YAML" in report
     assert "previous mesh config stays in force" in report
-    cluster.configmap(istio_configmap({"accessLogFile": "/dev/stdout"}))
+    cluster.configmap(istio_configmap({"enableAutoMtls": True}))
     assert cluster.state.configmap_report(cluster.world) == [
-        "ConfigMap istio-system/istio: spec.accessLogFile: is accepted (as Istio accepts it) but not acted on: "
-        "tracemesh acts on tracing only; remove it, or keep it for Istio; it changes nothing here"]
+        "ConfigMap istio-system/istio: spec.enableAutoMtls: is accepted (as Istio accepts it) but not acted on: "
+        "tracemesh acts on tracing, metrics and access logs only; remove it, or keep it for Istio; it changes "
+        "nothing here"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tracemesh_operator.compiler import compile_tracing, read_mesh, read_telemetry
+from tracemesh_operator.compiler import compile_telemetry, read_mesh, read_telemetry
 from tracemesh_operator.compiler.telemetry import TelemetryRules
 from tracemesh_sidecar.config import CustomTag
 
@@ -45,10 +45,10 @@ def test_several_providers_the_first_is_used_with_a_warning() -> None:
 def test_enable_istio_tags_and_request_id_sampling_compile_and_inherit_field_by_field() -> None:
     root = telemetry("istio-system", {"enableIstioTags": False})
     namespace = telemetry("default", {"useRequestIdForTraceSampling": False, "match": {"mode": "SERVER"}})
-    tracing = compile_tracing(MESH, [root, namespace], "default", APP).tracing
+    tracing = compile_telemetry(MESH, [root, namespace], "default", APP).tracing
     assert (tracing.client.enable_istio_tags, tracing.client.use_request_id_for_trace_sampling) == (False, True)
     assert (tracing.server.enable_istio_tags, tracing.server.use_request_id_for_trace_sampling) == (False, False)
-    defaults = compile_tracing(MESH, [], "default", APP).tracing.client
+    defaults = compile_telemetry(MESH, [], "default", APP).tracing.client
     assert defaults.enable_istio_tags and defaults.use_request_id_for_trace_sampling  # Istio's defaults: on
     assert read({"enableIstioTags": True}).notices == ()
 
@@ -80,13 +80,12 @@ def test_a_formatter_with_another_source_is_rejected() -> None:
     assert problem.field == "spec.tracing[0].customTags.t.literal"
 
 
-def test_metrics_access_logging_and_waypoint_target_refs_are_accepted_and_reported() -> None:
+def test_waypoint_target_refs_are_accepted_and_reported_and_metrics_and_access_logging_honoured() -> None:
     rules = read({"randomSamplingPercentage": 5}, metrics=[{"providers": [{"name": "prometheus"}]}],
                  accessLogging=[{"providers": [{"name": "envoy"}]}],
                  targetRefs=[{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"},
                              {"kind": "Service", "group": "", "name": "reviews"}])
-    assert notices(rules) == {"spec.metrics": "UnsupportedField", "spec.accessLogging": "UnsupportedField",
-                              "spec.targetRefs": "UnsupportedField"}
+    assert notices(rules) == {"spec.targetRefs": "UnsupportedField"}
     assert all(notice.fix for notice in rules.notices)
     assert rules.target_gateways == ("gw",)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tracemesh_operator.compiler import compile_tracing
+from tracemesh_operator.compiler import compile_telemetry
 from tracemesh_operator.workload import canonical_revision, canonical_service, proxy_config_for_pod
 from tracemesh_sidecar.config import InboundPort, dump_proxy_config, parse_proxy_config
 
@@ -67,7 +67,7 @@ def test_proxy_config_for_pod_carries_identity_ports_and_tracing() -> None:
                                     {"name": "istio-proxy", "ports": [{"containerPort": 15090},
                                                                           {"containerPort": 15021}]}]},
                status={"podIP": "10.244.0.7"})
-    compiled = compile_tracing(MESH, [], "bookinfo", {"app": "reviews"})
+    compiled = compile_telemetry(MESH, [], "bookinfo", {"app": "reviews"})
     config = proxy_config_for_pod(body, compiled, MESH, "tracemesh-discovery.istio-system.svc:15010", "9")
     node = config.node
     assert (node.pod_name, node.namespace, node.pod_ip, node.service_account) == (
@@ -83,14 +83,14 @@ def test_proxy_config_for_pod_carries_identity_ports_and_tracing() -> None:
 
 
 def test_mesh_id_comes_from_the_mesh_config() -> None:
-    compiled = compile_tracing({}, [], "bookinfo", {})
+    compiled = compile_telemetry({}, [], "bookinfo", {})
     for mesh, expected in (({"defaultConfig": {"meshId": "east"}}, "east"), ({"trustDomain": "corp"}, "corp")):
         assert proxy_config_for_pod(pod(), compiled, mesh, None, "1").node.mesh_id == expected
     assert proxy_config_for_pod(pod(), compiled, {}, None, "1").discovery is None
 
 
 def test_garbage_pod_fields_do_not_raise() -> None:
-    compiled = compile_tracing({}, [], "x", {})
+    compiled = compile_telemetry({}, [], "x", {})
     garbage = {"metadata": {"labels": None, "ownerReferences": "x"},
                "spec": {"containers": [{"ports": [{"containerPort": "80"}]}, None]}, "status": None}
     config = proxy_config_for_pod(garbage, compiled, {}, None, "1")

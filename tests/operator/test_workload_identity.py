@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tracemesh_operator.compiler import compile_tracing
+from tracemesh_operator.compiler import compile_telemetry
 from tracemesh_operator.records import slim_pod, slim_service
 from tracemesh_operator.workload import (
     canonical_revision,
@@ -109,7 +109,7 @@ def test_the_pushed_config_carries_the_identity_and_the_port_naming() -> None:
                                                                                  "port": 9411}}],
                             "defaultProviders": {"tracing": ["zipkin"]}}
     reviews = pod({"app": "reviews", "version": "v2"}, [{"containerPort": 8090}])
-    compiled = compile_tracing(mesh, [], "bookinfo", {"app": "reviews"})
+    compiled = compile_telemetry(mesh, [], "bookinfo", {"app": "reviews"})
     config = proxy_config_for_pod(reviews, compiled, mesh, None, "1",
                                   namespace_services=[service("server", [{"port": 80, "targetPort": 8090}])])
     assert config.node.service_name == "reviews.bookinfo"

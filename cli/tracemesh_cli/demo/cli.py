@@ -198,11 +198,19 @@ def _print_banner(plan: DemoPlan, work_dir: Path) -> None:
         ports = workload.ports
         print(f"  {workload.workload.name:<15} app :{ports.app:<6} sidecar inbound :{ports.inbound:<6} "
               f"outbound :{ports.outbound:<6} admin http://{LOOPBACK}:{ports.admin}/config_dump")
+        print(f"  {'':<15} metrics {metrics_url(ports.admin)}")
     gateway = plan.gateway
     print(f"  {'istio-ingressgateway':<15} listens :{gateway.ports.listen:<6} "
           f"admin http://{LOOPBACK}:{gateway.ports.admin}/config_dump")
+    print(f"  {'':<15} metrics {metrics_url(gateway.ports.admin)}")
     print(f"  logs and proxy configs in {work_dir}")
     print(f"\nGATEWAY_URL={gateway.url}\n  curl http://{gateway.url}/productpage", flush=True)
+
+
+def metrics_url(admin_port: int) -> str:
+    """Where a local sidecar serves Istio's standard metrics: its admin port's /stats/prometheus, as Envoy's admin
+    does (in a cluster Prometheus scrapes the pod's 15090, which local mode does not open: one port per sidecar)."""
+    return f"http://{LOOPBACK}:{admin_port}/stats/prometheus"
 
 
 def _backend_urls(plan: DemoPlan) -> tuple[str, str]:

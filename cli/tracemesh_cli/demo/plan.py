@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tracemesh_cli.demo.gateway import GATEWAY_LABELS, GATEWAY_NAMESPACE, GATEWAY_SERVICE, gateway_routes
-from tracemesh_operator.compiler import CompiledTracing, compile_tracing
+from tracemesh_operator.compiler import CompiledTelemetry, compile_telemetry
 from tracemesh_sidecar.config import (
     InboundConfig,
     InboundPort,
@@ -182,9 +182,9 @@ def with_provider(telemetries: Sequence[Mapping[str, Any]], mesh_spec: Mapping[s
     return new_telemetries, new_mesh
 
 
-def _compiled_tracing(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, Any]], namespace: str,
-                      labels: Mapping[str, str]) -> CompiledTracing:
-    compiled = compile_tracing(mesh_spec, telemetries, namespace, labels)
+def _compiled_telemetry(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, Any]], namespace: str,
+                        labels: Mapping[str, str]) -> CompiledTelemetry:
+    compiled = compile_telemetry(mesh_spec, telemetries, namespace, labels)
     if compiled.problems:
         raise PlanError("the mesh configuration has problems:\n" +
                         "\n".join(f"  {problem}" for problem in compiled.problems))
@@ -199,7 +199,7 @@ def plan_gateway(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str
         routes = gateway_routes(networking, services, f"{LOOPBACK}:{ports.listen}")
     except ValueError as error:
         raise PlanError(str(error)) from None
-    compiled = _compiled_tracing(mesh_spec, telemetries, GATEWAY_NAMESPACE, GATEWAY_LABELS)
+    compiled = _compiled_telemetry(mesh_spec, telemetries, GATEWAY_NAMESPACE, GATEWAY_LABELS)
     return GatewayPlan(ports, ProxyConfig(
         version="1",
         node=NodeIdentity(pod_name=f"{GATEWAY_SERVICE}-local", namespace=GATEWAY_NAMESPACE, pod_ip=LOOPBACK,
@@ -213,6 +213,8 @@ def plan_gateway(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str
         outbound=OutboundConfig(services=tuple(services)),
         tracing=compiled.tracing,
         providers=tuple(resolve_provider(provider, services) for provider in compiled.providers),
+        metrics=compiled.metrics,
+        access_logs=compiled.access_logs,
     ))
 
 
@@ -224,7 +226,7 @@ def plan_demo(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, A
     services = registry(ports, collector)
     plans = []
     for workload, workload_ports in ports.items():
-        compiled = _compiled_tracing(mesh_spec, telemetries, NAMESPACE, workload.labels)
+        compiled = _compiled_telemetry(mesh_spec, telemetries, NAMESPACE, workload.labels)
         plans.append(WorkloadPlan(workload, workload_ports, ProxyConfig(
             version="1",
             node=NodeIdentity(
@@ -240,6 +242,8 @@ def plan_demo(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, A
             outbound=OutboundConfig(services=services),
             tracing=compiled.tracing,
             providers=tuple(resolve_provider(provider, services) for provider in compiled.providers),
+            metrics=compiled.metrics,
+            access_logs=compiled.access_logs,
         )))
     entry = next(plan for plan in plans if plan.workload.service == "productpage")
     policy = entry.proxy_config.tracing.server

@@ -1,8 +1,9 @@
 """The Telemetry hierarchy for one workload: root namespace -> namespace -> workload selector.
 
-Each level overrides its parent field by field (customTags whole); a `tracing[]` rule applies to
-the directions its `match.mode` names. A resource with a problem is left out and reported, so one
-broken Telemetry never takes the others down with it.
+Tracing: each level overrides its parent field by field (customTags whole); a `tracing[]` rule applies to
+the directions its `match.mode` names. Metrics and access logs merge as Istio merges them (metrics.py,
+access_logging.py). A resource with a problem is left out and reported, so one broken Telemetry never
+takes the others down with it.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tracemesh_operator.compiler.access_logging import merge_access_logs
 from tracemesh_operator.compiler.gateway_api import GATEWAY_NAME_LABEL
 from tracemesh_operator.compiler.mesh import NO_ENVIRONMENT, MeshTracing, read_mesh
-from tracemesh_operator.compiler.model import CompiledTracing, Problem
+from tracemesh_operator.compiler.metrics import merge_metrics
+from tracemesh_operator.compiler.model import CompiledTelemetry, Problem
 from tracemesh_operator.compiler.telemetry import TelemetryRules, object_identity, read_telemetry
 from tracemesh_sidecar.config import ProviderConfig, TracingConfig, TracingPolicy
 
 LEVELS = ("root", "namespace", "workload")
 
 
-def compile_tracing(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, Any]], namespace: str,
-                    labels: Mapping[str, str], environ: Mapping[str, str] = NO_ENVIRONMENT) -> CompiledTracing:
-    """The tracing config of a workload in `namespace` with `labels`; `telemetries` may hold any namespaces'.
+def compile_telemetry(mesh_spec: Mapping[str, Any], telemetries: Sequence[Mapping[str, Any]], namespace: str,
+                      labels: Mapping[str, str], environ: Mapping[str, str] = NO_ENVIRONMENT) -> CompiledTelemetry:
+    """The tracing, metrics and access log config of a workload in `namespace` with `labels`; `telemetries` may
+    hold any namespaces'.
 
     `environ` is the operator's environment, where provider headers' `envName`s are read (istiod reads its own).
     """
@@ -73,10 +77,20 @@ def conflict_problem(loser: TelemetryRules, winner: TelemetryRules, level: str) 
                    "merge the two into one Telemetry or delete one of them")
 
 
-def _merge(mesh: MeshTracing, chosen: Sequence[TelemetryRules], problems: tuple[Problem, ...]) -> CompiledTracing:
+def _merge(mesh: MeshTracing, chosen: Sequence[TelemetryRules], problems: tuple[Problem, ...]) -> CompiledTelemetry:
+    tracing, providers = _merge_tracing(mesh, chosen)
+    metrics = merge_metrics([rule for telemetry in chosen for rule in telemetry.metrics], mesh.observability)
+    # AccessLogging: one level per Telemetry that has accessLogging entries.
+    access_logs = merge_access_logs([telemetry.access_logging for telemetry in chosen if telemetry.access_logging],
+                                    mesh.observability)
+    return CompiledTelemetry(tracing, providers, problems, metrics, access_logs)
+
+
+def _merge_tracing(mesh: MeshTracing, chosen: Sequence[TelemetryRules]) -> tuple[TracingConfig,
+                                                                                    tuple[ProviderConfig, ...]]:
     if not mesh.enabled:
         off = TracingPolicy(enabled=False, provider=None)
-        return CompiledTracing(TracingConfig(client=off, server=off), (), problems)
+        return TracingConfig(client=off, server=off), ()
     base = TracingPolicy(provider=mesh.default_provider, sampling_percentage=mesh.default_sampling)
     policies = {"client": base, "server": base}
     for telemetry in chosen:
@@ -87,5 +101,4 @@ def _merge(mesh: MeshTracing, chosen: Sequence[TelemetryRules], problems: tuple[
     for policy in policies.values():
         if policy.provider is not None:
             used.setdefault(policy.provider, mesh.providers[policy.provider])
-    return CompiledTracing(TracingConfig(client=policies["client"], server=policies["server"]),
-                           tuple(used.values()), problems)
+    return TracingConfig(client=policies["client"], server=policies["server"]), tuple(used.values())

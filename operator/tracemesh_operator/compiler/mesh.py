@@ -1,11 +1,18 @@
-"""MeshConfig `spec` -> the mesh-wide tracing settings every compile starts from."""
+"""MeshConfig `spec` -> the mesh-wide settings every compile starts from: tracing here, metrics and access
+logs in mesh_observability."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tracemesh_operator.compiler.mesh_observability import (
+    FILE_ACCESS_LOG,
+    PROMETHEUS,
+    MeshObservability,
+    read_observability,
+)
 from tracemesh_operator.compiler.model import Problem
 from tracemesh_operator.compiler.providers import (
     FOREIGN_KINDS,
@@ -24,7 +31,10 @@ DEFAULT_SAMPLING = 1.0  # Istio's defaultConfig.tracing.sampling default
 NO_ENVIRONMENT: Mapping[str, str] = {}
 # The MeshConfig fields the operator acts on; Istio's others are accepted and reported as not acted on.
 ACTED_ON = frozenset({"rootNamespace", "enableTracing", "trustDomain", "defaultConfig", "extensionProviders",
-                      "defaultProviders"})
+                      "defaultProviders", "accessLogFile", "accessLogEncoding", "accessLogFormat"})
+# The provider kinds besides the tracing ones that the sidecar acts on (metrics and file access logs): each is
+# judged where a Telemetry or defaultProviders selects it.
+ACTED_ON_KINDS = frozenset({PROMETHEUS, FILE_ACCESS_LOG})
 # defaultConfig: workload.mesh_id reads meshId; injection (injection/proxy_config.py) the lifecycle fields.
 ACTED_ON_PROXY_CONFIG = frozenset({"meshId", "tracing", "terminationDrainDuration", "holdApplicationUntilProxyStarts",
                                    "proxyMetadata"})
@@ -42,6 +52,7 @@ class MeshTracing:
     default_sampling: float
     problems: tuple[Problem, ...]
     notices: tuple[Problem, ...] = ()  # accepted, not (all) acted on: for the Honoured condition
+    observability: MeshObservability = field(default_factory=MeshObservability)  # metrics and access logs
 
     def resolve(self, name: str) -> str | None:
         """The extensionProviders name `name` refers to; Istio matches provider names case-insensitively."""
@@ -82,7 +93,8 @@ def read_mesh(mesh_spec: Mapping[str, Any], environ: Mapping[str, str] = NO_ENVI
     sampling = attempt(lambda: spec.mapping("defaultConfig").mapping("tracing").number(
         "sampling", DEFAULT_SAMPLING, minimum=0.0, maximum=100.0), DEFAULT_SAMPLING)
     providers, foreign = _read_providers(spec, environ, problems, notices)
-    mesh = MeshTracing(root_namespace, enabled, providers, foreign, None, sampling, ())
+    observability = read_observability(mesh_spec, problems, notices)
+    mesh = MeshTracing(root_namespace, enabled, providers, foreign, None, sampling, (), observability=observability)
     default_provider = _read_default_provider(spec, mesh, problems, notices)
     notices.extend(_not_acted_on(mesh_spec))
     return replace(mesh, default_provider=default_provider, problems=tuple(problems), notices=tuple(notices))
@@ -116,11 +128,13 @@ def _read_providers(spec: Fields, environ: Mapping[str, str], problems: list[Pro
             # Not a tracing provider we export to (access-log, ext-authz, or a foreign tracer): keep the name
             # so that a Telemetry naming it gets an error saying what it is, not "unknown".
             foreign[name] = kind
+            if kind in ACTED_ON_KINDS:
+                continue
             notices.append(Problem(MESH_RESOURCE, f"{path}.{kind}", "UnsupportedProvider",
                                    f"provider {name!r} is a {kind} provider; accepted, not acted on: tracemesh "
-                                   f"sends spans to zipkin and opentelemetry providers only",
-                                   "use a zipkin or opentelemetry provider for tracing; remove it if nothing else "
-                                   "reads it"))
+                                   f"sends spans to zipkin and opentelemetry providers, metrics to prometheus and "
+                                   f"access logs to envoyFileAccessLog providers only",
+                                   "use a provider of one of those kinds; remove it if nothing else reads it"))
             continue
         if kind not in PROVIDER_KINDS:
             # Istio's validateExtensionProvider: "unsupported provider" (none set, an unknown one, or two).
@@ -140,9 +154,10 @@ def _read_providers(spec: Fields, environ: Mapping[str, str], problems: list[Pro
 
 
 def _not_acted_on(mesh_spec: Mapping[str, Any]) -> list[Problem]:
-    """Istio's MeshConfig fields tracemesh accepts but does not act on: it acts on tracing only."""
+    """Istio's MeshConfig fields tracemesh accepts but does not act on: it acts on telemetry only."""
     notices = [Problem(MESH_RESOURCE, f"spec.{key}", "UnsupportedField",
-                       "is accepted (as Istio accepts it) but not acted on: tracemesh acts on tracing only",
+                       "is accepted (as Istio accepts it) but not acted on: tracemesh acts on tracing, metrics "
+                       "and access logs only",
                        "remove it, or keep it for Istio; it changes nothing here")
                for key in sorted(set(mesh_spec) - ACTED_ON)]
     proxy_config = mesh_spec.get("defaultConfig")
@@ -166,10 +181,10 @@ def _not_acted_on(mesh_spec: Mapping[str, Any]) -> list[Problem]:
                     for key in sorted(set(tracing if isinstance(tracing, Mapping) else ()) - {"sampling"})]
     default_providers = mesh_spec.get("defaultProviders")
     if isinstance(default_providers, Mapping):
-        notices += [Problem(MESH_RESOURCE, f"spec.defaultProviders.{key}", "UnsupportedField",
-                            "names providers for Istio's metrics or access logs, which tracemesh does not produce",
-                            "remove it, or keep it for Istio; it changes nothing here")
-                    for key in sorted(set(default_providers) - {"tracing"})]
+        notices += [Problem(MESH_RESOURCE, f"spec.defaultProviders.{key}", "UnknownField",
+                            "is not a field of Istio's DefaultProviders; ignored, as Istio ignores unknown fields",
+                            "use tracing, metrics or accessLogging")
+                    for key in sorted(set(default_providers) - {"tracing", "metrics", "accessLogging"})]
     return notices
 
 

@@ -19,12 +19,24 @@ from typing import Any
 from tracemesh_operator.compiler.model import Problem
 from tracemesh_sidecar.config import ConfigError, ProviderConfig
 from tracemesh_sidecar.config.fields import Fields, join
-from tracemesh_sidecar.config.model import PROVIDER_KINDS, parse_provider
+from tracemesh_sidecar.config.model import PROVIDER_KINDS, dump_provider, parse_provider
 
 MESH_RESOURCE = "MeshConfig"
 # The fields of Istio's providers (istio/api mesh/v1alpha1/config.proto), by message, and tracemesh's own
-# additions (`connectTimeout`, `batch`); a field outside these is ignored, as Istio ignores it.
-_TRACEMESH_FIELDS = frozenset({"connectTimeout", "batch"})
+# additions (`connectTimeout`, `batch`, and the propagation and reporting options after Kong's Zipkin plugin:
+# README "Coming from Kong"); a field outside these is ignored, as Istio ignores it.
+_TRACEMESH_FIELDS = frozenset({"connectTimeout", "batch", "sendTimeout", "readTimeout", "headerType",
+                               "defaultHeaderType", "extraExtract", "tagsHeader", "responseHeaderForTraceId",
+                               "localServiceName", "defaultServiceName", "baggageTags"})
+# A pod's per-workload override of its provider's extensions: annotation -> the provider field it sets.
+WORKLOAD_ANNOTATION_PREFIX = "tracing.tracemesh.io/"
+WORKLOAD_ANNOTATIONS: Mapping[str, str] = {
+    f"{WORKLOAD_ANNOTATION_PREFIX}{name}": field for name, field in (
+        ("header-type", "headerType"), ("default-header-type", "defaultHeaderType"),
+        ("extra-extract", "extraExtract"), ("tags-header", "tagsHeader"),
+        ("response-header-for-trace-id", "responseHeaderForTraceId"), ("local-service-name", "localServiceName"),
+        ("default-service-name", "defaultServiceName"), ("baggage-tags", "baggageTags"))}
+_LIST_FIELDS = frozenset({"extraExtract", "baggageTags"})  # written comma-separated in an annotation
 _FIELDS: Mapping[str, frozenset[str]] = {
     # ZipkinTracingProvider
     "zipkin": frozenset({"service", "port", "maxTagLength", "enable64bitTraceId", "path", "traceContextOption",
@@ -59,7 +71,8 @@ def proto_json_name(name: str) -> str:
 def camel_case_keys(value: Any, path: str) -> Any:
     """The document with every field in its JSON name, as protobuf's JSON reader accepts either spelling.
 
-    Header lists hold user words, not field names, only in tracemesh's `{name: value}` mapping form: left alone.
+    Header lists hold user words, not field names, only in tracemesh's `{name: value}` mapping form, and a log
+    format's `labels` are log field names: both left alone.
     """
     if isinstance(value, list):
         return [camel_case_keys(item, join(path, index)) for index, item in enumerate(value)]
@@ -71,8 +84,9 @@ def camel_case_keys(value: Any, path: str) -> Any:
         if name in result:
             raise ConfigError(join(path, str(key)), f"sets {name} a second time",
                               f"keep one of {name} and its snake_case spelling")
-        headers_map = name in ("headers", "initialMetadata") and isinstance(item, Mapping)
-        result[name] = item if headers_map else camel_case_keys(item, join(path, name))
+        # Header maps and a log format's `labels` (log field names) are user words, not field names.
+        user_words = name in ("headers", "initialMetadata", "labels") and isinstance(item, Mapping)
+        result[name] = item if user_words else camel_case_keys(item, join(path, name))
     return result
 
 
@@ -201,3 +215,41 @@ def _sampler_and_enrichment(body: dict[str, Any], path: str, notices: list[Probl
 
 def _unsupported(field: str, problem: str, fix: str) -> Problem:
     return Problem(MESH_RESOURCE, field, "UnsupportedField", f"{problem}; accepted, not acted on", fix)
+
+
+def workload_providers(providers: tuple[ProviderConfig, ...], annotations: Mapping[str, str],
+                       resource: str) -> tuple[tuple[ProviderConfig, ...], tuple[Problem, ...]]:
+    """The providers with a pod's `tracing.tracemesh.io/*` annotations applied (WORKLOAD_ANNOTATIONS), and what
+    of them is wrong: a wrong annotation leaves the provider as the MeshConfig has it."""
+    overrides: dict[str, object] = {}
+    problems: list[Problem] = []
+    for key, value in sorted(annotations.items()):
+        if not key.startswith(WORKLOAD_ANNOTATION_PREFIX):
+            continue
+        field = WORKLOAD_ANNOTATIONS.get(key)
+        if field is None:
+            problems.append(Problem(resource, f"metadata.annotations.{key}", "UnknownAnnotation",
+                                    "is not a tracemesh tracing annotation; ignored",
+                                    f"use one of: {', '.join(WORKLOAD_ANNOTATIONS)}"))
+        elif field in _LIST_FIELDS:
+            overrides[field] = [item.strip() for item in value.split(",") if item.strip()]
+        elif field == "tagsHeader" and value.lower() in ("true", "false"):
+            overrides[field] = value.lower() == "true"
+        else:
+            overrides[field] = value
+    if not overrides:
+        return providers, tuple(problems)
+    annotation_of = {field: key for key, field in WORKLOAD_ANNOTATIONS.items()}
+    result = []
+    for provider in providers:
+        document = dump_provider(provider)
+        document[provider.kind].update(overrides)
+        try:
+            result.append(parse_provider(Fields(document, "")))
+        except ConfigError as error:
+            field = next((name for name in overrides if name in error.field), error.field)
+            problems.append(Problem(resource, f"metadata.annotations.{annotation_of.get(field, field)}",
+                                    "InvalidAnnotation", f"{error.problem} (provider {provider.name!r})",
+                                    f"{error.fix}; the MeshConfig's provider applies meanwhile"))
+            result.append(provider)
+    return tuple(result), tuple(problems)

@@ -1,4 +1,4 @@
-"""One Telemetry object -> its tracing rules, or the Problem that makes it unusable."""
+"""One Telemetry object -> its tracing, metrics and access logging rules, or the Problem that makes it unusable."""
 
 from __future__ import annotations
 
@@ -7,19 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tracemesh_operator.compiler.access_logging import AccessLogRule, read_access_log_rule
 from tracemesh_operator.compiler.gateway_api import GATEWAY_GROUP
 from tracemesh_operator.compiler.mesh import MeshTracing, unknown_provider_fix, unknown_provider_problem
-from tracemesh_operator.compiler.model import Problem
+from tracemesh_operator.compiler.metrics import MetricsRule, read_metrics_rule
+from tracemesh_operator.compiler.model import MODES, Problem, Rejected, optional_boolean
 from tracemesh_sidecar.config import ConfigError, CustomTag, TracingPolicy
 from tracemesh_sidecar.config.fields import Fields
 from tracemesh_sidecar.config.model import CustomTagKind, parse_custom_tag
 
-# match.mode -> the directions of the workload's traffic a rule applies to.
-MODES: Mapping[str, tuple[str, ...]] = {
-    "CLIENT": ("client",),
-    "SERVER": ("server",),
-    "CLIENT_AND_SERVER": ("client", "server"),
-}
 # A `formatter` custom tag is an Envoy substitution format string; the sidecar reads request headers and its
 # environment, so the two operators that are exactly that become header and environment tags. A value Envoy's
 # formatter cannot find is "-".
@@ -74,6 +70,8 @@ class TelemetryRules:
     notices: tuple[Problem, ...] = ()  # accepted, not (all) acted on: for the Honoured condition
     # The Gateway API Gateways (of its own namespace) its targetRefs name, by name.
     target_gateways: tuple[str, ...] = ()
+    metrics: tuple[MetricsRule, ...] = ()  # spec.metrics
+    access_logging: tuple[AccessLogRule, ...] = ()  # spec.accessLogging
 
     @property
     def resource(self) -> str:
@@ -100,21 +98,13 @@ def object_identity(obj: Mapping[str, Any]) -> tuple[str, str]:
     return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
 
 
-class _Rejected(Exception):
-    """A Telemetry problem with its own status reason (ConfigError's are all InvalidTelemetry)."""
-
-    def __init__(self, field: str, reason: str, problem: str, fix: str) -> None:
-        super().__init__(problem)
-        self.field, self.reason, self.problem, self.fix = field, reason, problem, fix
-
-
 def read_telemetry(obj: Mapping[str, Any], mesh: MeshTracing) -> TelemetryRules | Problem:
     namespace, name = object_identity(obj)
     try:
         return _read(obj, namespace, name, mesh)
     except ConfigError as error:
         return Problem(telemetry_resource(namespace, name), error.field, "InvalidTelemetry", error.problem, error.fix)
-    except _Rejected as error:
+    except Rejected as error:
         return Problem(telemetry_resource(namespace, name), error.field, error.reason, error.problem, error.fix)
 
 
@@ -123,16 +113,15 @@ def _read(obj: Mapping[str, Any], namespace: str, name: str, mesh: MeshTracing) 
     selector = spec.mapping("selector").string_map("matchLabels") or None
     targets = [key for key in ("targetRef", "targetRefs") if spec.has(key)]
     if spec.has("selector") and targets:
-        raise _Rejected(f"spec.{targets[0]}", "SelectorWithTargetRef", "is set together with spec.selector",
+        raise Rejected(f"spec.{targets[0]}", "SelectorWithTargetRef", "is set together with spec.selector",
                         f"use either selector (for sidecars) or {targets[0]} (for gateways), not both")
     resource = telemetry_resource(namespace, name)
     notices: list[Problem] = []
     rules = tuple(_read_rule(Fields(item, path), mesh, resource, notices) for path, item in spec.items("tracing"))
-    for section in ("metrics", "accessLogging"):
-        if spec.raw(section):
-            notices.append(Problem(resource, f"spec.{section}", "UnsupportedField",
-                                   f"configures Istio's {section}, which tracemesh does not produce; accepted, "
-                                   f"not acted on", "remove it, or keep it for Istio; it changes nothing here"))
+    metrics = tuple(read_metrics_rule(Fields(item, path), mesh.observability, resource, notices)
+                    for path, item in spec.items("metrics"))
+    access_logging = tuple(read_access_log_rule(Fields(item, path), mesh.observability, resource, notices)
+                           for path, item in spec.items("accessLogging"))
     refs = [spec.raw("targetRef")] if spec.has("targetRef") else list(spec.raw("targetRefs", []))
     # pilot/pkg/model/policyattachment.go ShouldAttachPolicy: a Gateway API Gateway of the Telemetry's namespace
     # (its pods carry gateway.networking.k8s.io/gateway-name); anything else (waypoints, Services) is not run here.
@@ -149,7 +138,7 @@ def _read(obj: Mapping[str, Any], namespace: str, name: str, mesh: MeshTracing) 
     metadata = obj.get("metadata")
     created = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
     return TelemetryRules(namespace, name, str(created or ""), selector, bool(targets), rules, tuple(notices),
-                          target_gateways)
+                          target_gateways, metrics, access_logging)
 
 
 def _read_rule(entry: Fields, mesh: MeshTracing, resource: str, notices: list[Problem]) -> TracingRule:
@@ -159,7 +148,7 @@ def _read_rule(entry: Fields, mesh: MeshTracing, resource: str, notices: list[Pr
     provider = _read_provider(entry, mesh, resource, notices)
     sampling = entry.number("randomSamplingPercentage", None)
     if sampling is not None and not 0.0 <= sampling <= 100.0:
-        raise _Rejected(f"{entry.path}.randomSamplingPercentage", "SamplingOutOfRange",
+        raise Rejected(f"{entry.path}.randomSamplingPercentage", "SamplingOutOfRange",
                         f"is {sampling:g}, outside 0-100", "use a percentage from 0 to 100, e.g. 100 or 1.5")
     tags = None
     if entry.has("customTags"):
@@ -171,11 +160,11 @@ def _read_rule(entry: Fields, mesh: MeshTracing, resource: str, notices: list[Pr
         directions=MODES[mode],
         provider=provider,
         sampling_percentage=sampling,
-        disable_span_reporting=_optional_boolean(entry, "disableSpanReporting"),
-        disable_context_propagation=_optional_boolean(entry, "disableContextPropagation"),
+        disable_span_reporting=optional_boolean(entry, "disableSpanReporting"),
+        disable_context_propagation=optional_boolean(entry, "disableContextPropagation"),
         custom_tags=tags,
-        enable_istio_tags=_optional_boolean(entry, "enableIstioTags"),
-        use_request_id_for_trace_sampling=_optional_boolean(entry, "useRequestIdForTraceSampling"),
+        enable_istio_tags=optional_boolean(entry, "enableIstioTags"),
+        use_request_id_for_trace_sampling=optional_boolean(entry, "useRequestIdForTraceSampling"),
     )
     entry.done()
     return rule
@@ -203,14 +192,6 @@ def _read_custom_tag(name: str, fields: Fields, resource: str, notices: list[Pro
     return None
 
 
-def _optional_boolean(entry: Fields, key: str) -> bool | None:
-    """None when unset, which inherits the parent level's value; an explicit null counts as unset."""
-    if not entry.has(key):
-        entry.raw(key)
-        return None
-    return bool(entry.boolean(key))
-
-
 def _read_provider(entry: Fields, mesh: MeshTracing, resource: str, notices: list[Problem]) -> str | None:
     names: list[str] = []
     for path, item in entry.items("providers"):
@@ -226,7 +207,7 @@ def _read_provider(entry: Fields, mesh: MeshTracing, resource: str, notices: lis
                                f"as Istio does", "name one provider per tracing rule"))
     resolved = mesh.resolve(names[0])
     if resolved is None:
-        raise _Rejected(f"{entry.path}.providers[0].name", "UnknownProvider",
+        raise Rejected(f"{entry.path}.providers[0].name", "UnknownProvider",
                         unknown_provider_problem(names[0], mesh.providers, mesh.foreign),
                         unknown_provider_fix(mesh.providers))
     return resolved

@@ -41,6 +41,9 @@ INJECT_LABEL = "sidecar.istio.io/inject"
 NAMESPACE_LABEL = "istio-injection"
 NATIVE_SIDECAR_ANNOTATION = "sidecar.istio.io/nativeSidecar"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+# What Istio's Prometheus (samples/addons/prometheus.yaml, job kubernetes-pods) scrapes a pod by.
+PROMETHEUS_ANNOTATIONS = ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path")
+MERGE_METRICS_ANNOTATION = "prometheus.istio.io/merge-metrics"
 CANONICAL_NAME_LABEL = "service.istio.io/canonical-name"
 CANONICAL_REVISION_LABEL = "service.istio.io/canonical-revision"
 INCLUDE_INBOUND_PORTS = "traffic.sidecar.istio.io/includeInboundPorts"
@@ -156,7 +159,7 @@ def inject(pod: Mapping[str, Any], namespace_labels: Mapping[str, str],
         "imagePullSecrets": None,
         "revision": settings.revision,
     }
-    new_annotations = {STATUS_ANNOTATION: json.dumps(status, separators=(",", ":"))}
+    new_annotations = {STATUS_ANNOTATION: json.dumps(status, separators=(",", ":")), **_prometheus(annotations)}
     app_containers = _list(spec.get("containers"))
     if DEFAULT_CONTAINER_ANNOTATION not in annotations and app_containers:
         # `kubectl logs/exec` keep meaning the application, not the proxy placed before it.
@@ -180,6 +183,18 @@ def inject(pod: Mapping[str, Any], namespace_labels: Mapping[str, str],
             # Last, as Istio's reorderPod puts it: tools that take the first container keep the app's.
             patch += _append(spec, "containers", [proxy])
     return Mutation(patch=patch, status=status)
+
+
+def _prometheus(annotations: Mapping[str, Any]) -> dict[str, str]:
+    """pkg/kube/inject/webhook.go applyPrometheusMerge, less the merge: Istio points the scrape annotations at the
+    agent (15020), which merges the app's metrics (named by the app's own annotations) with Envoy's. tracemesh has
+    no merging agent, so the annotations name the proxy's own exposition (15090 /stats/prometheus) and only when
+    the pod has none of its own (which then keep its app's metrics scraped) and has not turned merging off."""
+    if str(annotations.get(MERGE_METRICS_ANNOTATION, "")).lower() == "false":
+        return {}
+    if any(key in annotations for key in PROMETHEUS_ANNOTATIONS):
+        return {}
+    return dict(zip(PROMETHEUS_ANNOTATIONS, ("true", str(PROMETHEUS_PORT), "/stats/prometheus"), strict=True))
 
 
 def _proxy_container(settings: InjectionSettings, native: bool, hold: bool, proxy_config: PodProxyConfig,

@@ -22,12 +22,23 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from tracemesh_sidecar.config.fields import ConfigError, Fields, format_duration
 from tracemesh_sidecar.config.fields import check_host_port as check_host_port  # its home before fields.py
+from tracemesh_sidecar.config.observability import (
+    ISTIO_DEFAULT_METRICS,
+    NO_ACCESS_LOGS,
+    AccessLogConfig,
+    MetricsConfig,
+    dump_access_logs,
+    dump_metrics,
+    parse_access_logs,
+    parse_metrics,
+)
 from tracemesh_sidecar.config.routes import (
     GatewayConfig,
     RouteTable,
@@ -57,6 +68,13 @@ CustomTagKind = Literal["literal", "environment", "header"]
 CUSTOM_TAG_KINDS: tuple[CustomTagKind, ...] = ("literal", "environment", "header")
 # Formats the proxy can read besides the ones it always reads (B3 multi, B3 single, W3C).
 EXTRA_EXTRACT_FORMATS = ("jaeger", "ot")
+# tracemesh's extensions of a provider, after Kong's Zipkin plugin (README "Coming from Kong"): how the proxy
+# reads and writes trace headers (`headerType`; unset: Istio's behaviour, each tracer its own formats), the
+# format written when none came in (`defaultHeaderType`), and the formats it can write.
+HEADER_FORMATS = ("b3", "b3-single", "w3c", "jaeger", "ot")
+HEADER_TYPES = ("preserve", "ignore", *HEADER_FORMATS)
+_HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+DEFAULT_TAGS_HEADER = "zipkin-tags"  # Kong's tags_header default (`Zipkin-Tags`), lowercase as headers are read
 
 # Envoy's `listener_filters_timeout` default: how long a captured connection may stay silent before the
 # proxy stops waiting to sniff HTTP and relays it as opaque TCP (server-speaks-first protocols: MySQL,
@@ -220,6 +238,18 @@ class ProviderConfig:
     batch: BatchConfig = BatchConfig()
     transport: Transport = "http"  # "grpc": OTLP over gRPC (`path` is then unused)
     resource_detectors: tuple[str, ...] = ()  # from RESOURCE_DETECTORS
+    # Per-phase export timeouts beside the total (Kong's connect/send/read_timeout); None: the total bounds it.
+    send_timeout_s: float | None = None
+    read_timeout_s: float | None = None
+    # tracemesh extensions after Kong's Zipkin plugin; every default keeps Istio's behaviour.
+    header_type: str | None = None  # from HEADER_TYPES; None: Istio's (the tracer's own formats)
+    default_header_type: str = "b3"  # from HEADER_FORMATS: written under `preserve` when no format came in
+    extra_extract: tuple[str, ...] = ()  # from EXTRA_EXTRACT_FORMATS, read besides the tracer's own
+    tags_header: str | None = None  # lowercase request header whose `name=value; ...` become span tags
+    response_header_for_trace_id: str | None = None  # response header carrying the trace id (inbound hops)
+    local_service_name: str | None = None  # every span's localEndpoint.serviceName instead of the node's
+    default_service_name: str | None = None  # remoteEndpoint.serviceName of every span with a remote endpoint
+    baggage_tags: tuple[str, ...] = ()  # W3C `baggage` keys copied to span tags
 
     @property
     def url(self) -> str:
@@ -257,6 +287,8 @@ class ProxyConfig:
     proxy_type: ProxyType = "sidecar"
     gateway: GatewayConfig | None = None  # router only: the listeners it serves
     route_tables: tuple[RouteTable, ...] = ()
+    metrics: MetricsConfig = ISTIO_DEFAULT_METRICS  # Istio's standard metrics (config/observability.py)
+    access_logs: AccessLogConfig = NO_ACCESS_LOGS  # none by default, as Istio's
 
     def route_table(self, name: str) -> RouteTable | None:
         return next((table for table in self.route_tables if table.name == name), None)
@@ -295,6 +327,8 @@ def parse_proxy_config(document: object) -> ProxyConfig:
         tracing=_parse_tracing(root.mapping("tracing")),
         providers=tuple(parse_provider(Fields(item, path)) for path, item in root.items("providers")),
         discovery=_parse_discovery(root.mapping("discovery")) if root.has("discovery") else None,
+        metrics=parse_metrics(root.mapping("metrics")),
+        access_logs=parse_access_logs(root.mapping("accessLogs")),
     )
     root.raw("apiVersion")
     root.raw("kind")
@@ -530,12 +564,72 @@ def parse_provider(fields: Fields) -> ProviderConfig:
         batch=batch_config,
         transport=transport,
         resource_detectors=_parse_resource_detectors(body),
+        send_timeout_s=body.duration("sendTimeout", None),
+        read_timeout_s=body.duration("readTimeout", None),
+        **_parse_extensions(body),
     )
     if transport_fields is not body:
         transport_fields.done()
     body.done()
     fields.done()
     return provider
+
+
+def _parse_extensions(body: Fields) -> dict[str, Any]:
+    """tracemesh's propagation and reporting extensions of a provider (README "Coming from Kong")."""
+    extra = []
+    for path, item in body.items("extraExtract"):
+        if item not in EXTRA_EXTRACT_FORMATS:
+            raise ConfigError(path, f"is {item!r}", f"use one of {', '.join(EXTRA_EXTRACT_FORMATS)}")
+        extra.append(str(item))
+    tags_header = body.raw("tagsHeader", False)
+    if tags_header is True:
+        tags_header = DEFAULT_TAGS_HEADER
+    elif tags_header is False:
+        tags_header = None
+    else:
+        tags_header = _header_name(body, "tagsHeader")
+    response_header = _header_name(body, "responseHeaderForTraceId") if body.has("responseHeaderForTraceId") else None
+    baggage = []
+    for path, item in body.items("baggageTags"):
+        if not isinstance(item, str) or not item:
+            raise ConfigError(path, f"is {item!r}", "write a baggage key, e.g. tenant")
+        baggage.append(item)
+    return {
+        "header_type": body.choice("headerType", HEADER_TYPES, None),
+        "default_header_type": body.choice("defaultHeaderType", HEADER_FORMATS, "b3"),
+        "extra_extract": tuple(extra),
+        "tags_header": tags_header,
+        "response_header_for_trace_id": response_header,
+        "local_service_name": body.string("localServiceName", None),
+        "default_service_name": body.string("defaultServiceName", None),
+        "baggage_tags": tuple(baggage),
+    }
+
+
+def _header_name(body: Fields, key: str) -> str:
+    """An HTTP header name (RFC 9110 token), lowercase as the proxy reads and writes them."""
+    name: str = body.string(key)
+    if _HEADER_TOKEN.fullmatch(name) is None:
+        raise ConfigError(f"{body.path}.{key}", f"is {name!r}, which is not an HTTP header name",
+                          "use letters, digits and -, e.g. X-Trace-Id")
+    return name.lower()
+
+
+def _dump_extensions(provider: ProviderConfig) -> dict[str, Any]:
+    """The extensions `_parse_extensions` reads, only those set (so Istio's providers dump as Istio's)."""
+    return _drop_none({
+        "sendTimeout": _duration(provider.send_timeout_s),
+        "readTimeout": _duration(provider.read_timeout_s),
+        "headerType": provider.header_type,
+        "defaultHeaderType": provider.default_header_type if provider.default_header_type != "b3" else None,
+        "extraExtract": list(provider.extra_extract) or None,
+        "tagsHeader": provider.tags_header,
+        "responseHeaderForTraceId": provider.response_header_for_trace_id,
+        "localServiceName": provider.local_service_name,
+        "defaultServiceName": provider.default_service_name,
+        "baggageTags": list(provider.baggage_tags) or None,
+    })
 
 
 def _default_timeout_s(kind: ProviderKind, transport: Transport) -> float:
@@ -634,6 +728,8 @@ def dump_proxy_config(config: ProxyConfig) -> dict[str, Any]:
             "extraExtract": list(config.tracing.extra_extract),
         },
         "providers": [dump_provider(provider) for provider in config.providers],
+        "metrics": dump_metrics(config.metrics),
+        "accessLogs": dump_access_logs(config.access_logs),
     }
     if config.proxy_type != "sidecar":
         document["proxyType"] = config.proxy_type
@@ -696,6 +792,7 @@ def dump_provider(provider: ProviderConfig) -> dict[str, Any]:
     if provider.kind == "zipkin":
         settings["enable64bitTraceId"] = provider.enable_64bit_trace_id
         settings["traceContextOption"] = provider.trace_context_option
+    settings.update(_dump_extensions(provider))
     return {"name": provider.name, provider.kind: settings}
 
 

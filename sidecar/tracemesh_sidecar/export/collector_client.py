@@ -6,6 +6,9 @@ The exporter's queueing, batching, retrying and dropping is the same for both.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,6 +37,23 @@ def accepted(partial: PartialSuccess) -> ExportOutcome:
         return ExportOutcome(sent=True, rejected_spans=partial.rejected_spans,
                              error=partial.error_message or "(no error message)")
     return SENT
+
+
+class PhaseTimedOut(Exception):
+    """One phase of an export (send, read) outlasted its own timeout (a provider's sendTimeout, readTimeout)."""
+
+
+@contextlib.asynccontextmanager
+async def phase_timeout(seconds: float | None, phase: str) -> AsyncIterator[None]:
+    """Bounds the block by `seconds` (None: only the export's total bounds it), as PhaseTimedOut naming the phase."""
+    if seconds is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise PhaseTimedOut(f"{phase} timed out after {seconds:g} s") from None
 
 
 class CollectorClient(Protocol):

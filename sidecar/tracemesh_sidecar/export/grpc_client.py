@@ -31,7 +31,13 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 
 from tracemesh_sidecar.config.model import ProviderConfig
-from tracemesh_sidecar.export.collector_client import RESPONSE_BODY_LIMIT, ExportOutcome, accepted
+from tracemesh_sidecar.export.collector_client import (
+    RESPONSE_BODY_LIMIT,
+    ExportOutcome,
+    PhaseTimedOut,
+    accepted,
+    phase_timeout,
+)
 from tracemesh_sidecar.export.grpc_wire import (
     GrpcWireError,
     RpcStatus,
@@ -62,6 +68,7 @@ class GrpcCollectorClient:
         self._authority = f"{provider.service}:{provider.port}"
         self._timeout_s = provider.timeout_s
         self._connect_timeout_s = provider.connect_timeout_s
+        self._phase_timeouts = (provider.send_timeout_s, provider.read_timeout_s)
         self._metadata = provider.headers
         self._wire = wire
         self._connection: _Connection | None = None
@@ -73,7 +80,10 @@ class GrpcCollectorClient:
             async with asyncio.timeout_at(deadline):
                 connection = await self._connected()
                 headers = request_headers(self._authority, deadline - loop.time(), self._metadata)
-                status, message = await connection.call(headers, frame(body))
+                status, message = await connection.call(headers, frame(body), *self._phase_timeouts)
+        except PhaseTimedOut as error:
+            self._drop_connection()  # as for the total: the connection may be black-holed
+            return ExportOutcome(sent=False, retryable=True, error=f"gRPC DEADLINE_EXCEEDED: {error}")
         except TimeoutError:
             # The next call starts on a new connection: this one may be black-holed (a collector pod gone
             # without a reset), and only a new connection finds out without keepalive pings.
@@ -188,17 +198,23 @@ class _Connection(asyncio.Protocol):
             code = _RESET_STATUS.get(event.error_code, StatusCode.INTERNAL)  # type: ignore[call-overload]
             self._settle(stream, RpcStatus(code, f"stream reset by the collector ({event.error_code!r})"))
 
-    async def call(self, headers: list[tuple[str, str]], message: bytes) -> tuple[RpcStatus, bytes]:
-        """One unary call: its status and, when OK, the response body (still framed)."""
+    async def call(self, headers: list[tuple[str, str]], message: bytes, send_timeout_s: float | None = None,
+                   read_timeout_s: float | None = None) -> tuple[RpcStatus, bytes]:
+        """One unary call: its status and, when OK, the response body (still framed).
+
+        `send_timeout_s` bounds writing the request (flow control included), `read_timeout_s` the wait for the
+        answer after it; None leaves a phase to the call's deadline."""
         if not self.usable:
             raise ConnectionUnusable("the connection to the collector is closed")
         stream_id = self._h2.get_next_available_stream_id()
         stream = _Stream(asyncio.get_running_loop().create_future())
         self._streams[stream_id] = stream
         try:
-            self._h2.send_headers(stream_id, headers)
-            await self._send_body(stream_id, stream, memoryview(message))
-            return await stream.answered
+            async with phase_timeout(send_timeout_s, "send"):
+                self._h2.send_headers(stream_id, headers)
+                await self._send_body(stream_id, stream, memoryview(message))
+            async with phase_timeout(read_timeout_s, "read"):
+                return await stream.answered
         except BaseException:
             self._reset(stream_id)  # a cancelled call (its deadline passed) must not linger at the collector
             raise

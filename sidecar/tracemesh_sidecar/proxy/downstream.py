@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 import httptools
@@ -24,9 +25,12 @@ from tracemesh_sidecar.proxy.origdst import original_destination
 from tracemesh_sidecar.proxy.sniff import classify
 from tracemesh_sidecar.proxy.tunnel import Tunnel
 from tracemesh_sidecar.proxy.upstream import set_nodelay
+from tracemesh_sidecar.telemetry.peer import UNKNOWN_PEER
+from tracemesh_sidecar.telemetry.record import Record
 
 if TYPE_CHECKING:
     from tracemesh_sidecar.proxy.listeners import Listener
+    from tracemesh_sidecar.proxy.state import DirectionContext
     from tracemesh_sidecar.proxy.upstream import UpstreamConnection
 
 log = logging.getLogger("tracemesh.proxy")
@@ -158,7 +162,8 @@ class DownstreamConnection(asyncio.Protocol):
             else:  # the usual read: one small request, parsed at once
                 self._parse(data)
         elif mode == _TUNNEL:
-            assert self.tunnel_peer is not None
+            assert self.tunnel_peer is not None and self.tunnel is not None
+            self.tunnel.received += len(data)
             self.tunnel_peer.write(data)
         elif mode == _SNIFF:
             self._sniff(data)
@@ -300,7 +305,42 @@ class DownstreamConnection(asyncio.Protocol):
         if self.mode == _CLOSED:
             upstream.close()
             return
-        self.start_tunnel(Tunnel(self, upstream))
+        telemetry = context.telemetry
+        if telemetry is None:
+            self.start_tunnel(Tunnel(self, upstream))
+            return
+        # Istio's TCP metrics: the opened count now, the byte counts and the closed count (and the access log
+        # line) when the connection ends.
+        start_us = time.time_ns() // 1000
+        tunnel = Tunnel(self, upstream)
+        record = self._tcp_record(context, destination, upstream, start_us)
+        context.record_safely(telemetry.tcp_opened, record)
+
+        def closed() -> None:
+            record.end_us = time.time_ns() // 1000
+            record.bytes_received, record.bytes_sent = tunnel.received, tunnel.sent
+            context.record_safely(telemetry.tcp_closed, record)
+
+        tunnel.on_closed = closed
+        self.start_tunnel(tunnel)
+
+    def _tcp_record(self, context: DirectionContext, destination: tuple[str, int], upstream: UpstreamConnection,
+                    start_us: int) -> Record:
+        service: str | None
+        if self.listener.direction == "inbound":
+            app = context.inbound.to_app(destination[1] if self.service_port is None else self.service_port)
+            cluster, service = app.cluster, app.operation.rpartition(":")[0]
+            local = (self.local[0], self.service_port) if self.service_port is not None else self.local
+        else:
+            route = context.outbound.virtual.get(destination)
+            cluster, service = (route.cluster, route.operation.rpartition(":")[0]) if route is not None else \
+                ("PassthroughCluster", None)
+            local = destination
+        return Record(tcp=True, method="", path="", authority="", protocol="", request_headers={},
+                      response_headers={}, status=0, flags="-", bytes_received=0, bytes_sent=0, start_us=start_us,
+                      end_us=start_us, upstream_host=destination, upstream_local=upstream.local, cluster=cluster,
+                      service_host=service, downstream_local=local, downstream_remote=self.peer, route_name=None,
+                      peer=UNKNOWN_PEER)  # Istio exchanges TCP peer metadata only under mTLS
 
     def start_tunnel(self, tunnel: Tunnel) -> None:
         """Bytes from now on flow unparsed; what arrived after the request head goes first."""
@@ -308,6 +348,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.tunnel = tunnel
         held, self._held = self._held, []
         if held and self.tunnel_peer is not None:
+            tunnel.received += sum(map(len, held))
             self.tunnel_peer.writelines(held)
         self._resume(_PAUSE_BUFFER)
         if self._eof:

@@ -25,6 +25,8 @@ from tracemesh_sidecar.proxy.retry import Failure, backoff_s, retries_failure, r
 from tracemesh_sidecar.proxy.route_table import CompiledRouteTable, first_route, pick_destination, rewrite_path
 from tracemesh_sidecar.proxy.routing import Destination, cluster_service, split_absolute_target
 from tracemesh_sidecar.proxy.tunnel import Tunnel
+from tracemesh_sidecar.telemetry.peer import PEER_HEADERS, PEER_METADATA, UNKNOWN_PEER, Peer, decode_peer
+from tracemesh_sidecar.telemetry.record import Record
 from tracemesh_sidecar.tracing.facts import RequestFacts, ResponseFacts
 from tracemesh_sidecar.tracing.hop import DECORATOR_OPERATION
 
@@ -52,6 +54,8 @@ NC_BODY = "no cluster"
 BAD_HOST_BODY = "bad request: an HTTP/1.1 request needs exactly one Host header"
 CONNECT_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 _UPGRADE_TAIL = b"connection: upgrade\r\n"
+_PEER_METADATA_BYTES = PEER_METADATA.encode()
+_PEER_HEADER_BYTES = frozenset(name.encode() for name in PEER_HEADERS)
 
 
 def _now_us() -> int:
@@ -92,6 +96,12 @@ class Exchange:
     retries = 0  # the route's retries made
     exhausted = False  # a retriable failure with no retry left: Envoy's URX
     try_timer: asyncio.TimerHandle | None = None
+    # For metrics and access logs: the request's header fields, the response's raw headers, the upstream socket's
+    # local address, and the workload that answered (from its sidecar's metadata exchange headers).
+    fields: dict[str, str] | None = None
+    response_head: list[tuple[bytes, bytes]] | None = None
+    upstream_local: tuple[str, int] | None = None
+    upstream_peer: Peer = UNKNOWN_PEER
 
     def __init__(self, conn: DownstreamConnection, method: bytes, target: bytes, version: str,
                  headers: list[h.Header], keep_alive: bool, upgrade: bool) -> None:
@@ -166,7 +176,7 @@ class Exchange:
         self.start_us = _now_us()
         ctx.stats.inc(ctx.rq_total)
         conn = self.conn
-        fields = h.header_fields(self.headers)
+        fields = self.fields = h.header_fields(self.headers)
         target = self.target
         extra_host: str | None = None
         if self.method == b"CONNECT":
@@ -334,6 +344,7 @@ class Exchange:
         self.connect_task = None
         self.conn.resume_reading_for_upstream()
         self.resp_headers = []
+        self.response_head = None
         self.out = []
         self.status = 0
         self.response_begun = self.interim = self.until_eof = self.chunk_out = False
@@ -420,6 +431,12 @@ class Exchange:
         elif self.upgrade:
             drop = drop.difference(("upgrade",))
             tail = _UPGRADE_TAIL + b"\r\n"
+        ctx = self.ctx
+        if ctx is not None and ctx.peer_headers:  # the metadata exchange: ours replaces anything the app sent
+            extra = [*extra, *ctx.peer_headers]
+            drop = h.forward_drop(drop, PEER_HEADERS, ())
+        elif self.fields is not None and not PEER_HEADERS.isdisjoint(self.fields):  # inbound: never shown to the app
+            drop = h.forward_drop(drop, PEER_HEADERS, ())
         return h.build_head(b"%s %s HTTP/1.1\r\n" % (self.method, target), self.headers, drop, extra, tail)
 
     # ------------------------------------------------------------------ upstream connection
@@ -450,6 +467,7 @@ class Exchange:
 
     def _attach(self, upstream: UpstreamConnection, reused: bool) -> None:
         self.upstream = upstream
+        self.upstream_local = upstream.local
         self.reused = reused
         upstream.exchange = self
         upstream.owner = self.conn
@@ -516,6 +534,15 @@ class Exchange:
                 self.try_timer = None
         if self.upgrade:  # declined: the bytes held for a tunnel are this request's body and more requests
             self.conn.upgrade_declined(self)
+        ctx = self.ctx
+        peer_lines = b""
+        if ctx is not None:
+            if ctx.peer_headers:  # outbound: the answering sidecar's metadata, read and removed
+                headers = self._take_peer(headers)
+            elif self.fields is not None and not PEER_HEADERS.isdisjoint(self.fields):  # inbound: answer the caller's
+                fields = self.fields
+                peer_lines = b"".join(line for name, line in ctx.peer_answer if name in fields)
+        self.response_head = headers
         scanned = h.response_headers(headers)
         # Envoy's limit on names and values, measured on the lines built anyway (each adds ": " and CRLF).
         if len(scanned.lines) - 4 * len(headers) > h.MAX_HEAD_BYTES:
@@ -529,6 +556,9 @@ class Exchange:
                 tail = b"transfer-encoding: chunked\r\n"
             else:
                 self.keep_alive = False  # HTTP/1.0 client: the body ends when we close
+        if self.hop is not None:  # a provider's responseHeaderForTraceId (inbound hops; empty otherwise)
+            tail += self.hop.response_header_line
+        tail += peer_lines
         if not self.keep_alive:
             tail += b"connection: close\r\n"
         elif self.version == "1.0":
@@ -710,6 +740,56 @@ class Exchange:
                 ctx.finish_hop(upstream_hop, facts, end)
             if hop is not None:
                 ctx.finish_hop(hop, facts, end)
+        telemetry = ctx.telemetry
+        if telemetry is not None:
+            ctx.record_safely(telemetry.record, self._record(flag, _now_us() if end_us is None else end_us))
+
+    def _take_peer(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The response without the metadata exchange headers; the peer they describe is kept."""
+        found = False
+        for name, value in headers:
+            if name.lower() == _PEER_METADATA_BYTES:
+                self.upstream_peer = decode_peer(value.decode("latin-1"))
+                found = True
+            elif name.lower() in _PEER_HEADER_BYTES:
+                found = True
+        if not found:
+            return headers
+        return [(name, value) for name, value in headers if name.lower() not in _PEER_HEADER_BYTES]
+
+    def _record(self, flag: str, end_us: int) -> Record:
+        """What metrics and access logs read about this request, once it is over."""
+        ctx = self.ctx
+        assert ctx is not None
+        conn = self.conn
+        fields = self.fields or {}
+        hop = self.hop
+        if hop is not None and hop.headers_to_set:  # the request as forwarded (a fresh x-request-id), as Envoy logs it
+            fields = {**fields, **dict(hop.headers_to_set)}
+        destination = self.destination
+        route = self.route
+        inbound = ctx.direction == "inbound"
+        response = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.response_head} \
+            if self.response_head else {}
+        if inbound:
+            local = (conn.local[0], conn.service_port) if conn.service_port is not None else conn.local
+        else:
+            local = conn.original or conn.local
+        return Record(
+            tcp=False, method=self.method.decode("latin-1"), path=self.target.decode("latin-1"),
+            authority=self.authority, protocol=f"HTTP/{self.version}", request_headers=fields,
+            response_headers=response, status=self.status, flags=flag, bytes_received=self.request_size,
+            bytes_sent=self.response_size, start_us=self.start_us, end_us=end_us,
+            upstream_host=(destination.host, destination.port) if destination else None,
+            upstream_local=self.upstream_local,
+            cluster=ctx.cluster_of(self.weighted) if self.weighted is not None else
+            (destination.cluster if destination else None),
+            service_host=destination.operation.rpartition(":")[0] if destination and destination.decorated else None,
+            downstream_local=local, downstream_remote=conn.peer,
+            route_name=route.name if route is not None else ("default" if destination and destination.decorated
+                                                             else "allow_any" if destination else None),
+            peer=decode_peer(fields.get(PEER_METADATA)) if inbound else self.upstream_peer,
+        )
 
     def _upstream_name(self) -> str:
         destination = self.destination

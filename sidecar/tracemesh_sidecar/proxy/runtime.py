@@ -9,6 +9,7 @@ flight finishes on the context it started with.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -21,6 +22,9 @@ from tracemesh_sidecar.proxy.state import DirectionContext, SpanSink
 from tracemesh_sidecar.proxy.termination import DrainPlan, wait_for_drain
 from tracemesh_sidecar.proxy.upstream import UpstreamPool
 from tracemesh_sidecar.stats import Stats
+from tracemesh_sidecar.telemetry.metrics import MetricStore
+from tracemesh_sidecar.telemetry.recorder import DirectionTelemetry
+from tracemesh_sidecar.telemetry.sink import LogFiles
 
 log = logging.getLogger("tracemesh.proxy")
 
@@ -42,6 +46,10 @@ class Runtime:
         self.stats = stats
         self.exporters: Exporters = exporters if exporters is not None else ExporterSet(stats)
         self.pool = UpstreamPool(stats)
+        # Istio's standard metrics (on 15090 with the proxy's own counters) and the open access-log files:
+        # both outlive config pushes, which only change what is recorded.
+        self.metrics = MetricStore()
+        self.log_files = LogFiles(stats)
         self.config: ProxyConfig | None = None
         self._contexts: dict[str, DirectionContext] = {}
         self._listeners: dict[ListenerSpec, Listener] = {}
@@ -58,8 +66,10 @@ class Runtime:
         """Put `config` in force. Raises ListenerError when a new address cannot be bound (the old config stays)."""
         # A gateway's listeners read the "outbound" slot, which then holds the router's context.
         router = config.proxy_type == "router"
+        telemetry = {direction: DirectionTelemetry(config, direction, self.metrics, self.log_files)
+                     for direction in ("inbound", "outbound")}
         contexts = {direction: DirectionContext(config, "gateway" if router and direction == "outbound" else direction,
-                                                self.stats, self.pool, self.exporters)
+                                                self.stats, self.pool, self.exporters, telemetry[direction])
                     for direction in ("inbound", "outbound")}
         # Draining: inbound listeners stay closed whatever a new config says.
         wanted = [spec for spec in listener_specs(config) if not (self._draining and spec.direction == "inbound")]
@@ -92,6 +102,8 @@ class Runtime:
             if spec in self._listeners:
                 self._listeners.pop(spec).stop_accepting()
         self.exporters.apply(config.providers)
+        for recorder in telemetry.values():
+            recorder.retire_disabled()
         first = self.config is None
         self.config = config
         log.info("config version %s %s: %s", config.version, "in force" if first else "applied",
@@ -152,5 +164,6 @@ class Runtime:
         await self._book.drain(drain_timeout_s)
         self.pool.close_idle()
         await self.admin.close()
+        await asyncio.to_thread(self.log_files.close, flush_timeout_s)
         await self.exporters.close(flush_timeout_s)
         self.config = None

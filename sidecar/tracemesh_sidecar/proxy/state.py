@@ -7,6 +7,7 @@ never changes a request midway (its tracer, timeouts and routes stay those it be
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tracemesh_sidecar.config.model import ProxyConfig
@@ -16,6 +17,8 @@ from tracemesh_sidecar.proxy.routing import Destination, InboundRouter, Outbound
 from tracemesh_sidecar.proxy.upstream import UpstreamPool
 from tracemesh_sidecar.spans.model import Span
 from tracemesh_sidecar.stats import Stats
+from tracemesh_sidecar.telemetry.record import Record
+from tracemesh_sidecar.telemetry.recorder import DirectionTelemetry
 from tracemesh_sidecar.tracing import Hop, HopTracer, RequestFacts, ResponseFacts
 
 if TYPE_CHECKING:
@@ -38,12 +41,17 @@ class DirectionContext:
     """The config in force for one direction, and the plumbing every request of it shares."""
 
     def __init__(self, config: ProxyConfig, direction: ContextKind, stats: Stats,
-                 pool: UpstreamPool, spans: SpanSink) -> None:
+                 pool: UpstreamPool, spans: SpanSink, telemetry: DirectionTelemetry) -> None:
         self.config = config
         self.direction = direction
         self.stats = stats
         self.pool = pool
         self.spans = spans
+        # Istio's standard metrics and access logs of this direction; None when neither is on (no per-request cost).
+        self.telemetry: DirectionTelemetry | None = telemetry if telemetry.active else None
+        # The metadata exchange's headers on every outbound request (a sidecar's and a gateway's).
+        self.peer_headers = telemetry.exchange_headers if direction != "inbound" else ()
+        self.peer_answer = telemetry.answer_lines if direction == "inbound" else ()  # inbound: answers a peer's
         # A gateway traces in Istio's CLIENT mode (telemetry.go workloadMode: ListenerClassGateway), with a
         # SERVER span for the downstream request and, spawned below it, Envoy's upstream CLIENT span
         # (spawn_upstream_span, which tracing.go sets for routers).
@@ -122,6 +130,14 @@ class DirectionContext:
             self.stats.inc("tracing.errors")
             log.exception("tracing failed to start a span; the request goes on untraced")
             return None
+
+    def record_safely(self, record: Callable[[Record], None], facts: Record) -> None:
+        """Metrics and access logs: a fault there must never fail a request either."""
+        try:
+            record(facts)
+        except Exception:
+            self.stats.inc("telemetry.errors")
+            log.exception("recording metrics and access logs failed")
 
     def finish_hop(self, hop: Hop, facts: ResponseFacts, end_us: int) -> None:
         try:

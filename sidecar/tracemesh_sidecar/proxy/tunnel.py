@@ -17,13 +17,15 @@ if TYPE_CHECKING:
 
 
 class Tunnel:
-    __slots__ = ("_downstream", "_ended", "_on_closed", "closed", "upstream")
+    __slots__ = ("_downstream", "_ended", "closed", "on_closed", "received", "sent", "upstream")
 
     def __init__(self, downstream: DownstreamConnection, upstream: UpstreamConnection,
                  on_closed: Callable[[], None] | None = None) -> None:
         self._downstream = downstream
         self.upstream = upstream
-        self._on_closed = on_closed
+        self.on_closed = on_closed
+        self.received = 0  # bytes from downstream, and to it (Istio's TCP byte metrics)
+        self.sent = 0
         self._ended = 0  # directions that saw EOF
         self.closed = False
         assert downstream.transport is not None and upstream.transport is not None
@@ -35,6 +37,7 @@ class Tunnel:
         downstream.tunnel_peer = upstream.transport
         early = upstream.take_early()  # a server that spoke first (its greeting) speaks first here too
         if early:
+            self.sent += sum(map(len, early))
             downstream.transport.writelines(early)
 
     def ended(self, from_upstream: bool) -> None:
@@ -50,8 +53,8 @@ class Tunnel:
         self.closed = True
         self.upstream.close()
         self._downstream.close()
-        if self._on_closed is not None:
-            self._on_closed()
+        if self.on_closed is not None:
+            self.on_closed()
 
 
 def _write_eof(transport: asyncio.Transport) -> bool:

@@ -40,8 +40,8 @@ class FlowControlled(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("closed", "early", "exchange", "idle_since", "key", "owner", "parser", "pool", "reading_paused",
-                 "transport", "tunnel", "tunnel_peer")
+    __slots__ = ("closed", "early", "exchange", "idle_since", "key", "local", "owner", "parser", "pool",
+                 "reading_paused", "transport", "tunnel", "tunnel_peer")
 
     def __init__(self, pool: UpstreamPool, key: Key) -> None:
         self.pool = pool
@@ -57,15 +57,20 @@ class UpstreamConnection(asyncio.Protocol):
         self.reading_paused = False
         # Bytes that came before the first owner was attached; None once one was (see take_early).
         self.early: list[bytes] | None = []
+        self.local: tuple[str, int] | None = None  # the socket's own address (access logs' UPSTREAM_LOCAL_ADDRESS)
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         self.pool.connection_opened()
         set_nodelay(transport)
+        local = transport.get_extra_info("sockname")
+        self.local = (local[0], local[1]) if isinstance(local, tuple) else None
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel_peer is not None:
+            if self.tunnel is not None:
+                self.tunnel.sent += len(data)
             self.tunnel_peer.write(data)
             return
         exchange = self.exchange

@@ -90,3 +90,12 @@ def inject_multi(out: list[tuple[str, str]], trace: str, span: str, parent: str 
     out.append((SAMPLED, "1" if sampled else "0"))
     if debug:
         out.append((FLAGS, "1"))
+
+
+def inject_single(out: list[tuple[str, str]], trace: str, span: str, parent: str | None,
+                  sampled: bool, debug: bool) -> None:
+    """Append `b3: {traceid}-{spanid}-{1|0|d}[-{parentspanid}]` (the sampling state always written, as Kong's
+    b3-single injector writes it whenever known)."""
+    state = _SINGLE_DEBUG if debug else ("1" if sampled else "0")
+    value = f"{trace}-{span}-{state}" if parent is None else f"{trace}-{span}-{state}-{parent}"
+    out.append((SINGLE, value))

@@ -52,8 +52,10 @@ def extract(headers: Mapping[str, str], formats: Collection[str] = FORMATS.keys(
     return extract_with(headers, readers(formats))
 
 
-def extract_with(headers: Mapping[str, str], formats: tuple[tuple[str, Extractor], ...]) -> ExtractResult:
-    """`extract` with the reader list already built (the hop tracer builds it once per config)."""
+def extract_with(headers: Mapping[str, str], formats: tuple[tuple[str, Extractor], ...],
+                 found_formats: list[str] | None = None) -> ExtractResult:
+    """`extract` with the reader list already built (the hop tracer builds it once per config); `found_formats`,
+    when given, gets the name of every format present and well-formed, in reading order (header_modes.py)."""
     ids: TraceContext | None = None
     decision: TraceContext | None = None
     tracestate: str | None = None
@@ -66,6 +68,8 @@ def extract_with(headers: Mapping[str, str], formats: tuple[tuple[str, Extractor
             continue
         if found is None:
             continue
+        if found_formats is not None:
+            found_formats.append(name)
         if found.trace_id is not None:
             if ids is None:
                 ids = found

@@ -10,6 +10,9 @@ when Istio leaves the connection manager without tracing (pilot/pkg/model/teleme
 `x-request-id`, and passes every trace header through untouched, so the next hop's spans join the
 last span that was reported. A tracer writes and reads only its own formats (Envoy's zipkin tracer
 B3, plus W3C under USE_B3_WITH_W3C_PROPAGATION; its opentelemetry tracer W3C): the others pass.
+That is the default; a provider's tracemesh extensions (`headerType`, after Kong's Zipkin plugin:
+header_modes.py) change which formats are read and written, and may add request tags (request_tags.py)
+and a response header carrying the trace id (inbound hops only: the hop a client's request arrives at).
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from collections.abc import Mapping
 from tracemesh_sidecar.config.model import ProviderConfig, ProxyConfig, TracingPolicy
 from tracemesh_sidecar.spans.model import Span
 from tracemesh_sidecar.stats import Stats
-from tracemesh_sidecar.tracing import b3, w3c
 from tracemesh_sidecar.tracing.context import B3_MULTI, B3_SINGLE, FORMAT_HEADERS, W3C, extract_with, readers
 from tracemesh_sidecar.tracing.facts import Direction, RequestFacts, ResponseFacts
+from tracemesh_sidecar.tracing.header_modes import MISMATCH_TOTAL, HeaderMode, WritePlan, variant, write_plan
 from tracemesh_sidecar.tracing.ids import new_request_id, new_span_id, new_trace_id
 from tracemesh_sidecar.tracing.request_id import (
     CLIENT_TRACE_ID,
@@ -69,19 +72,29 @@ class HopTracer:
         self._use_request_id = policy.use_request_id_for_trace_sampling
         self._numerator = sampling_numerator(policy.sampling_percentage)
         self._trace_id_64bit = provider is not None and provider.enable_64bit_trace_id
-        owned = provider_formats(provider) if provider is not None else ()
-        self._readers = readers(owned + config.tracing.extra_extract)
-        self._malformed_names = {name: f"tracing.malformed.{name}" for name, _ in self._readers}
         propagates = not policy.disable_context_propagation
-        self._writes_b3 = propagates and provider is not None and provider.propagates_b3
-        self._writes_w3c = propagates and provider is not None and provider.propagates_w3c
-        # The headers this hop may drop: its formats' (unless it leaves propagation alone), and inbound the
-        # caller's decorator, which Envoy removes once read.
+        # Removed from every forwarded request: inbound also the caller's decorator, which Envoy removes once read.
+        always_removed = _ALWAYS_REMOVED if self._outbound else _ALWAYS_REMOVED.union((DECORATOR_OPERATION,))
+        self._mode: HeaderMode | None = None
+        if provider is not None and provider.header_type is not None and propagates:
+            self._mode = HeaderMode(provider.header_type, provider.default_header_type, always_removed)
+            owned = self._mode.reads
+            self._readers = readers(owned)  # a mode reads all formats, or (ignore) none
+        else:
+            owned = provider_formats(provider) if provider is not None else ()
+            extra = config.tracing.extra_extract + (provider.extra_extract if provider is not None else ())
+            self._readers = readers(owned + extra)
+        self._malformed_names = {name: f"tracing.malformed.{name}" for name, _ in self._readers}
+        # Istio's: the tracer's own formats, written unless the policy leaves propagation alone; the headers it
+        # may drop are those formats' (the next hop must not read stale ones).
+        written = [name for name, writes in ((B3_MULTI, provider is not None and provider.propagates_b3),
+                                             (W3C, provider is not None and provider.propagates_w3c))
+                   if writes and propagates]
         droppable = frozenset().union(*(FORMAT_HEADERS[name] for name in owned)) if propagates else frozenset()
-        if not self._outbound:
-            droppable = droppable.union((DECORATOR_OPERATION,))
-        self._removals = tuple(self._stale_headers(droppable, variant) for variant in range(8))
-        self._spans = SpanBuilder(config.node, direction, policy, provider, environ, config.proxy_type) \
+        self._plan = write_plan(written, droppable, always_removed)
+        response_header = provider.response_header_for_trace_id if provider is not None else None
+        self._response_header = f"{response_header}: " if response_header and not self._outbound else None
+        self._spans = SpanBuilder(config.node, direction, policy, provider, environ, config.proxy_type, stats) \
             if active else None
 
     def start(self, request: RequestFacts, start_us: int) -> Hop:
@@ -102,7 +115,9 @@ class HopTracer:
             traced, marked = True, request_id
         if generated or marked is not request_id:
             to_set.append((REQUEST_ID, marked))
-        result = extract_with(headers, self._readers)
+        mode = self._mode
+        came: list[str] | None = None if mode is None else []
+        result = extract_with(headers, self._readers, came)
         if result.malformed:
             self._count_malformed(result.malformed)
         context = result.context
@@ -119,46 +134,40 @@ class HopTracer:
             sampled = decide(context.sampled, debug, traced)
             tracestate = context.tracestate
         span_id = new_span_id()
-        if self._writes_b3:
-            b3.inject_multi(to_set, trace_id, span_id, parent_id, sampled, debug)
-        if self._writes_w3c:
-            w3c.inject(to_set, trace_id, span_id, sampled, tracestate)
+        plan = self._plan if mode is None or came is None else self._mode_plan(mode, came)
+        for write in plan.writers:
+            write(to_set, trace_id, span_id, parent_id, sampled, debug, tracestate)
         operation = request.operation
         if self._outbound:
             if request.decorated:
                 to_set.append((DECORATOR_OPERATION, operation))
         else:
             operation = headers.get(DECORATOR_OPERATION) or operation
-        to_remove = self._removals[_variant(parent_id is not None, debug, tracestate is not None)]
-        return Hop(self, request, start_us, marked, to_set, to_remove, trace_id, span_id, parent_id, debug,
-                   sampled, operation)
+        to_remove = plan.removals[variant(parent_id is not None, debug, tracestate is not None)]
+        hop = Hop(self, request, start_us, marked, to_set, to_remove, trace_id, span_id, parent_id, debug,
+                  sampled, operation)
+        if self._response_header is not None:
+            hop.response_header_line = f"{self._response_header}{trace_id}\r\n".encode("latin-1")
+        return hop
+
+    def _mode_plan(self, mode: HeaderMode, came: list[str]) -> WritePlan:
+        plan = mode.plan(came)
+        if plan.mismatch:
+            self._stats.inc(MISMATCH_TOTAL)
+        return plan
 
     def _count_malformed(self, formats: tuple[str, ...]) -> None:
         self._stats.inc(MALFORMED_TOTAL, len(formats))
         for name in formats:
             self._stats.inc(self._malformed_names[name])
 
-    def _stale_headers(self, droppable: frozenset[str], variant: int) -> frozenset[str]:
-        """The droppable headers this tracer does not write for the variant (the next hop must not read them),
-        and those removed from every request."""
-        has_parent, debug, has_tracestate = bool(variant & 1), bool(variant & 2), bool(variant & 4)
-        written: list[tuple[str, str]] = []
-        if self._writes_b3:
-            b3.inject_multi(written, "", "", "" if has_parent else None, True, debug)
-        if self._writes_w3c:
-            w3c.inject(written, "", "", True, "" if has_tracestate else None)
-        return droppable.difference(name for name, _ in written).union(_ALWAYS_REMOVED)
-
-
-def _variant(has_parent: bool, debug: bool, has_tracestate: bool) -> int:
-    return has_parent | (debug << 1) | (has_tracestate << 2)
-
 
 class Hop:
     """One request's tracing state between start() and finish()."""
 
     __slots__ = ("_debug", "_operation", "_parent_id", "_reports", "_request", "_request_id", "_span_id",
-                 "_start_us", "_trace_id", "_tracer", "headers_to_remove", "headers_to_set", "provider")
+                 "_start_us", "_trace_id", "_tracer", "headers_to_remove", "headers_to_set", "provider",
+                 "response_header_line")
 
     def __init__(self, tracer: HopTracer, request: RequestFacts, start_us: int, request_id: str,
                  headers_to_set: list[tuple[str, str]], headers_to_remove: frozenset[str], trace_id: str,
@@ -166,6 +175,7 @@ class Hop:
         self.headers_to_set = headers_to_set  # set on the forwarded request, replacing same-named ones
         self.headers_to_remove = headers_to_remove  # lowercase names to drop from the forwarded request
         self.provider = tracer.provider  # where the finished span goes
+        self.response_header_line = b""  # `name: trace-id\r\n` for the response (responseHeaderForTraceId)
         self._tracer = tracer
         self._request = request
         self._start_us = start_us

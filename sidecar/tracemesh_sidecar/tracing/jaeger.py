@@ -1,7 +1,8 @@
 """Jaeger's native `uber-trace-id: {trace-id}:{span-id}:{parent-span-id}:{flags}` header.
 
 Jaeger clients drop leading zeros from ids, so ids of 1-16 (span) or 1-32 (trace) hex digits are
-accepted and left-padded; flags bit 1 is "sampled", bit 2 "debug". Read only, when configured.
+accepted and left-padded; flags bit 1 is "sampled", bit 2 "debug". Read when configured (`extraExtract`),
+written under a provider's `headerType` (as Kong's jaeger injector writes it: a missing parent is "0").
 """
 
 from __future__ import annotations
@@ -32,3 +33,8 @@ def extract(headers: Mapping[str, str]) -> TraceContext | None:
     width = 16 if len(raw_trace) <= 16 else 32
     return TraceContext(trace_id(raw_trace.rjust(width, "0")), span_id(raw_span.rjust(16, "0")),
                         debug or bool(flags & _SAMPLED_FLAG), debug)
+
+
+def inject(out: list[tuple[str, str]], trace: str, span: str, parent: str | None, sampled: bool, debug: bool) -> None:
+    flags = (_DEBUG_FLAG | _SAMPLED_FLAG) if debug else (_SAMPLED_FLAG if sampled else 0)
+    out.append((HEADER, f"{trace}:{span}:{parent or '0'}:{flags:02x}"))

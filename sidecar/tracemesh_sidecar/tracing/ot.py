@@ -1,6 +1,7 @@
 """The OpenTracing basic tracer's `ot-tracer-traceid`, `ot-tracer-spanid`, `ot-tracer-sampled` headers.
 
-Read only, when configured.
+Read when configured (`extraExtract`), written under a provider's `headerType` as Kong's ot injector
+writes them (sampled as "1"/"0"; the basic tracer's "true"/"false" is read too).
 """
 
 from __future__ import annotations
@@ -31,3 +32,10 @@ def extract(headers: Mapping[str, str]) -> TraceContext | None:
     if raw_trace is None or raw_span is None:
         raise MalformedHeader(f"{TRACE_ID} and {SPAN_ID} must come together")
     return TraceContext(trace_id(raw_trace), span_id(raw_span), sampled)
+
+
+def inject(out: list[tuple[str, str]], trace: str, span: str, parent: str | None, sampled: bool, debug: bool) -> None:
+    """OT's headers carry no parent and no debug flag: `parent` and `debug` are accepted for the writer's shape."""
+    out.append((TRACE_ID, trace))
+    out.append((SPAN_ID, span))
+    out.append((SAMPLED, "1" if sampled else "0"))

@@ -11,8 +11,12 @@ from collections.abc import Mapping
 
 from tracemesh_sidecar.config.model import CustomTag, NodeIdentity, ProviderConfig, TracingPolicy
 from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
+from tracemesh_sidecar.stats import Stats
 from tracemesh_sidecar.tracing.facts import Direction, RequestFacts, ResponseFacts
 from tracemesh_sidecar.tracing.request_id import CLIENT_TRACE_ID
+from tracemesh_sidecar.tracing.request_tags import BAGGAGE, baggage_values, parse_tags_header
+
+MALFORMED_REQUEST_TAGS = "tracing.malformed_request_tags"  # tags-header pieces and baggage members ignored
 
 # Envoy's max_path_tag_length default; Istio passes a provider's maxTagLength only when it is not 0
 # (pilot/pkg/networking/core/tracing.go buildHCMTracing). It caps the path in the http.url tag, nothing
@@ -23,12 +27,19 @@ _ABSOLUTE_FORM = ("http://", "https://")
 
 class SpanBuilder:
     def __init__(self, node: NodeIdentity, direction: Direction, policy: TracingPolicy,
-                 provider: ProviderConfig | None, environ: Mapping[str, str], proxy_type: str = "sidecar") -> None:
+                 provider: ProviderConfig | None, environ: Mapping[str, str], proxy_type: str = "sidecar",
+                 stats: Stats | None = None) -> None:
         self._outbound = direction == "outbound"
         self._kind: SpanKind = "CLIENT" if self._outbound else "SERVER"
         # One Endpoint shared by every span of this builder: spans are read-only once built, and this
         # saves an allocation per span on the request path.
-        self._local_endpoint = _endpoint((node.pod_ip, None), node.service_name)
+        local_name = provider.local_service_name if provider is not None else None
+        self._local_endpoint = _endpoint((node.pod_ip, None), local_name or node.service_name)
+        # Kong's default_service_name: the remote endpoint's service name where nothing names it (tracemesh's never do).
+        self._remote_name = provider.default_service_name if provider is not None else None
+        self._tags_header = provider.tags_header if provider is not None else None
+        self._baggage_keys = frozenset(provider.baggage_tags) if provider is not None else frozenset()
+        self._stats = stats
         self._path_limit = (provider.max_tag_length if provider is not None else 0) or DEFAULT_MAX_PATH_TAG_LENGTH
         static = {"node_id": node.node_id(proxy_type), "component": "proxy"}
         if policy.enable_istio_tags:  # Istio's buildServiceTags, only with Telemetry's enableIstioTags
@@ -68,6 +79,8 @@ class SpanBuilder:
             "user_agent": headers.get("user-agent", "-"),
             "peer.address": request.peer[0],
         }
+        if self._tags_header is not None or self._baggage_keys:
+            tags = self._request_tags(headers) | tags  # the proxy's own tags win over the client's
         client_trace_id = headers.get(CLIENT_TRACE_ID)
         if client_trace_id is not None:
             tags["guid:x-client-trace-id"] = client_trace_id
@@ -80,9 +93,9 @@ class SpanBuilder:
         if status >= 500 or status == 0 or flags != "-":
             tags["error"] = "true"
         if self._outbound:
-            remote = _endpoint(response.upstream) if response.upstream is not None else None
+            remote = _endpoint(response.upstream, self._remote_name) if response.upstream is not None else None
         else:
-            remote = _endpoint(request.peer)
+            remote = _endpoint(request.peer, self._remote_name)
         return Span(
             trace_id=trace_id,
             id=span_id,
@@ -96,6 +109,21 @@ class SpanBuilder:
             tags=tags,
             debug=debug,
         )
+
+
+    def _request_tags(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The tags the request's tags header and baggage ask for (request_tags.py), malformed pieces counted."""
+        tags: dict[str, str] = {}
+        malformed = 0
+        if self._tags_header is not None and (value := headers.get(self._tags_header)) is not None:
+            tags, malformed = parse_tags_header(value)
+        if self._baggage_keys and (value := headers.get(BAGGAGE)) is not None:
+            values, bad = baggage_values(value, self._baggage_keys)
+            tags.update(values)
+            malformed += bad
+        if malformed and self._stats is not None:
+            self._stats.inc(MALFORMED_REQUEST_TAGS, malformed)
+        return tags
 
 
 def _url(target: str, authority: str, path_limit: int) -> str:

@@ -1,0 +1,125 @@
+"""Istio's metadata exchange over HTTP headers: who the proxy on the other end speaks for.
+
+The caller's sidecar adds `x-envoy-peer-metadata-id` (its node id) and `x-envoy-peer-metadata` (base64 of a
+serialized google.protobuf.Struct of its node metadata: NAMESPACE, WORKLOAD_NAME, CLUSTER_ID, LABELS ...) to
+each outbound request; the callee's sidecar reads and removes both before the app sees them, and answers its
+own in the response, which the caller reads and removes (istio/proxy's metadata exchange and peer_metadata
+filters; tests/integration/pilot/headers_test.go checks that no app sees them). Without a peer sidecar,
+every peer label is `unknown`, as Istio reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
+
+if TYPE_CHECKING:  # the config model imports this package's pure modules to check expressions and formats
+    from tracemesh_sidecar.config.model import NodeIdentity
+
+PEER_METADATA = "x-envoy-peer-metadata"
+PEER_METADATA_ID = "x-envoy-peer-metadata-id"
+PEER_HEADERS = frozenset({PEER_METADATA, PEER_METADATA_ID})
+UNKNOWN = "unknown"
+CANONICAL_NAME = "service.istio.io/canonical-name"
+CANONICAL_REVISION = "service.istio.io/canonical-revision"
+_CACHE_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The workload on the other end, as the standard metrics' source_*/destination_* labels name it."""
+
+    workload: str = UNKNOWN
+    namespace: str = UNKNOWN
+    principal: str = UNKNOWN
+    app: str = UNKNOWN
+    version: str = UNKNOWN
+    canonical_service: str = UNKNOWN
+    canonical_revision: str = UNKNOWN
+    cluster: str = UNKNOWN
+    name: str = UNKNOWN  # the pod
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+UNKNOWN_PEER = Peer()
+
+
+def workload_name(node: NodeIdentity) -> str:
+    """The pod's Deployment name as Istio's injector sets WORKLOAD_NAME: the pod name without the ReplicaSet's
+    `-{pod-template-hash}-{suffix}` when the pod carries that label, else the pod name."""
+    template_hash = node.labels.get("pod-template-hash")
+    if template_hash:
+        marker = f"-{template_hash}-"
+        index = node.pod_name.rfind(marker)
+        if index > 0:
+            return node.pod_name[:index]
+    return node.pod_name
+
+
+def own_peer(node: NodeIdentity) -> Peer:
+    labels = dict(node.labels)
+    return Peer(
+        workload=workload_name(node), namespace=node.namespace, principal=UNKNOWN,  # no mTLS: no SPIFFE identity
+        app=labels.get("app", UNKNOWN), version=labels.get("version", UNKNOWN),
+        canonical_service=node.canonical_service, canonical_revision=node.canonical_revision,
+        cluster=node.cluster_id, name=node.pod_name, labels=tuple(sorted(labels.items())),
+    )
+
+
+def exchange_headers(node: NodeIdentity, proxy_type: str) -> tuple[tuple[str, str], ...]:
+    """This proxy's two headers, built once per config."""
+    labels = {**node.labels, CANONICAL_NAME: node.canonical_service, CANONICAL_REVISION: node.canonical_revision}
+    metadata = struct_pb2.Struct()
+    metadata.update({
+        "NAME": node.pod_name, "NAMESPACE": node.namespace, "WORKLOAD_NAME": workload_name(node),
+        "CLUSTER_ID": node.cluster_id, "MESH_ID": node.mesh_id, "SERVICE_ACCOUNT": node.service_account,
+        "LABELS": labels,
+    })
+    encoded = base64.b64encode(metadata.SerializeToString(deterministic=True)).decode("ascii")
+    return ((PEER_METADATA_ID, node.node_id(proxy_type)), (PEER_METADATA, encoded))
+
+
+_decoded: dict[str, Peer] = {}
+
+
+def decode_peer(value: str | None) -> Peer:
+    """The peer an `x-envoy-peer-metadata` value describes (UNKNOWN_PEER when absent or unreadable); cached,
+    since the same few callers send the same value on every request."""
+    if not value:
+        return UNKNOWN_PEER
+    peer = _decoded.get(value)
+    if peer is None:
+        peer = _decode(value)
+        if len(_decoded) >= _CACHE_LIMIT:
+            _decoded.clear()
+        _decoded[value] = peer
+    return peer
+
+
+def _decode(value: str) -> Peer:
+    metadata = struct_pb2.Struct()
+    try:
+        metadata.ParseFromString(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError, DecodeError):
+        return UNKNOWN_PEER
+    fields = metadata.fields
+
+    def text(key: str) -> str:
+        item = fields.get(key)
+        return item.string_value if item is not None and item.string_value else UNKNOWN
+
+    labels_value = fields.get("LABELS")
+    labels = {key: item.string_value for key, item in labels_value.struct_value.fields.items()} \
+        if labels_value is not None else {}
+    return Peer(  # principal stays unknown: without mTLS there is no peer certificate to name it
+        workload=text("WORKLOAD_NAME"), namespace=text("NAMESPACE"),
+        app=labels.get("app") or UNKNOWN, version=labels.get("version") or UNKNOWN,
+        canonical_service=labels.get(CANONICAL_NAME) or UNKNOWN,
+        canonical_revision=labels.get(CANONICAL_REVISION) or UNKNOWN,
+        cluster=text("CLUSTER_ID"), name=text("NAME"), labels=tuple(sorted(labels.items())),
+    )

@@ -1,0 +1,152 @@
+"""The standard metrics' store and exposition, and their labels after Telemetry overrides (metrics.py, recorder.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+from telemetry_records import REVIEWS, http_record
+
+from tracemesh_sidecar.config.model import NodeIdentity, ProxyConfig
+from tracemesh_sidecar.config.observability import MetricOverride, MetricsConfig, MetricsPolicy
+from tracemesh_sidecar.stats import Stats
+from tracemesh_sidecar.telemetry.metrics import STANDARD_LABELS, MetricStore
+from tracemesh_sidecar.telemetry.recorder import DirectionTelemetry
+from tracemesh_sidecar.telemetry.sink import LogFiles
+
+NODE = NodeIdentity(pod_name="productpage-v1-6b746f74dc-9stvs", namespace="default", pod_ip="10.244.0.5",
+                    canonical_service="productpage", canonical_revision="v1",
+                    labels={"app": "productpage", "version": "v1", "pod-template-hash": "6b746f74dc"})
+
+
+def telemetry(tmp_path: Path, client: MetricsPolicy | None = None,
+              direction: str = "outbound") -> tuple[DirectionTelemetry, MetricStore]:
+    store = MetricStore()
+    config = ProxyConfig(node=NODE, metrics=MetricsConfig(client=client or MetricsPolicy()))
+    return DirectionTelemetry(config, direction, store, LogFiles(Stats())), store
+
+
+def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return found
+
+
+def test_a_client_request_is_reported_with_istios_labels_and_buckets(tmp_path: Path) -> None:
+    recorder, store = telemetry(tmp_path)
+    recorder.record(http_record(peer=REVIEWS, status=503, flags="UF"))
+    recorder.record(http_record(peer=REVIEWS, status=503, flags="UF"))
+    found = samples(store.render())
+    [(labels, count)] = found["istio_requests_total"]
+    assert count == 2
+    assert list(labels) == list(STANDARD_LABELS)
+    assert labels == {
+        "reporter": "source", "source_workload": "productpage-v1", "source_workload_namespace": "default",
+        "source_principal": "unknown", "source_app": "productpage", "source_version": "v1",
+        "source_canonical_service": "productpage", "source_canonical_revision": "v1", "source_cluster": "Kubernetes",
+        "destination_workload": "reviews-v2", "destination_workload_namespace": "default",
+        "destination_principal": "unknown", "destination_app": "reviews", "destination_version": "v2",
+        "destination_service": "productpage.default.svc.cluster.local", "destination_service_name": "productpage",
+        "destination_service_namespace": "default", "destination_canonical_service": "reviews",
+        "destination_canonical_revision": "v2", "destination_cluster": "Kubernetes", "request_protocol": "http",
+        "response_code": "503", "grpc_response_status": "", "response_flags": "UF",
+        "connection_security_policy": "unknown",
+    }
+    buckets = [(labels["le"], value) for labels, value in found["istio_request_duration_milliseconds_bucket"]]
+    # Envoy's bucket bounds as its Prometheus exposition writes them.
+    assert [le for le, _ in buckets] == ["0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500",
+                                         "5000", "10000", "30000", "60000", "300000", "600000", "1.8e+06", "3.6e+06",
+                                         "+Inf"]
+    assert dict(buckets)["25"] == 0 and dict(buckets)["50"] == 2  # 37.9 ms each
+    assert found["istio_request_duration_milliseconds_sum"][0][1] == 2 * 37.9
+    assert found["istio_response_bytes_sum"][0][1] == 2 * 5183
+    assert found["istio_request_bytes_count"][0][1] == 2
+
+
+def test_the_server_reports_the_caller_as_source_and_itself_as_destination(tmp_path: Path) -> None:
+    recorder, store = telemetry(tmp_path, direction="inbound")
+    recorder.record(http_record(peer=REVIEWS, request_headers={"content-type": "application/grpc"},
+                                response_headers={"grpc-status": "0"}))
+    [(labels, _)] = samples(store.render())["istio_requests_total"]
+    assert labels["reporter"] == "destination"
+    assert (labels["source_workload"], labels["source_canonical_service"]) == ("reviews-v2", "reviews")
+    assert (labels["destination_workload"], labels["destination_app"]) == ("productpage-v1", "productpage")
+    assert labels["connection_security_policy"] == "none"
+    assert (labels["request_protocol"], labels["grpc_response_status"]) == ("grpc", "0")
+
+
+def test_a_passthrough_request_names_the_host_and_passthrough_cluster(tmp_path: Path) -> None:
+    recorder, store = telemetry(tmp_path)
+    recorder.record(http_record(service_host=None, authority="example.com"))
+    [(labels, _)] = samples(store.render())["istio_requests_total"]
+    assert (labels["destination_service"], labels["destination_service_name"]) == ("example.com", "PassthroughCluster")
+    assert labels["destination_workload"] == "unknown"
+
+
+def test_overrides_disable_remove_and_set_tags_in_order(tmp_path: Path) -> None:
+    policy = MetricsPolicy(overrides=(
+        MetricOverride(metric="ALL_METRICS", tag_remove=("request_protocol", "source_principal")),
+        MetricOverride(metric="REQUEST_COUNT", tag_set=(("destination_port", "string(destination.port)"),
+                                                        ("request_protocol", "request.method"))),
+        MetricOverride(metric="REQUEST_SIZE", disabled=True),
+        MetricOverride(metric="RESPONSE_SIZE", disabled=True),
+        MetricOverride(metric="RESPONSE_SIZE", disabled=False),
+    ))
+    recorder, store = telemetry(tmp_path, client=policy)
+    recorder.record(http_record())
+    found = samples(store.render())
+    [(labels, _)] = found["istio_requests_total"]
+    assert labels["destination_port"] == "9080" and labels["request_protocol"] == "GET"
+    assert "source_principal" not in labels
+    [(duration_labels, _)] = found["istio_request_duration_milliseconds_count"]
+    assert "request_protocol" not in duration_labels and "destination_port" not in duration_labels
+    assert "istio_request_bytes_count" not in found
+    assert "istio_response_bytes_count" in found
+
+
+def test_a_tag_with_no_value_is_unknown(tmp_path: Path) -> None:
+    policy = MetricsPolicy(overrides=(MetricOverride(metric="REQUEST_COUNT",
+                                                     tag_set=(("user", "request.headers['x-user']"),)),))
+    recorder, store = telemetry(tmp_path, client=policy)
+    recorder.record(http_record())
+    assert samples(store.render())["istio_requests_total"][0][0]["user"] == "unknown"
+
+
+def test_a_direction_with_metrics_off_records_nothing_and_a_push_retires_its_series(tmp_path: Path) -> None:
+    recorder, store = telemetry(tmp_path)
+    recorder.record(http_record())
+    assert store.value("istio_requests_total", {"reporter": "source"}) == 1
+    off, _ = telemetry(tmp_path, client=MetricsPolicy(enabled=False))
+    assert not off.active
+    later = DirectionTelemetry(ProxyConfig(node=NODE, metrics=MetricsConfig(client=MetricsPolicy(
+        overrides=(MetricOverride(metric="REQUEST_COUNT", disabled=True),)))), "outbound", store, LogFiles(Stats()))
+    later.retire_disabled()
+    assert store.value("istio_requests_total", {"reporter": "source"}) == 0
+    assert store.value("istio_request_duration_milliseconds", {"reporter": "source"}) == 1
+
+
+def test_tcp_connections_count_opened_closed_and_bytes(tmp_path: Path) -> None:
+    recorder, store = telemetry(tmp_path, direction="inbound")
+    record = http_record(tcp=True, method="", path="", authority="", request_headers={}, response_headers={},
+                         status=0, bytes_received=0, bytes_sent=0)
+    recorder.tcp_opened(record)
+    record.bytes_received, record.bytes_sent = 120, 4500
+    recorder.tcp_closed(record)
+    found = samples(store.render())
+    assert found["istio_tcp_connections_opened_total"][0][1] == 1
+    assert found["istio_tcp_connections_closed_total"][0][1] == 1
+    assert found["istio_tcp_received_bytes_total"][0][1] == 120
+    assert found["istio_tcp_sent_bytes_total"][0][1] == 4500
+    labels = found["istio_tcp_sent_bytes_total"][0][0]
+    assert labels["request_protocol"] == "tcp" and "response_code" not in labels
+
+
+def test_the_openmetrics_exposition_parses_with_prometheus_clients_openmetrics_parser(tmp_path: Path) -> None:
+    recorder, store = telemetry(tmp_path)
+    recorder.record(http_record(request_headers={"x": 'a "quoted"\nvalue'}))
+    families = {family.name: family for family in parse_openmetrics(store.render(openmetrics=True) + "# EOF\n")}
+    assert families["istio_requests"].type == "counter"
+    assert families["istio_request_duration_milliseconds"].type == "histogram"
