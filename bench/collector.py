@@ -1,22 +1,27 @@
-"""The embedded collector: ingest rate, memory per stored span, and query latency at 100k stored spans.
+"""The embedded collector: ingest cost, memory per stored span, and search latency at 10k/100k(/1M) stored spans.
 
-    python -m bench.collector [--spans 100000] [--concurrency 4] [--queries 20]
+    python -m bench.collector [--sizes 10000,100000] [--million] [--concurrency 4] [--queries 20]
 
-One `tracemesh collector` process. Half the spans arrive as Zipkin v2 JSON on /api/v2/spans and
-half as OTLP protobuf on /v1/traces, both in 100-span batches of mesh-shaped traces (Bookinfo's
-seven spans with a sidecar's tags), from `--concurrency` connections; each rate is spans per
-second of wall time for its half. Memory is the collector's RSS growth over what it had before
-ingest, divided by the spans it then holds (next to the store's own estimate, which its byte bound
-uses). Then each query runs `--queries` times against the full store: p50 / p99.
+One `tracemesh collector` process, filled in steps up to each size of `--sizes` (`--million` adds
+1 000 000: its load takes several minutes and ~2 GB). Each step brings half its spans as Zipkin
+v2 JSON on /api/v2/spans and half as OTLP protobuf on /v1/traces, in 100-span batches of
+mesh-shaped traces (Bookinfo's seven spans with a sidecar's tags), from `--concurrency`
+connections. Ingest is reported as spans per CPU-second of the collector (its utime + stime over
+the ingest of that format: what a span costs it, whatever else runs on the machine), per second
+of wall time, and as the RSS growth over that ingest per span it brought. Memory is also the
+collector's RSS growth over what it had before any ingest, divided by the spans it then holds
+(next to the store's own estimate, which its byte bound uses).
+At each size every query runs `--queries` times against the store: p50 / p99.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator
 
 import aiohttp
 
@@ -58,19 +63,25 @@ def mesh_trace(number: int) -> list[Span]:
     return spans
 
 
-def batches(first_trace: int, spans: int) -> list[list[Span]]:
-    flat = [span for number in range(first_trace, first_trace + spans // len(HOPS) + 1) for span in mesh_trace(number)]
-    return [flat[start:start + BATCH] for start in range(0, spans, BATCH)]
+def batches(first_trace: int, spans: int) -> Iterator[list[Span]]:
+    """`spans` spans of consecutive traces from `first_trace` on, in BATCH-span batches, made as they are sent."""
+    pending: list[Span] = []
+    number = first_trace
+    while spans > 0:
+        while len(pending) < min(BATCH, spans):
+            pending += mesh_trace(number)
+            number += 1
+        size = min(BATCH, spans)
+        yield pending[:size]
+        pending, spans = pending[size:], spans - size
 
 
-async def ingest(http: aiohttp.ClientSession, url: str, media_type: str, bodies: Sequence[bytes],
+async def ingest(http: aiohttp.ClientSession, url: str, media_type: str, bodies: Iterator[bytes],
                  concurrency: int) -> float:
     """Seconds to post every body, `concurrency` at a time."""
-    queue = list(reversed(bodies))
 
     async def worker() -> None:
-        while queue:
-            body = queue.pop()
+        for body in bodies:  # one iterator shared by the workers: each body is sent once
             async with http.post(url, data=body, headers={"Content-Type": media_type}) as response:
                 if response.status not in (200, 202):
                     raise RuntimeError(f"{url} answered {response.status}: {await response.text()}")
@@ -92,75 +103,114 @@ async def latencies(http: aiohttp.ClientSession, url: str, times: int) -> list[f
     return measured
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time so far (proc(5): fields 14 and 15 of /proc/PID/stat, in ticks)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
 
 
+def queries(zipkin: str, jaeger: str, end_ms: int) -> dict[str, str]:
+    """The searches timed at each size; `end_ms` is after the last trace's start."""
+    return {
+        "zipkin traces serviceName=ratings limit=10":
+            f"{zipkin}/api/v2/traces?serviceName=ratings.default&limit=10&endTs={end_ms}&lookback=86400000",
+        "zipkin traces serviceName+spanName limit=10":
+            f"{zipkin}/api/v2/traces?serviceName=reviews.default&spanName=ratings.default.svc.cluster.local%3A9080%2F*"
+            f"&limit=10&endTs={end_ms}&lookback=86400000",
+        "zipkin traces (no filter) limit=10": f"{zipkin}/api/v2/traces?limit=10&endTs={end_ms}&lookback=86400000",
+        "zipkin traces annotationQuery (no match)":
+            f"{zipkin}/api/v2/traces?annotationQuery=http.status_code%3D503&limit=10&endTs={end_ms}",
+        "zipkin trace/{id}": f"{zipkin}/api/v2/trace/4e441824ec2b6a44{7:016x}",
+        "zipkin services": f"{zipkin}/api/v2/services",
+        "zipkin dependencies": f"{zipkin}/api/v2/dependencies?endTs={end_ms}&lookback=86400000",
+        "jaeger traces service=reviews limit=20":
+            f"{jaeger}/api/traces?service=reviews.default&limit=20&end={end_ms * 1000}&lookback=2d",
+    }
+
+
 async def run(args: argparse.Namespace, pid: int, zipkin: str, otlp_url: str, jaeger: str) -> dict[str, object]:
-    half = args.spans // 2
-    zipkin_bodies = [zipkin_json.encode_spans(batch) for batch in batches(0, half)]
-    otlp_bodies = [otlp.encode_request(batch) for batch in batches(half // len(HOPS) + 1, half)]
     connector = aiohttp.TCPConnector(limit=args.concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as http:
+    # spans, CPU seconds, wall seconds, RSS growth in bytes over that format's ingest
+    ingested = {"zipkin_json": [0, 0.0, 0.0, 0.0], "otlp_protobuf": [0, 0.0, 0.0, 0.0]}
+    sizes: dict[str, object] = {}
+    next_trace = 0
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as http:
         await latencies(http, f"{zipkin}/health", 3)
         rss_before = rss_bytes(pid)
-        zipkin_s = await ingest(http, f"{zipkin}/api/v2/spans", "application/json", zipkin_bodies, args.concurrency)
-        otlp_s = await ingest(http, f"{otlp_url}/v1/traces", "application/x-protobuf", otlp_bodies, args.concurrency)
-        async with http.get(f"{zipkin}/health") as response:
-            health = await response.json()
-        rss_after = rss_bytes(pid)
-        end_ms = START_US // 1000 + args.spans  # after the last trace's start
-        queries: dict[str, Callable[[], str]] = {
-            "zipkin traces serviceName=ratings limit=10": lambda: (
-                f"{zipkin}/api/v2/traces?serviceName=ratings.default&limit=10&endTs={end_ms}&lookback=86400000"),
-            "zipkin traces (no filter) limit=10": lambda: (
-                f"{zipkin}/api/v2/traces?limit=10&endTs={end_ms}&lookback=86400000"),
-            "zipkin traces annotationQuery limit=10": lambda: (
-                f"{zipkin}/api/v2/traces?annotationQuery=http.status_code%3D503&limit=10&endTs={end_ms}"),
-            "zipkin trace/{id}": lambda: f"{zipkin}/api/v2/trace/4e441824ec2b6a44{7:016x}",
-            "zipkin services": lambda: f"{zipkin}/api/v2/services",
-            "zipkin dependencies": lambda: f"{zipkin}/api/v2/dependencies?endTs={end_ms}&lookback=86400000",
-            "jaeger traces service=reviews limit=20": lambda: (
-                f"{jaeger}/api/traces?service=reviews.default&limit=20&end={end_ms * 1000}&lookback=2d"),
-        }
-        query_ms = {name: await latencies(http, url(), args.queries) for name, url in queries.items()}
-    stored = int(health["spans"])
+        stored = 0
+        for size in args.sizes:
+            for name, url, media_type, encode in (
+                    ("zipkin_json", f"{zipkin}/api/v2/spans", "application/json", zipkin_json.encode_spans),
+                    ("otlp_protobuf", f"{otlp_url}/v1/traces", "application/x-protobuf", otlp.encode_request)):
+                spans = (size - stored) // 2
+                bodies = (encode(batch) for batch in batches(next_trace, spans))
+                next_trace += spans // len(HOPS) + 1
+                cpu_before, rss_format_before = cpu_seconds(pid), rss_bytes(pid)
+                wall = await ingest(http, url, media_type, bodies, args.concurrency)
+                totals = ingested[name]
+                totals[0] += spans
+                totals[1] += cpu_seconds(pid) - cpu_before
+                totals[2] += wall
+                totals[3] += rss_bytes(pid) - rss_format_before
+            async with http.get(f"{zipkin}/health") as response:
+                health = await response.json()
+            stored = int(health["spans"])
+            rss_after = rss_bytes(pid)
+            end_ms = START_US // 1000 + next_trace + 1  # traces start 1 ms apart
+            query_ms = {name: await latencies(http, url, args.queries)
+                        for name, url in queries(zipkin, jaeger, end_ms).items()}
+            sizes[str(stored)] = {
+                "rss_bytes_per_span": (rss_after - rss_before) / stored,
+                "estimated_bytes_per_span": int(health["bytes"]) / stored,
+                "rss_mb_before_after": [rss_before / 2**20, rss_after / 2**20],
+                "query_ms_p50_p99": {name: [percentile(values, 0.5), percentile(values, 0.99)]
+                                     for name, values in query_ms.items()},
+            }
     return {
-        "spans_stored": stored,
-        "zipkin_json_spans_per_s": half / zipkin_s,
-        "otlp_protobuf_spans_per_s": half / otlp_s,
-        "rss_bytes_per_span": (rss_after - rss_before) / stored,
-        "estimated_bytes_per_span": int(health["bytes"]) / stored,
-        "rss_mb_before_after": [rss_before / 2**20, rss_after / 2**20],
-        "query_ms_p50_p99": {name: [percentile(values, 0.5), percentile(values, 0.99)]
-                             for name, values in query_ms.items()},
+        "ingest": {name: {"spans_per_cpu_s": spans / cpu if cpu else None, "spans_per_s": spans / wall,
+                          "rss_bytes_per_span": rss / spans}
+                   for name, (spans, cpu, wall, rss) in ingested.items()},
+        "sizes": sizes,
     }
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.collector", description=__doc__.splitlines()[0])
-    parser.add_argument("--spans", type=int, default=100_000)
+    parser.add_argument("--sizes", type=lambda text: [int(size) for size in text.split(",")], default=[10_000, 100_000],
+                        help="stored-span counts to fill the collector to, in increasing order (default 10000,100000)")
+    parser.add_argument("--million", action="store_true", help="add 1000000 stored spans (minutes to load, ~2 GB)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--queries", type=int, default=20)
     args = parser.parse_args(argv)
+    args.sizes = sorted(set(args.sizes) | ({1_000_000} if args.million else set()))
     zipkin_port, otlp_port, query_port, grpc_port = (free_port() for _ in range(4))
     command = [sys.executable, "-m", "tracemesh_cli.main", "collector", "--zipkin-port", str(zipkin_port),
                "--otlp-port", str(otlp_port), "--query-port", str(query_port), "--otlp-grpc-port", str(grpc_port),
-               "--max-spans", str(args.spans * 2), "--max-bytes", "4G"]
+               "--max-spans", str(args.sizes[-1] * 2), "--max-bytes", "16G"]
     with started("collector", command, zipkin_port) as collector:
         result = asyncio.run(run(args, collector.process.pid, f"http://127.0.0.1:{zipkin_port}",
                                  f"http://127.0.0.1:{otlp_port}", f"http://127.0.0.1:{query_port}"))
-    print(f"{result['spans_stored']} spans stored, {BATCH}-span batches, {args.concurrency} connections")
-    print(f"  ingest   Zipkin v2 JSON   {result['zipkin_json_spans_per_s']:>9.0f} spans/s")
-    print(f"  ingest   OTLP protobuf    {result['otlp_protobuf_spans_per_s']:>9.0f} spans/s")
-    print(f"  memory   {result['rss_bytes_per_span']:.0f} bytes of RSS per stored span "
-          f"(the store's estimate: {result['estimated_bytes_per_span']:.0f})")
-    print(f"  queries at {result['spans_stored']} stored spans (n={args.queries}):")
-    timings = result["query_ms_p50_p99"]
-    assert isinstance(timings, dict)
-    for name, (p50, p99) in timings.items():
-        print(f"    {name:<42} p50 {p50:8.1f} ms   p99 {p99:8.1f} ms")
+    print(f"{BATCH}-span batches, {args.concurrency} connections, collector on {sys.executable}")
+    ingest_figures = result["ingest"]
+    assert isinstance(ingest_figures, dict)
+    for name, figures in ingest_figures.items():
+        per_cpu = figures["spans_per_cpu_s"]
+        print(f"  ingest   {name:<14} {per_cpu or float('nan'):>9.0f} spans per CPU-second "
+              f"({figures['spans_per_s']:.0f} spans/s of wall time), {figures['rss_bytes_per_span']:.0f} bytes "
+              f"of RSS per span stored")
+    sizes = result["sizes"]
+    assert isinstance(sizes, dict)
+    for stored, figures in sizes.items():
+        print(f"  at {stored} stored spans: {figures['rss_bytes_per_span']:.0f} bytes of RSS per stored span "
+              f"(the store's estimate: {figures['estimated_bytes_per_span']:.0f}); queries (n={args.queries}):")
+        for name, (p50, p99) in figures["query_ms_p50_p99"].items():
+            print(f"    {name:<44} p50 {p50:8.1f} ms   p99 {p99:8.1f} ms")
     save_results("collector", result)
     return 0
 

@@ -11,6 +11,9 @@ The bound counts bytes as well as spans (a span's tags can be megabytes): beyond
 (an estimate of what the stored reports occupy, see `approximate_bytes`) or `max_spans`, whole
 traces are evicted, the earliest-starting first. An optional `SpanArchive` hears of every report
 kept and every trace evicted, so a disk copy (sqlite_archive) can follow the store.
+
+A search walks a time index (trace_index) from the newest trace in its window and stops at its
+limit; each kept report shares its equal strings and endpoints with the others (span_interning).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 from tracemesh_collector.dependencies import DependencyLink, link_traces
 from tracemesh_collector.query import TraceQuery, in_window, matches, trace_timestamp
-from tracemesh_collector.trace_merge import merge_trace
+from tracemesh_collector.span_interning import SpanInterner
+from tracemesh_collector.trace_index import EVERY_TRACE, IndexKey, TraceIndex
+from tracemesh_collector.trace_merge import cleanup_order, merge_trace
 from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
 
 DEFAULT_MAX_SPANS = 100_000
@@ -59,8 +64,9 @@ class SpanStore:
         self._trace_start: dict[str, tuple[int, int]] = {}
         self._eviction_heap: list[tuple[int, int, str]] = []
         self._generations = itertools.count()
-        # lowercase service name -> trace key -> how many of its spans name the service
-        self._service_traces: dict[str, Counter[str]] = {}
+        # the traces in time order per service and per (service, span name): what a search walks
+        self._time_index = TraceIndex()
+        self._interner = SpanInterner()
         # lowercase local service name -> (span name, kind) / remote service name -> span count
         self._operations: dict[str, Counter[tuple[str, SpanKind | None]]] = {}
         self._remote_services: dict[str, Counter[str]] = {}
@@ -84,7 +90,7 @@ class SpanStore:
 
     def add(self, spans: Iterable[Span]) -> None:
         """Keep the reports not already held, then evict the oldest traces beyond the bounds."""
-        kept = [span for span in spans if self._add_one(span)]
+        kept = self._add_all(spans)
         evicted = self._evict_beyond_bounds()
         if self.archive is not None and (kept or evicted):
             # a batch beyond the bounds may have evicted traces it brought itself: those are not kept
@@ -92,15 +98,31 @@ class SpanStore:
 
     def load(self, spans: Iterable[Span]) -> list[str]:
         """Take back spans an archive held, telling no archive; the trace keys evicted to fit are returned."""
-        for span in spans:
-            self._add_one(span)
+        self._add_all(spans)
         return self._evict_beyond_bounds()
+
+    def _add_all(self, spans: Iterable[Span]) -> list[Span]:
+        """Keep the reports not already held, then re-place each trace they changed in the time index once."""
+        kept = []
+        changed: dict[str, set[IndexKey]] = {}
+        for span in spans:
+            if self._add_one(span):
+                kept.append(span)
+                changed.setdefault(span.trace_id[-16:], {EVERY_TRACE}).update(_index_keys(span))
+        for trace_key, index_keys in changed.items():
+            self._time_index.update(trace_key, *_placement(self._traces[trace_key], index_keys))
+        return kept
 
     def _add_one(self, span: Span) -> bool:
         trace_key = span.trace_id[-16:]
-        reports = self._traces.setdefault(trace_key, {}).setdefault(span.id, [])
+        trace = self._traces.setdefault(trace_key, {})
+        reports = trace.setdefault(span.id, [])
         if span in reports:
             return False
+        self._interner.compact(span)
+        held = next(iter(trace.values()))  # the trace's first span's reports, or this span's (new trace)
+        if held and held[0].trace_id == span.trace_id:
+            span.trace_id = held[0].trace_id  # one trace id string per trace
         reports.append(span)
         self._merged.pop(trace_key, None)
         size = approximate_bytes(span)
@@ -137,6 +159,7 @@ class SpanStore:
         self._merged.pop(trace_key, None)
         del self._trace_start[trace_key]
         self._byte_count -= self._trace_bytes.pop(trace_key)
+        self._time_index.remove(trace_key)
         for reports in trace.values():
             self._span_count -= len(reports)
             for span in reports:
@@ -145,8 +168,6 @@ class SpanStore:
     def _index(self, trace_key: str, span: Span, delta: int) -> None:
         local = _service_key(span.local_endpoint)
         remote = _service_key(span.remote_endpoint)
-        for service in {name for name in (local, remote) if name is not None}:
-            _count(self._service_traces, service, trace_key, delta)
         if local is not None:
             _count(self._operations, local, (span.name, span.kind), delta)
             if remote is not None:
@@ -174,22 +195,18 @@ class SpanStore:
 
     def find_traces(self, query: TraceQuery) -> list[list[Span]]:
         """Traces answering `query`, newest first, at most `query.limit`."""
-        if query.service_name:
-            keys: Iterable[str] = self._service_traces.get(query.service_name.lower(), ())
-        else:
-            keys = self._traces
-        candidates = []
-        for key in keys:
-            start = self._trace_start.get(key, (0, 0))[0]  # the earliest timestamp: a cheap first window test
-            if start and start > query.end_us:
-                continue
+        service = (query.service_name or "").lower()
+        index_key = (service, (query.span_name or "").lower() if service else "")
+        found: list[list[Span]] = []
+        if query.limit <= 0:
+            return found
+        for key in self._time_index.newest(index_key, query.end_us - query.lookback_us, query.end_us):
             spans = self._spans(key)
-            timestamp = trace_timestamp(spans)
-            if in_window(timestamp, query.end_us, query.lookback_us):
-                candidates.append((timestamp, key, spans))
-        candidates.sort(key=lambda candidate: candidate[:2], reverse=True)
-        found = (spans for _, _, spans in candidates if matches(spans, query))
-        return list(itertools.islice(found, min(query.limit, len(candidates))))  # islice refuses > sys.maxsize
+            if matches(spans, query):
+                found.append(spans)
+                if len(found) == query.limit:
+                    break
+        return found
 
     def get_trace(self, trace_id: str) -> list[Span]:
         """The spans of one trace (16 or 32 hex); a 64-bit id also finds the 128-bit trace it ends."""
@@ -219,6 +236,35 @@ class SpanStore:
         return merged
 
 
+def _index_keys(span: Span) -> Iterator[IndexKey]:
+    """The indexes a span puts its trace in: each service it names (local or remote), alone and with its name."""
+    name = span.name.lower()
+    for endpoint in (span.local_endpoint, span.remote_endpoint):
+        service = _service_key(endpoint)
+        if service is not None:
+            yield service, ""
+            if name:
+                yield service, name
+
+
+def _placement(trace: dict[str, list[Span]], index_keys: set[IndexKey]) -> tuple[set[IndexKey], int]:
+    """The indexes a changed trace belongs in and its time: what a search sees of the merged trace.
+
+    When no span id has two reports, merge_trace only sorts the reports (cleanup_order): the reports'
+    own names and services are the merged spans', and the merged trace's first root with a timestamp
+    (query.trace_timestamp) is the root with the least sort key. Otherwise the trace is merged, as a
+    search would merge it: a merged span can pair one report's service with another's name.
+    """
+    if any(len(reports) > 1 for reports in trace.values()):
+        merged = merge_trace([span for reports in trace.values() for span in reports])
+        index_keys.update(key for span in merged for key in _index_keys(span))
+        return index_keys, trace_timestamp(merged)
+    roots = [reports[0] for reports in trace.values() if reports[0].parent_id is None and reports[0].timestamp]
+    if roots:
+        return index_keys, min(roots, key=cleanup_order).timestamp
+    return index_keys, min((reports[0].timestamp for reports in trace.values() if reports[0].timestamp), default=0)
+
+
 def approximate_bytes(span: Span) -> int:
     """About what one stored report occupies in CPython: fixed object overheads plus its strings.
 
@@ -226,8 +272,8 @@ def approximate_bytes(span: Span) -> int:
     entry); `python -m bench collector` measures RSS per stored span against this estimate.
     """
     size = 400 + len(span.name) + len(span.trace_id) + 2 * len(span.id)
-    for key, value in span.tags.items():
-        size += 120 + len(key) + len(value)
+    tags = span.tags
+    size += 120 * len(tags) + sum(map(len, tags)) + sum(map(len, tags.values()))
     for annotation in span.annotations:
         size += 130 + len(annotation.value)
     if span.remote_endpoint is not None:

@@ -27,7 +27,7 @@ from tracemesh_sidecar.spans.model import Endpoint, Span
 
 def merge_trace(spans: Sequence[Span]) -> list[Span]:
     """The spans of one trace, reports of one span merged, in Zipkin's order (Trace.merge)."""
-    result = sorted(spans, key=_cleanup_order)
+    result = sorted(spans, key=cleanup_order)
     if len(result) <= 1:
         return result
     trace_id = result[0].trace_id
@@ -111,7 +111,7 @@ def _try_merge_endpoint(known: Endpoint, endpoint: Endpoint) -> bool:
     return True
 
 
-def _cleanup_order(span: Span) -> tuple[object, ...]:
+def cleanup_order(span: Span) -> tuple[object, ...]:
     """Trace.CLEANUP_COMPARATOR as a sort key: id, then shared last (CLIENT first when unshared), then endpoint."""
     sharing = 2 if span.shared else 0 if span.kind == "CLIENT" else 1
     endpoint = span.local_endpoint

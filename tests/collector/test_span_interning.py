@@ -1,0 +1,53 @@
+"""Stored spans share equal strings and endpoints, keep their values, and the sharing tables stay bounded."""
+
+from __future__ import annotations
+
+import copy
+
+from collector_samples import NOW_US, bookinfo_trace, trace_id
+
+from tracemesh_collector.span_interning import SpanInterner
+from tracemesh_collector.store import SpanStore
+from tracemesh_sidecar.spans import otlp
+
+
+def test_equal_tags_and_endpoints_of_stored_spans_are_one_object_and_values_are_unchanged() -> None:
+    first, second = bookinfo_trace(trace_id(1), NOW_US), bookinfo_trace(trace_id(2), NOW_US + 1)
+    expected = copy.deepcopy([*first, *second])
+    store = SpanStore()
+    store.add(first)
+    store.add(second)
+    stored = {span.id: span for key in (trace_id(1), trace_id(2)) for span in store.get_trace(key)}
+    assert sorted(stored.values(), key=lambda span: span.id) == sorted(expected, key=lambda span: span.id)
+    a, b = stored[first[0].id], stored[second[0].id]  # the two roots: same service, name and status
+    assert a.local_endpoint is b.local_endpoint
+    assert a.name is b.name
+    assert a.tags["http.status_code"] is b.tags["http.status_code"]
+    assert next(iter(a.tags)) is next(iter(b.tags))
+
+
+def test_a_high_cardinality_key_stops_being_shared_and_the_tables_stay_bounded() -> None:
+    interner = SpanInterner(max_values_per_key=3, max_entries=10)
+    spans = [span for number in range(30) for span in bookinfo_trace(trace_id(number), NOW_US + number)]
+    for number, span in enumerate(spans):
+        span.tags["guid:x-request-id"] = f"{number:08x}-1111-2222-3333-444455556666"
+        before = (span.name, dict(span.tags), copy.copy(span.local_endpoint))
+        interner.compact(span)
+        assert (span.name, span.tags, span.local_endpoint) == before
+    late = [span.tags["guid:x-request-id"] for span in spans[-20:]]
+    assert len({id(value) for value in late}) == len(late)  # unique values were not shared past the cap
+    shared_status = {id(span.tags["http.status_code"]) for span in spans}
+    assert len(shared_status) == 1  # a low-cardinality key is still shared
+    assert all(len(table) <= 10 for table in (interner._names, interner._tags, interner._endpoints))
+
+
+def test_typed_otlp_attributes_keep_their_types() -> None:
+    interner = SpanInterner()
+    for value in (1, True, 1.0, "1"):
+        [decoded] = otlp.decode_request_proto(otlp.encode_request(bookinfo_trace(trace_id(3), NOW_US)[:1]))
+        assert decoded.otlp is not None
+        decoded.otlp.attributes["value"] = value
+        expected = dict(decoded.otlp.attributes)
+        interner.compact(decoded)
+        assert decoded.otlp.attributes == expected
+        assert type(decoded.otlp.attributes["value"]) is type(value)
