@@ -60,24 +60,28 @@ def test_pick_free_skips_ports_promised_elsewhere() -> None:
 
 PYTHON_SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 # Ignores SIGTERM and starts a grandchild in its own process group: only SIGKILL to the group ends both.
-STUBBORN = [sys.executable, "-c", textwrap.dedent("""
-    import signal, subprocess, sys, time
+# The grandchild's pid goes to the file named by argv[1], not to the log: a forked child's log may open with
+# lines the parent's libraries print after fork (grpcio's "E1201 ..." fork-handler warnings did, in CI).
+STUBBORN_SCRIPT = textwrap.dedent("""
+    import pathlib, signal, subprocess, sys, time
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
                               "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
-    print(child.pid, flush=True)
+    pathlib.Path(sys.argv[1] + ".tmp").write_text(str(child.pid))
+    pathlib.Path(sys.argv[1] + ".tmp").rename(sys.argv[1])
     time.sleep(60)
-""")]
+""")
 
 
 async def test_stop_all_terminates_then_kills_whole_groups(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path)
     polite = supervisor.start("polite", PYTHON_SLEEPER, os.environ)
-    stubborn = supervisor.start("stubborn", STUBBORN, os.environ)
+    pid_file = tmp_path / "grandchild.pid"
+    stubborn = supervisor.start("stubborn", [sys.executable, "-c", STUBBORN_SCRIPT, str(pid_file)], os.environ)
     deadline = time.monotonic() + 10
-    while not stubborn.log_path.read_text().strip() and time.monotonic() < deadline:
+    while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    grandchild = int(stubborn.log_path.read_text().split()[0])
+    grandchild = int(pid_file.read_text())
     started = time.monotonic()
     supervisor.stop_all(grace_s=0.5)
     assert time.monotonic() - started < 5
