@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS = {
     "proxy": "bench.proxy",
+    "http2": "bench.http2",
     "exporter_clients": "bench.exporter_clients",
     "control_plane": "bench.control_plane",
     "operator_memory": "bench.operator_memory",

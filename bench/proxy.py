@@ -164,8 +164,8 @@ def _telemetry(tmp: Path, name: str, on: bool | None) -> tuple[MetricsConfig, Ac
     return MetricsConfig(), AccessLogConfig(client=logs, server=logs)
 
 
-def _sidecar_configs(tmp: Path, origin_port: int, provider: ProviderConfig,
-                     telemetry: bool | None = None) -> tuple[Path, Path, int, int, int]:
+def sidecar_configs(tmp: Path, origin_port: int, provider: ProviderConfig,
+                    telemetry: bool | None = None) -> tuple[Path, Path, int, int, int]:
     client_port, server_port = free_port(), free_port()
     client_admin, server_admin = free_port(), free_port()
     client_metrics, client_logs = _telemetry(tmp, "client", telemetry)
@@ -217,7 +217,7 @@ def _gateway_config(tmp: Path, server_port: int, provider: ProviderConfig) -> tu
     return path, port
 
 
-def _spans_sent(admin_port: int) -> str:
+def spans_sent(admin_port: int) -> str:
     import urllib.request
 
     with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats", timeout=2) as r:
@@ -235,19 +235,19 @@ def _origin(tmp: Path) -> Iterator[int]:
 
 def _measure_pair(path: str, tmp: Path, origin_port: int, provider: ProviderConfig,
                   telemetry: bool | None = None) -> PathResult:
-    client_conf, server_conf, client_port, server_port, client_admin = _sidecar_configs(tmp, origin_port, provider,
-                                                                                        telemetry)
+    client_conf, server_conf, client_port, server_port, client_admin = sidecar_configs(tmp, origin_port, provider,
+                                                                                       telemetry)
     proxy = [sys.executable, "-m", "tracemesh_cli.main", "proxy", "--config"]
     with started("tracemesh server sidecar", [*proxy, str(server_conf)], server_port) as server, \
             started("tracemesh client sidecar", [*proxy, str(client_conf)], client_port) as client:
         result = _measure(path, client_port, f"http://{BACKEND}:9080/", f"{BACKEND}:9080", [client, server], tmp)
         time.sleep(1.5)  # let the last batch of spans go out before reading the counters
-        result.notes = "client sidecar: " + _spans_sent(client_admin)
+        result.notes = "client sidecar: " + spans_sent(client_admin)
     return result
 
 
 def _measure_gateway(tmp: Path, origin_port: int, provider: ProviderConfig) -> PathResult:
-    _, server_conf, _, server_port, _ = _sidecar_configs(tmp, origin_port, provider)
+    _, server_conf, _, server_port, _ = sidecar_configs(tmp, origin_port, provider)
     gateway_conf, gateway_port = _gateway_config(tmp, server_port, provider)
     proxy = [sys.executable, "-m", "tracemesh_cli.main", "proxy"]
     with started("tracemesh server sidecar", [*proxy, "--config", str(server_conf)], server_port) as server, \
@@ -297,8 +297,8 @@ def run() -> list[PathResult]:
     return results
 
 
-def report(results: list[PathResult]) -> str:
-    by_path = {result.path: result for result in results}
+def table(results: list[PathResult]) -> list[str]:
+    """Each path's latency and throughput, then each proxy's CPU and memory: the figures, before any ratio."""
     lines = [
         f"{'path':<15} {'sat req/s':>10} {'p50':>7} {'p90':>7} {'p99':>7} | "
         f"{'@' + str(FIXED_RATE) + '/s p50':>11} {'p90':>7} {'p99':>7} {'errors':>6}",
@@ -314,6 +314,12 @@ def report(results: list[PathResult]) -> str:
         for p in r.proxies:
             lines.append(f"{p.name:<26} {p.cpu_ms_per_1000_saturated:>22.1f} {p.cpu_ms_per_1000_at_fixed_rate:>10.1f} "
                          f"{p.peak_rss_mb:>12.1f}")
+    return lines
+
+
+def report(results: list[PathResult]) -> str:
+    by_path = {result.path: result for result in results}
+    lines = table(results)
     mesh, nginx, direct = by_path.get("tracemesh pair"), by_path.get("nginx pair"), by_path.get("direct")
     if mesh and nginx and direct:
         lines += [

@@ -61,8 +61,8 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def slim_service(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the service registry reads of a Service (identity, its cluster IPs and ports), and what names the
-    inbound ports of the pods it selects (its type and selector)."""
+    """What the service registry reads of a Service (identity, its cluster IPs and ports, each port's protocol
+    fields), and what names the inbound ports of the pods it selects (its type and selector)."""
     record = _identity(body)
     spec = _mapping(body.get("spec"))
     record["spec"] = {
@@ -70,7 +70,7 @@ def slim_service(body: Mapping[str, Any]) -> dict[str, Any]:
         "selector": dict(_mapping(spec.get("selector"))),
         "clusterIP": spec.get("clusterIP"),
         "clusterIPs": list(_list(spec.get("clusterIPs"))),
-        "ports": [{key: port.get(key) for key in ("name", "port", "targetPort", "protocol")}
+        "ports": [{key: port.get(key) for key in ("name", "port", "targetPort", "protocol", "appProtocol")}
                   for port in map(_mapping, _list(spec.get("ports")))],
     }
     # A gateway's Service: its load balancer's address goes into the Gateway's status.addresses.

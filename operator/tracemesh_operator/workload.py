@@ -163,7 +163,8 @@ def _container_ports(pod: Mapping[str, Any]) -> tuple[list[int], dict[str, int]]
 
 def inbound_ports(pod: Mapping[str, Any], namespace_services: Iterable[Mapping[str, Any]] = ()) -> tuple[
         InboundPort, ...]:
-    """The application's TCP ports, each named after the Service targeting it, if any (Istio's inbound chains).
+    """The application's TCP ports, each named after the Service targeting it, if any (Istio's inbound chains), with
+    that Service port's protocol.
 
     A port a Service targets is fronted even when no container declares it, as Istio builds a chain per
     target port; then come the containers' other ports, in declaration order.
@@ -171,9 +172,14 @@ def inbound_ports(pod: Mapping[str, Any], namespace_services: Iterable[Mapping[s
     declared, named = _container_ports(pod)
     targeted = inbound_services(namespace_services, pod_labels(pod), named)
     ports = declared + sorted(set(targeted) - set(declared) - PROXY_PORTS)
-    return tuple(InboundPort(port=port, app_port=port, service_host=targeted[port][0] if port in targeted else None,
-                             service_port=targeted[port][1] if port in targeted else None)
-                 for port in ports)
+    result = []
+    for port in ports:
+        if port in targeted:
+            host, service_port, protocol = targeted[port]
+            result.append(InboundPort(port, port, service_host=host, service_port=service_port, protocol=protocol))
+        else:
+            result.append(InboundPort(port, port))
+    return tuple(result)
 
 
 def proxy_config_for_pod(pod: Mapping[str, Any], compiled: CompiledTelemetry, mesh_spec: Mapping[str, Any],

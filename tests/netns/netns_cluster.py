@@ -52,6 +52,7 @@ class PodNet:
 class ServicePort:
     port: int
     target_port: int
+    name: str = ""  # what Istio's protocol selection reads (`grpc`, `http2-api`); unnamed: `port-<port>`
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Service:
         """This Service and its EndpointSlice as the API server serves them (what the operator watches):
         the endpointslice controller copies each port's name and gives its target port."""
         metadata = {"name": self.name, "namespace": self.namespace, "uid": f"uid-svc-{self.namespace}-{self.name}"}
-        names = [f"port-{port.port}" for port in self.ports]
+        names = [port.name or f"port-{port.port}" for port in self.ports]
         service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
                    "spec": {"clusterIP": self.cluster_ip, "clusterIPs": [self.cluster_ip], "selector": self.selector,
                             "ports": [{"name": name, "port": port.port, "targetPort": port.target_port,
@@ -168,9 +169,11 @@ class Cluster:
         return pod
 
     def add_service(self, name: str, namespace: str, ports: Sequence[tuple[int, int]],
-                    selector: Mapping[str, str]) -> Service:
+                    selector: Mapping[str, str], port_names: Mapping[int, str] | None = None) -> Service:
+        names = port_names or {}
         service = Service(name=name, namespace=namespace, cluster_ip=str(next(self._cluster_ips)),
-                          ports=tuple(ServicePort(port, target) for port, target in ports), selector=dict(selector))
+                          ports=tuple(ServicePort(port, target, names.get(port, "")) for port, target in ports),
+                          selector=dict(selector))
         self.services.append(service)
         return service
 

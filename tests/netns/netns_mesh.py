@@ -69,8 +69,8 @@ class Mesh:
         return running
 
     def add_service(self, name: str, namespace: str, ports: Sequence[tuple[int, int]],
-                    selector: Mapping[str, str]) -> None:
-        self.cluster.add_service(name, namespace, ports, selector)
+                    selector: Mapping[str, str], port_names: Mapping[int, str] | None = None) -> None:
+        self.cluster.add_service(name, namespace, ports, selector, port_names)
 
     def add_objects(self, objects: Sequence[Mapping[str, Any]], namespace: str | None = None) -> list[RunningPod]:
         """`kubectl apply` of manifests: each Deployment's pod (admitted and scheduled, not started; injected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from service_objects import endpoint_slice, service
 
 from tracemesh_operator.compiler.services import service_registry
@@ -34,8 +35,10 @@ def test_one_entry_per_port_with_the_ready_endpoints_of_every_slice() -> None:
         endpoint_slice("default", "reviews", "reviews-b", slice_ports, ready=["10.244.1.5"]),
     ])
     assert entries == (
-        ServiceEntry(REVIEWS, 7070, ("10.244.0.1:7000", "10.244.0.2:7000", "10.244.1.5:7000"), ("10.96.0.7",)),
-        ServiceEntry(REVIEWS, 9080, ("10.244.0.1:8080", "10.244.0.2:8080", "10.244.1.5:8080"), ("10.96.0.7",)),
+        ServiceEntry(REVIEWS, 7070, ("10.244.0.1:7000", "10.244.0.2:7000", "10.244.1.5:7000"), ("10.96.0.7",),
+                     protocol="GRPC"),
+        ServiceEntry(REVIEWS, 9080, ("10.244.0.1:8080", "10.244.0.2:8080", "10.244.1.5:8080"), ("10.96.0.7",),
+                     protocol="HTTP"),
     )
 
 
@@ -57,7 +60,23 @@ def test_services_kube_proxy_does_not_route_are_left_out() -> None:
 def test_a_service_without_slices_has_an_entry_without_endpoints() -> None:
     # The sidecar answers 503 UH for it, as Envoy answers "no healthy upstream".
     assert registry([service("default", "reviews", "10.96.0.7", HTTP)], []) == (
-        ServiceEntry(REVIEWS, 9080, (), ("10.96.0.7",)),)
+        ServiceEntry(REVIEWS, 9080, (), ("10.96.0.7",), protocol="HTTP"),)
+
+
+# Each port's protocol as Istio's ConvertProtocol selects it (pkg/config/kube/conversion.go): appProtocol, else the
+# port name's prefix; "" when neither declares one (the sidecar sniffs it).
+@pytest.mark.parametrize(("port", "protocol"), [
+    ({"name": "grpc-web", "port": 9080}, "GRPC-Web"),
+    ({"name": "http2-foo", "port": 9080}, "HTTP2"),
+    ({"name": "http", "appProtocol": "grpc", "port": 9080}, "GRPC"),
+    ({"name": "web", "appProtocol": "kubernetes.io/h2c", "port": 9080}, "HTTP2"),
+    ({"port": 9080}, ""),
+    ({"name": "backend", "port": 9080}, ""),
+    ({"port": 3306}, "TCP"),  # a well-known port (MySQL) is TCP, not sniffed
+])
+def test_each_entry_carries_its_ports_protocol_through_the_slim_record(port: dict[str, Any], protocol: str) -> None:
+    [entry] = registry([service("default", "reviews", "10.96.0.7", [port])], [])
+    assert entry.protocol == protocol
 
 
 def test_mesh_state_pushes_the_registry_to_every_pod_only_when_it_changes() -> None:

@@ -104,6 +104,33 @@ def test_a_targeted_port_no_container_declares_is_fronted_too() -> None:
                      InboundPort(8090, 8090, service_host=host, service_port=80))
 
 
+@pytest.mark.parametrize(("service_port", "protocol"), [
+    ({"name": "grpc-web", "port": 80}, "GRPC-Web"),
+    ({"name": "http2-foo", "port": 80}, "HTTP2"),
+    ({"name": "http", "appProtocol": "grpc", "port": 80}, "GRPC"),
+    ({"port": 80}, ""),
+])
+def test_an_inbound_port_takes_the_protocol_of_the_service_port_targeting_it(service_port: dict[str, Any],
+                                                                              protocol: str) -> None:
+    # The same Service port names the chain and gives its protocol (the inbound cluster's, as Istio builds it).
+    reviews = pod({"app": "reviews"}, [{"containerPort": 8090}, {"containerPort": 9090}])
+    services = [service("server", [{**service_port, "targetPort": 8090}], type="ClusterIP", clusterIP="10.96.0.9")]
+    expected = (InboundPort(8090, 8090, service_host="server.bookinfo.svc.cluster.local", service_port=80,
+                            protocol=protocol),
+                InboundPort(9090, 9090))  # no Service targets it: undeclared
+    assert inbound_ports(reviews, services) == expected
+    assert inbound_ports(slim_pod({"apiVersion": "v1", "kind": "Pod", **reviews}),
+                         [slim_service(body) for body in services]) == expected
+
+
+def test_the_oldest_service_names_the_port_and_gives_its_protocol() -> None:
+    reviews = pod({"app": "reviews"}, [{"containerPort": 8090}])
+    older = service("older", [{"name": "grpc", "port": 80, "targetPort": 8090}], created="2025-01-01T00:00:00Z")
+    newer = service("newer", [{"name": "http", "port": 80, "targetPort": 8090}], created="2026-01-01T00:00:00Z")
+    [port] = inbound_ports(reviews, [newer, older])
+    assert (port.service_host, port.protocol) == ("older.bookinfo.svc.cluster.local", "GRPC")
+
+
 def test_the_pushed_config_carries_the_identity_and_the_port_naming() -> None:
     mesh: dict[str, Any] = {"extensionProviders": [{"name": "zipkin", "zipkin": {"service": "zipkin.istio-system",
                                                                                  "port": 9411}}],

@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import WSMsgType, web
 from proxy_harness import Origin
+
+# The HTTP/2 origin and clients (h2_harness) live with the robustness tests, which share this directory's harness.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "robustness"))
 
 
 @pytest.fixture

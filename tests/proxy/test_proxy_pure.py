@@ -39,7 +39,11 @@ from tracemesh_sidecar.stats import Stats
     (b"GET / HTTP/1.1\n", "http1"),
     (b"GET /x HT", "undecided"),
     (b"", "undecided"),
-    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "opaque"),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "http2"),  # RFC 9113 section 3.4: h2c with prior knowledge
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04", "http2"),
+    (b"PRI * HTTP/2.0\r\n", "undecided"),  # the preface's first read may end anywhere
+    (b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", "opaque"),
+    (b"POST / HTTP/1.1\r\n", "http1"),
     (b"\x16\x03\x01\x02\x00\x01\x00", "opaque"),
     (b"SSH-2.0-OpenSSH_9.2\r\n", "opaque"),
     (b"GET / HTTP/1.1 extra\r\n", "opaque"),
@@ -51,7 +55,7 @@ from tracemesh_sidecar.stats import Stats
     (b"OPTIONS *" + b" " * MAX_REQUEST_LINE, "http1"),
     (b"GET " + b"a" * MAX_REQUEST_LINE, "opaque"),
 ])
-def test_classify_tells_http1_from_everything_else(first_bytes: bytes, verdict: str) -> None:
+def test_classify_tells_http1_and_http2_from_everything_else(first_bytes: bytes, verdict: str) -> None:
     assert classify(first_bytes) == verdict
 
 
@@ -119,7 +123,7 @@ def test_outbound_router_round_robins_registered_endpoints_and_falls_back_to_dns
     assert [(pick.host, pick.port) for pick in picks if pick] == [
         ("10.0.0.1", 9080), ("10.0.0.2", 9080), ("10.0.0.1", 9080)]
     assert picks[0] is not None and picks[0][2:] == (
-        "reviews.default.svc.cluster.local:9080/*", "outbound|9080||reviews.default.svc.cluster.local", True)
+        "reviews.default.svc.cluster.local:9080/*", "outbound|9080||reviews.default.svc.cluster.local", True, None)
     assert router.by_authority("reviews.default.svc.cluster.local:9080") is not None
     # A host no Service names: Istio's passthrough route, which has no decorator to send on.
     assert router.by_authority("www.example.com") == Destination(

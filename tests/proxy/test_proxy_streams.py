@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 
 import aiohttp
+import uvloop
 from proxy_harness import Origin, RawOrigin, client_config, pair, request, server_config, sidecar
 
 MIB = 1024 * 1024
@@ -120,14 +121,14 @@ async def test_connect_to_a_refused_port_is_503() -> None:
 
 async def test_non_http_on_the_explicit_outbound_listener_is_400() -> None:
     async with sidecar(client_config([])) as client_side:
-        response = await request(client_side.outbound_port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        response = await request(client_side.outbound_port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
         assert client_side.stats.get("outbound.downstream_rq_malformed") == 1
     assert response.status == 400
 
 
 async def test_non_http_traffic_to_a_known_destination_passes_through_unharmed() -> None:
     payloads = [b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)),
-                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"]
+                b"\x00\x01binary protocol\xff" + bytes(range(64))]
     async with RawOrigin(_echo) as app, sidecar(server_config(app.port)) as server_side:
         for payload in payloads:
             reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
@@ -136,6 +137,27 @@ async def test_non_http_traffic_to_a_known_destination_passes_through_unharmed()
             writer.close()
             assert echoed == payload
         assert server_side.stats.get("inbound.downstream_cx_opaque") == 2
+
+
+def test_a_client_that_half_closes_before_two_sidecars_open_their_tunnels_gets_its_answer() -> None:
+    """The client's EOF reaches each sidecar before its tunnel is up; handing the transport over must pass it on
+    once. On uvloop, the sidecar's loop, a transport that saw EOF reports it again when reading resumes: counted
+    twice, it closed the tunnel before the answer came back (seen in the netns end-to-end)."""
+    payload = bytes(range(256)) * 64 + b"not HTTP at all"
+
+    async def through_two_sidecars() -> list[bytes]:
+        echoed = []
+        async with RawOrigin(_echo) as app, sidecar(server_config(app.port)) as inner, \
+                sidecar(server_config(inner.inbound_port)) as outer:
+            for _ in range(20):
+                reader, writer = await asyncio.open_connection("127.0.0.1", outer.inbound_port)
+                writer.write(payload)
+                writer.write_eof()
+                echoed.append(await asyncio.wait_for(reader.read(), 5))
+                writer.close()
+        return echoed
+
+    assert uvloop.run(through_two_sidecars()) == [payload] * 20
 
 
 async def test_websocket_upgrade_is_tunnelled(origin: Origin) -> None:

@@ -13,7 +13,8 @@ from proxy_harness import Origin, Response, read_response, server_config, sideca
 
 from tracemesh_sidecar.config import ConfigError
 from tracemesh_sidecar.config.model import OutboundConfig, ProxyConfig, ServiceEntry
-from tracemesh_sidecar.proxy.termination import ACTIVE_CONNECTION_CHECK_S, DrainPlan, drain_plan, wait_for_drain
+from tracemesh_sidecar.proxy.drain import wait_for_drain
+from tracemesh_sidecar.proxy.termination import ACTIVE_CONNECTION_CHECK_S, DrainPlan, drain_plan
 
 GET = b"GET /echo HTTP/1.1\r\nHost: reviews.default.svc.cluster.local:9080\r\n\r\n"
 

@@ -22,7 +22,7 @@ async def counting_origin() -> AsyncIterator[CountingOrigin]:
 
 @pytest.fixture(scope="session")
 def session_origin() -> Iterator[CountingOrigin]:
-    with ThreadedOrigin() as origin:
+    with ThreadedOrigin(CountingOrigin()) as origin:
         yield origin
 
 

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 import httptools
 from proxy_harness import server_config
@@ -126,15 +127,26 @@ class CountingOrigin:
             writer.close()
 
 
-class ThreadedOrigin:
-    """A CountingOrigin on its own event loop thread, so it outlives each test's loop (session fixtures)."""
+class ServingOrigin(Protocol):
+    """An origin that starts serving on the running loop (CountingOrigin, h2_harness.H2Origin)."""
 
-    def __init__(self) -> None:
-        self.origin = CountingOrigin()
+    server: asyncio.Server | None
+
+    async def start(self) -> object: ...
+
+
+OriginT = TypeVar("OriginT", bound=ServingOrigin)
+
+
+class ThreadedOrigin(Generic[OriginT]):
+    """An origin on its own event loop thread, so it outlives each test's loop (session fixtures)."""
+
+    def __init__(self, origin: OriginT) -> None:
+        self.origin = origin
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="robustness-origin", daemon=True)
 
-    def __enter__(self) -> CountingOrigin:
+    def __enter__(self) -> OriginT:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.origin.start(), self._loop).result(5)
         return self.origin

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracemesh_sidecar.config import ServiceEntry, ServiceSubset
+from tracemesh_sidecar.config.protocol import UNSUPPORTED, port_protocol
 
 Body = Mapping[str, Any]
 # The label that ties an EndpointSlice to its Service (set by the endpointslice controller).
@@ -36,6 +37,16 @@ def _ip(value: object) -> str | None:
 
 def _port(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536 else None
+
+
+def _protocol(service_port: Body, port: int) -> str:
+    """The Service port's protocol as Istio selects it (its name, appProtocol and protocol); "": none declared,
+    the sidecar sniffs it."""
+    app_protocol = service_port.get("appProtocol")
+    protocol = port_protocol(str(service_port.get("name") or ""),
+                             None if app_protocol is None else str(app_protocol),
+                             str(service_port.get("protocol") or "TCP"), port=port)
+    return "" if protocol == UNSUPPORTED else protocol
 
 
 def slice_key(namespace: str, service: str) -> str:
@@ -72,6 +83,7 @@ def service_registry(services: Iterable[Body], slices: Mapping[str, Iterable[Bod
             endpoints = _endpoints(service_port, own_slices)
             entries.append(ServiceEntry(
                 host=host, port=port, endpoints=tuple(sorted(endpoints)), addresses=tuple(cluster_ips),
+                protocol=_protocol(service_port, port),
                 subsets=tuple(ServiceSubset(subset, tuple(sorted(
                     endpoint for endpoint, pod in endpoints.items()
                     if all((pod_labels or {}).get(pod, {}).get(key) == value for key, value in labels.items()))))
@@ -115,8 +127,9 @@ def _slice_port(service_port: Body, slice_ports: list[Mapping[str, Any]]) -> int
 
 
 def inbound_services(services: Iterable[Body], pod_labels: Mapping[str, str], named_ports: Mapping[str, int],
-                     cluster_domain: str = "cluster.local") -> dict[int, tuple[str, int]]:
-    """Workload port -> (Service FQDN, Service port) of the Service that names the workload's inbound chain there.
+                     cluster_domain: str = "cluster.local") -> dict[int, tuple[str, int, str]]:
+    """Workload port -> (Service FQDN, Service port, its protocol) of the Service that names the workload's inbound
+    chain there (the protocol as the registry's: "" when none is declared).
 
     `services` are those of the pod's namespace; a Service selects the pod by its selector (ExternalName and
     selector-less Services do not). As Istio (pilot/pkg/model/context.go SetServiceTargets, then
@@ -134,7 +147,7 @@ def inbound_services(services: Iterable[Body], pod_labels: Mapping[str, str], na
             continue
         host = f"{name}.{namespace}.svc.{cluster_domain}"
         selecting.append((str(metadata.get("creationTimestamp") or ""), host, spec))
-    targets: dict[int, tuple[str, int]] = {}
+    targets: dict[int, tuple[str, int, str]] = {}
     for _, host, spec in sorted(selecting, key=lambda found: (found[0], found[1])):
         for service_port in map(_mapping, _list(spec.get("ports"))):
             port = _port(service_port.get("port"))
@@ -143,5 +156,5 @@ def inbound_services(services: Iterable[Body], pod_labels: Mapping[str, str], na
             target = service_port.get("targetPort", port)
             workload_port = named_ports.get(target) if isinstance(target, str) else _port(target)
             if workload_port is not None:
-                targets.setdefault(workload_port, (host, port))
+                targets.setdefault(workload_port, (host, port, _protocol(service_port, port)))
     return targets

@@ -3,6 +3,8 @@
 The operator compiles it for each workload and pushes it; local mode writes it to a file.
 The same document is what `GET 127.0.0.1:15000/config_dump` shows. Field names on the wire
 are camelCase, like every Kubernetes and Istio document; Python attributes are snake_case.
+A port's `protocol` (inbound ports, outbound services) is the Service port's, by Istio's names (config/protocol.py:
+HTTP, HTTP2, GRPC, GRPC-Web, TCP, ...); unset when the Service declares none, and the proxy then sniffs it.
 
 Example (YAML):
 
@@ -10,7 +12,10 @@ Example (YAML):
     node: {podName: productpage-v1-x, namespace: default, podIP: 10.244.0.5,
            canonicalService: productpage, canonicalRevision: v1}
     listeners: {outbound: "127.0.0.1:15001", inbound: "0.0.0.0:15006"}
-    inbound: {ports: [{port: 9080}]}
+    inbound: {ports: [{port: 9080, protocol: HTTP}]}
+    outbound:
+      services: [{host: reviews.default.svc.cluster.local, port: 9080, protocol: GRPC,
+                  endpoints: ["10.244.0.7:9080"], addresses: [10.96.0.12]}]
     tracing:
       client: {provider: zipkin, samplingPercentage: 100}
       server: {provider: zipkin, samplingPercentage: 100}
@@ -39,6 +44,7 @@ from tracemesh_sidecar.config.observability import (
     parse_access_logs,
     parse_metrics,
 )
+from tracemesh_sidecar.config.protocol import PROTOCOLS
 from tracemesh_sidecar.config.routes import (
     GatewayConfig,
     RouteTable,
@@ -143,6 +149,8 @@ class InboundPort:
     listen: str | None = None  # an extra explicit listener (`host:port`) for local mode
     service_host: str | None = None  # the Service's FQDN; None: no Service targets the port (NodeIdentity.own_host)
     service_port: int | None = None  # that Service's port mapping to `port`; None: `port`
+    # That Service port's protocol (config/protocol.py, Istio's protocol.Instance); "": none declared (sniffed).
+    protocol: str = ""
 
     def operation(self, own_host: str) -> str:
         """The SERVER span's name when the caller sends no `x-envoy-decorator-operation`."""
@@ -168,6 +176,8 @@ class ServiceEntry:
     endpoints: tuple[str, ...]  # `ip:port`, round-robin
     addresses: tuple[str, ...] = ()  # the Service's ClusterIPs (VIPs) that `port` is reached on
     subsets: tuple[ServiceSubset, ...] = ()  # DestinationRule subsets, for routes that name one
+    # The Service port's protocol (config/protocol.py, Istio's protocol.Instance); "": none declared (sniffed).
+    protocol: str = ""
 
     def subset(self, name: str | None) -> ServiceSubset | None:
         return next((subset for subset in self.subsets if subset.name == name), None)
@@ -419,7 +429,8 @@ def _parse_inbound(fields: Fields) -> InboundConfig:
                               "add serviceHost (the Service's FQDN) or remove servicePort")
         ports.append(InboundPort(port=port, app_port=entry.port("appPort", port),
                                  listen=_listen_address(entry, "listen", None),
-                                 service_host=service_host, service_port=service_port))
+                                 service_host=service_host, service_port=service_port,
+                                 protocol=_protocol(entry)))
         entry.done()
     result = InboundConfig(
         app_address=fields.string("appAddress", "127.0.0.1"),
@@ -441,7 +452,8 @@ def _parse_outbound(fields: Fields) -> OutboundConfig:
         for address_path, address in entry.items("addresses"):
             addresses.append(_ip_address(address, address_path))
         services.append(ServiceEntry(host=entry.string("host"), port=entry.port("port"), endpoints=endpoints,
-                                     addresses=tuple(addresses), subsets=parse_subsets(entry)))
+                                     addresses=tuple(addresses), subsets=parse_subsets(entry),
+                                     protocol=_protocol(entry)))
         entry.done()
     result = OutboundConfig(
         services=tuple(services),
@@ -451,6 +463,12 @@ def _parse_outbound(fields: Fields) -> OutboundConfig:
     )
     fields.done()
     return result
+
+
+def _protocol(entry: Fields) -> str:
+    """A port's `protocol`: one of Istio's protocol names, exactly as Istio writes it; unset: sniffed."""
+    protocol: str = entry.choice("protocol", PROTOCOLS, "")
+    return protocol
 
 
 def _ip_address(value: object, path: str) -> str:
@@ -710,7 +728,8 @@ def dump_proxy_config(config: ProxyConfig) -> dict[str, Any]:
         "inbound": _drop_none({
             "appAddress": config.inbound.app_address,
             "ports": [_drop_none({"port": p.port, "appPort": p.app_port, "listen": p.listen,
-                                  "serviceHost": p.service_host, "servicePort": p.service_port})
+                                  "serviceHost": p.service_host, "servicePort": p.service_port,
+                                  "protocol": p.protocol or None})
                       for p in config.inbound.ports],
             "connectTimeout": _duration(config.inbound.connect_timeout_s),
             "requestTimeout": _duration(config.inbound.request_timeout_s),
@@ -748,7 +767,8 @@ def dump_proxy_config(config: ProxyConfig) -> dict[str, Any]:
 def dump_services(services: tuple[ServiceEntry, ...]) -> list[dict[str, Any]]:
     """`outbound.services` of the document (the operator encodes the registry every pod shares once)."""
     return [{"host": s.host, "port": s.port, "endpoints": list(s.endpoints), "addresses": list(s.addresses),
-             **({"subsets": dump_subsets(s.subsets)} if s.subsets else {})}
+             **({"subsets": dump_subsets(s.subsets)} if s.subsets else {}),
+             **({"protocol": s.protocol} if s.protocol else {})}
             for s in services]
 
 

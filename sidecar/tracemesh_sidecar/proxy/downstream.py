@@ -15,16 +15,29 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
+from tracemesh_sidecar.proxy.connection_state import ConnectionState, transition
 from tracemesh_sidecar.proxy.exchange import Exchange
-from tracemesh_sidecar.proxy.headers import MAX_HEAD_BYTES, MAX_HEADERS, Header, local_reply, stand_in_head
+from tracemesh_sidecar.proxy.headers import (
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    Header,
+    h2c_upgrade_headers,
+    local_reply,
+    offers_only_h2c,
+    stand_in_head,
+)
+from tracemesh_sidecar.proxy.http2.downstream import H2cUpgrade, Http2DownstreamConnection, Origin
 from tracemesh_sidecar.proxy.origdst import original_destination
+from tracemesh_sidecar.proxy.routing import is_own_address
 from tracemesh_sidecar.proxy.sniff import classify
+from tracemesh_sidecar.proxy.stream import HEADERS_TOO_LARGE_BODY
+from tracemesh_sidecar.proxy.tcp import set_nodelay
 from tracemesh_sidecar.proxy.tunnel import Tunnel
-from tracemesh_sidecar.proxy.upstream import set_nodelay
 from tracemesh_sidecar.telemetry.peer import UNKNOWN_PEER
 from tracemesh_sidecar.telemetry.record import Record
 
@@ -35,11 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tracemesh.proxy")
 
-_SNIFF, _HTTP, _WAIT, _TUNNEL, _CLOSED = range(5)
+# Module names for the states (proxy/connection_state.py): the hot path compares them per read.
+_SNIFF, _HTTP, _WAIT, _REFUSED, _LINGER, _HANDED_OVER, _CLOSED = ConnectionState
 _PAUSE_PIPELINE, _PAUSE_UPSTREAM, _PAUSE_BUFFER = 1, 2, 4
-# After a request it cannot parse, the connection answers what it read before (_REFUSED), then
-# discards input until the client stops sending (_LINGER) and closes.
-_REFUSED, _LINGER = 5, 6
 _PAUSE_REFUSED = 8
 # Lingering close as nginx does it: wait while the client keeps sending, 1 s idle, 5 s at most.
 _LINGER_IDLE_S = 1.0
@@ -51,7 +62,7 @@ _PARSE_STEP = 8192
 # A head's wire size may exceed MAX_HEAD_BYTES (names and values) by its request line and each
 # header's ": " and CRLF; past this, it is over the limit however it is counted.
 _MAX_RAW_HEAD = MAX_HEAD_BYTES + 4 * MAX_HEADERS + 1024
-_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"})
+_SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 
 
 class _HeadTooLarge(Exception):
@@ -76,6 +87,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_skipped",
         "_sniff_timer",
         "_unparsed",
+        "_upgrade_h2c",
         "_url",
         "current",
         "draining",
@@ -87,8 +99,6 @@ class DownstreamConnection(asyncio.Protocol):
         "peer",
         "service_port",
         "transport",
-        "tunnel",
-        "tunnel_peer",
         "write_paused",
     )
 
@@ -99,7 +109,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.local: tuple[str, int] = ("", 0)
         self.original: tuple[str, int] | None = None  # transparent outbound: where the client aimed
         self.service_port = listener.service_port  # inbound: the port the caller aimed at
-        self.mode = _SNIFF
+        self.mode: ConnectionState = _SNIFF
         self.parser: Any = None
         self.current: Exchange | None = None  # the exchange whose response is being sent
         self._receiving: Exchange | None = None  # the exchange whose request is being read
@@ -122,12 +132,14 @@ class DownstreamConnection(asyncio.Protocol):
         # An Upgrade request that the parser ended at its head (llhttp does): an h2c offer we decline, or
         # one with a body. If it stays HTTP, its body and what follows are parsed on (see _read_on).
         self._skipped: Exchange | None = None
+        self._upgrade_h2c: H2cUpgrade | None = None  # an `Upgrade: h2c` request we accept (see on_headers_complete)
         self._open_task: asyncio.Task[None] | None = None
         self._sniff_timer: asyncio.TimerHandle | None = None
         self.write_paused = False
         self.draining = False
-        self.tunnel: Tunnel | None = None
-        self.tunnel_peer: asyncio.Transport | None = None
+
+    def _to(self, state: ConnectionState) -> None:
+        self.mode = transition(self.mode, state)
 
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -161,10 +173,6 @@ class DownstreamConnection(asyncio.Protocol):
                 self._feed_in_steps(data)
             else:  # the usual read: one small request, parsed at once
                 self._parse(data)
-        elif mode == _TUNNEL:
-            assert self.tunnel_peer is not None and self.tunnel is not None
-            self.tunnel.received += len(data)
-            self.tunnel_peer.write(data)
         elif mode == _SNIFF:
             self._sniff(data)
         elif mode == _WAIT:
@@ -173,9 +181,6 @@ class DownstreamConnection(asyncio.Protocol):
             self._linger_busy = True
 
     def eof_received(self) -> bool | None:
-        if self.tunnel is not None:
-            self.tunnel.ended(from_upstream=False)
-            return True
         if self.mode == _WAIT:  # a tunnel being opened: pass the half-close on once it is up
             self._eof = True
             return True
@@ -184,7 +189,7 @@ class DownstreamConnection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.mode = _CLOSED
+        self._to(_CLOSED)
         self._stop_sniff_timer()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
@@ -193,8 +198,6 @@ class DownstreamConnection(asyncio.Protocol):
         if self._open_task is not None:
             self._open_task.cancel()
             self._open_task = None
-        if self.tunnel is not None:
-            self.tunnel.close()
         current = self.current
         self.current = None
         self._queue.clear()
@@ -215,8 +218,6 @@ class DownstreamConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ flow control
     def _linked_upstream(self) -> UpstreamConnection | None:
-        if self.tunnel is not None:
-            return self.tunnel.upstream
         current = self.current
         return current.upstream if current is not None else None
 
@@ -255,11 +256,28 @@ class DownstreamConnection(asyncio.Protocol):
         self._stop_sniff_timer()
         self._held = []
         if verdict == "http1":
-            self.mode = _HTTP
+            self._to(_HTTP)
             self.parser = httptools.HttpRequestParser(self)
             self._feed(buffered)
+        elif verdict == "http2":
+            self._hand_over_to_http2(buffered, None)
         else:
             self._pass_through(buffered)
+
+    def _hand_over_to_http2(self, received: bytes, upgrade: H2cUpgrade | None) -> None:
+        """From now on the connection speaks HTTP/2: its transport goes to an HTTP/2 protocol, with what was read."""
+        transport = self.transport
+        assert transport is not None
+        self._to(_HANDED_OVER)
+        origin = Origin(self.peer, self.local, self.original, self.service_port)
+        http2 = Http2DownstreamConnection(self.listener, origin)
+        transport.set_protocol(http2)
+        self.listener.connection_replaced(self, http2)
+        if self._paused:
+            self._paused = 0
+            transport.resume_reading()
+        self.transport = None
+        http2.take_over(transport, received, upgrade)
 
     def _sniff_timed_out(self) -> None:
         """The client said too little to tell its protocol in time: relay it, opaque, to where it aimed."""
@@ -288,14 +306,14 @@ class DownstreamConnection(asyncio.Protocol):
             self._reply_and_close(400, "not an HTTP/1.x request, and no original destination to pass it to")
             return
         listener.count("downstream_cx_opaque")
-        self.mode = _WAIT
+        self._to(_WAIT)
         self._hold(first)
         self._open_task = asyncio.get_running_loop().create_task(self._open_tunnel(destination))
 
     async def _open_tunnel(self, destination: tuple[str, int]) -> None:
         context = self.listener.context()
         try:
-            upstream = await context.pool.connect(destination, context.connect_timeout_s)
+            upstream = await self.listener.pool.connect(destination, context.connect_timeout_s)
         except (OSError, TimeoutError) as error:
             self._open_task = None
             log.debug("opaque connection to %s:%d failed: %r", destination[0], destination[1], error)
@@ -307,22 +325,20 @@ class DownstreamConnection(asyncio.Protocol):
             return
         telemetry = context.telemetry
         if telemetry is None:
-            self.start_tunnel(Tunnel(self, upstream))
+            self.hand_over_to_tunnel(upstream)
             return
         # Istio's TCP metrics: the opened count now, the byte counts and the closed count (and the access log
         # line) when the connection ends.
         start_us = time.time_ns() // 1000
-        tunnel = Tunnel(self, upstream)
         record = self._tcp_record(context, destination, upstream, start_us)
         context.record_safely(telemetry.tcp_opened, record)
 
-        def closed() -> None:
+        def closed(tunnel: Tunnel) -> None:
             record.end_us = time.time_ns() // 1000
             record.bytes_received, record.bytes_sent = tunnel.received, tunnel.sent
             context.record_safely(telemetry.tcp_closed, record)
 
-        tunnel.on_closed = closed
-        self.start_tunnel(tunnel)
+        self.hand_over_to_tunnel(upstream, closed)
 
     def _tcp_record(self, context: DirectionContext, destination: tuple[str, int], upstream: UpstreamConnection,
                     start_us: int) -> Record:
@@ -342,17 +358,28 @@ class DownstreamConnection(asyncio.Protocol):
                       service_host=service, downstream_local=local, downstream_remote=self.peer, route_name=None,
                       peer=UNKNOWN_PEER)  # Istio exchanges TCP peer metadata only under mTLS
 
-    def start_tunnel(self, tunnel: Tunnel) -> None:
-        """Bytes from now on flow unparsed; what arrived after the request head goes first."""
-        self.mode = _TUNNEL
-        self.tunnel = tunnel
+    def hand_over_to_tunnel(self, upstream: UpstreamConnection,
+                            on_closed: Callable[[Tunnel], None] | None = None) -> None:
+        """From now on bytes flow unparsed between this connection and `upstream`, both transports handed over to
+        a tunnel; what arrived after the request head, and what the upstream said first, go first."""
+        transport = self.transport
+        assert transport is not None
+        listener = self.listener
+        upstream_transport, early = upstream.hand_over()
+
+        def closed(tunnel: Tunnel) -> None:
+            listener.connection_closed(tunnel.downstream)
+            upstream.released()
+            if on_closed is not None:
+                on_closed(tunnel)
+
+        tunnel = Tunnel(transport, upstream_transport, listener, closed)
+        self._to(_HANDED_OVER)
+        self.transport = None
+        self._paused = 0
+        listener.connection_replaced(self, tunnel.downstream)
         held, self._held = self._held, []
-        if held and self.tunnel_peer is not None:
-            tunnel.received += sum(map(len, held))
-            self.tunnel_peer.writelines(held)
-        self._resume(_PAUSE_BUFFER)
-        if self._eof:
-            tunnel.ended(from_upstream=False)
+        tunnel.start(held, early, self._eof)
 
     def _hold(self, data: bytes) -> None:
         if data:
@@ -411,16 +438,22 @@ class DownstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:  # CONNECT or Upgrade: the rest is not HTTP
+            h2c, self._upgrade_h2c = self._upgrade_h2c, None
+            if h2c is not None and self.mode == _HTTP:
+                assert self.transport is not None
+                self.transport.write(_SWITCHING_TO_H2C)
+                self._hand_over_to_http2(data[upgrade.args[0]:], h2c)
+                return
             skipped, self._skipped = self._skipped, None
             if skipped is not None and skipped.declined_upgrade:  # ... unless we declined it: HTTP goes on
                 if self.mode == _HTTP:
                     self._parse(self._read_on(skipped, data[upgrade.args[0]:]))
             elif self.mode == _HTTP:
-                self.mode = _WAIT
+                self._to(_WAIT)
                 self._hold(data[upgrade.args[0]:])
         except httptools.HttpParserCallbackError as error:
             if isinstance(error.__context__, _HeadTooLarge):
-                self._refuse(431, "request header fields too large", "downstream_rq_headers_too_large")
+                self._refuse(431, HEADERS_TOO_LARGE_BODY, "downstream_rq_headers_too_large")
                 return
             self.listener.count("downstream_cx_internal_error")
             log.exception("internal error on a connection from %s:%d; closing it", *self.peer)
@@ -433,7 +466,7 @@ class DownstreamConnection(asyncio.Protocol):
                 # (or to trailers: a header list is replaced only once complete)
                 self._head_fed += len(data)
                 if self._head_fed > _MAX_RAW_HEAD:
-                    self._refuse(431, "request header fields too large", "downstream_rq_headers_too_large")
+                    self._refuse(431, HEADERS_TOO_LARGE_BODY, "downstream_rq_headers_too_large")
 
     def _read_on(self, exchange: Exchange, rest: bytes) -> bytes:
         """What to parse after an Upgrade request that stays HTTP: its body, behind a stand-in head that
@@ -446,9 +479,9 @@ class DownstreamConnection(asyncio.Protocol):
 
     def upgrade_declined(self, exchange: Exchange) -> None:
         """The app answered an Upgrade request with a plain response: what was held for a tunnel is HTTP."""
-        if self.mode != _WAIT or self.tunnel is not None or exchange is not self.current:
+        if self.mode != _WAIT or exchange is not self.current:
             return
-        self.mode = _HTTP
+        self._to(_HTTP)
         held, self._held = self._held, []
         self._resume(_PAUSE_BUFFER)
         self._feed(self._read_on(exchange, b"".join(held)))
@@ -458,7 +491,7 @@ class DownstreamConnection(asyncio.Protocol):
         `status`, then close."""
         self.listener.count(stat)
         receiving, self._receiving = self._receiving, None
-        self.mode = _REFUSED
+        self._to(_REFUSED)
         self._unparsed = b""
         self._pause(_PAUSE_REFUSED)
         if receiving is not None:  # its body is what is wrong
@@ -492,6 +525,8 @@ class DownstreamConnection(asyncio.Protocol):
         if self._head_split or len(self._headers) > MAX_HEADERS:
             self._check_head()
         parser = self.parser
+        if parser.should_upgrade() and self._accepts_h2c(parser):
+            return
         exchange = Exchange(self, parser.get_method(), b"".join(self._url), parser.get_http_version(),
                             self._headers, parser.should_keep_alive() and not self.draining, parser.should_upgrade())
         self._url = []  # ready for the next request (instead of an on_message_begin callback)
@@ -506,6 +541,21 @@ class DownstreamConnection(asyncio.Protocol):
         else:
             self._queue.append(exchange)
             self._pause(_PAUSE_PIPELINE)
+
+    def _accepts_h2c(self, parser: Any) -> bool:
+        """An `Upgrade: h2c` request (RFC 7540 section 3.2; curl --http2 on an http:// URL) with no body and nothing
+        before it on the connection becomes stream 1 of an HTTP/2 connection: the parser's HttpParserUpgrade
+        then hands the connection over (see _parse). Any other h2c offer is declined, as before (the Exchange)."""
+        headers = self._headers
+        if self.current is not None or self._queue or not offers_only_h2c(headers):
+            return False
+        upgrade = h2c_upgrade_headers(parser.get_method(), b"".join(self._url), headers)
+        if upgrade is None:
+            return False
+        self._upgrade_h2c = H2cUpgrade(*upgrade)
+        self._url = []
+        self._headers = []
+        return True
 
     def _check_head(self) -> None:
         """Envoy's limits, counted as Envoy counts them: the URL, the names and values, their number."""
@@ -557,8 +607,12 @@ class DownstreamConnection(asyncio.Protocol):
                 self._resume(_PAUSE_PIPELINE)
 
     # ------------------------------------------------------------------ ending
+    @property
+    def route_table(self) -> str | None:
+        return self.listener.route_table
+
     def is_own_address(self, host: str, port: int) -> bool:
-        return port == self.local[1] and (host == self.local[0] or host in _LOOPBACK_NAMES)
+        return is_own_address(self.local, host, port)
 
     def _reply_and_close(self, status: int, body: str) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -575,7 +629,7 @@ class DownstreamConnection(asyncio.Protocol):
         if transport is None or transport.is_closing() or not transport.can_write_eof():
             self.close()
             return
-        self.mode = _LINGER
+        self._to(_LINGER)
         self._queue.clear()
         self._unparsed = b""
         transport.write_eof()  # the answer ends here; what still comes in is read and dropped
@@ -601,22 +655,22 @@ class DownstreamConnection(asyncio.Protocol):
         self.draining = True
         current = self.current
         if current is not None and not current.response_started:
-            current.keep_alive = False
+            current.close_after()
         for queued in self._queue:
-            queued.keep_alive = False
+            queued.close_after()
 
     def drain(self) -> None:
         """Shutdown: close now if idle, else after the response in progress."""
         self.draining = True
-        if self.current is None and self.tunnel is None and self.mode != _WAIT:
+        if self.current is None and self.mode != _WAIT:
             self.close()
 
     def close(self) -> None:
-        self.mode = _CLOSED
+        self._to(_CLOSED)
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
-        self.mode = _CLOSED
+        self._to(_CLOSED)
         if self.transport is not None:
             self.transport.abort()

@@ -12,45 +12,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import httptools
 
-from tracemesh_sidecar.config.routes import Route, WeightedDestination
 from tracemesh_sidecar.proxy import headers as h
-from tracemesh_sidecar.proxy.edge import edge_headers, edge_removals
+from tracemesh_sidecar.proxy.relay import Relay
 from tracemesh_sidecar.proxy.retry import Failure, backoff_s, retries_failure, retries_response
-from tracemesh_sidecar.proxy.route_table import CompiledRouteTable, first_route, pick_destination, rewrite_path
-from tracemesh_sidecar.proxy.routing import Destination, cluster_service, split_absolute_target
-from tracemesh_sidecar.proxy.tunnel import Tunnel
+from tracemesh_sidecar.proxy.routing import split_absolute_target
+from tracemesh_sidecar.proxy.seams import HeaderList
+from tracemesh_sidecar.proxy.stream import (
+    RETRY_BUFFER_LIMIT,
+    UC_BODY,
+    UF_BODY,
+    UH_BODY,
+    UPE_BODY,
+    UT_BODY,
+    LocalReply,
+    RequestHead,
+    StreamOutcome,
+    StreamPlan,
+    finish_stream,
+    now_us,
+    plan_request,
+)
 from tracemesh_sidecar.telemetry.peer import PEER_HEADERS, PEER_METADATA, UNKNOWN_PEER, Peer, decode_peer
-from tracemesh_sidecar.telemetry.record import Record
-from tracemesh_sidecar.tracing.facts import RequestFacts, ResponseFacts
-from tracemesh_sidecar.tracing.hop import DECORATOR_OPERATION
 
 if TYPE_CHECKING:
     from tracemesh_sidecar.proxy.downstream import DownstreamConnection
-    from tracemesh_sidecar.proxy.state import DirectionContext
+    from tracemesh_sidecar.proxy.state import DirectionContext, DownstreamInfo
+    from tracemesh_sidecar.proxy.tunnel import Tunnel
     from tracemesh_sidecar.proxy.upstream import UpstreamConnection
-    from tracemesh_sidecar.tracing import Hop
 
 log = logging.getLogger("tracemesh.proxy")
 
-# Request bytes kept so a request that met a pooled connection closed by its peer can be
-# sent again on a fresh one; a request larger than this is not retried.
-RETRY_BUFFER_LIMIT = 64 * 1024
 # Request body held while the upstream connection is being opened, before reading pauses.
 CONNECT_BUFFER_LIMIT = 256 * 1024
 
-UF_BODY = "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
-UC_BODY = "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
-UH_BODY = "no healthy upstream"
-UT_BODY = "upstream request timeout"
-UPE_BODY = "upstream protocol error"
-NR_BODY = ""  # Envoy's 404 for a request no route matches has no body
-NC_BODY = "no cluster"
 BAD_HOST_BODY = "bad request: an HTTP/1.1 request needs exactly one Host header"
 CONNECT_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 _UPGRADE_TAIL = b"connection: upgrade\r\n"
@@ -58,8 +57,8 @@ _PEER_METADATA_BYTES = PEER_METADATA.encode()
 _PEER_HEADER_BYTES = frozenset(name.encode() for name in PEER_HEADERS)
 
 
-def _now_us() -> int:
-    return time.time_ns() // 1000
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+_UNPLANNED = StreamPlan()  # never changed: an exchange's own plan replaces it before anything is routed
 
 
 class Exchange:
@@ -67,8 +66,10 @@ class Exchange:
     # attributes, so __init__ (once per request) sets only what differs; an assignment shadows
     # them per instance.
     ctx: DirectionContext | None = None
-    hop: Hop | None = None
-    destination: Destination | None = None
+    head: RequestHead | None = None
+    relay: Relay | None = None  # set for a request relayed to an HTTP/2 upstream (see start)
+    unacknowledged = 0  # relayed request bytes the upstream has not taken yet
+    plan = _UNPLANNED  # replaced by start()'s
     authority = ""
     start_us = 0
     pending_size = 0
@@ -80,7 +81,6 @@ class Exchange:
     retried = False
     timer: asyncio.TimerHandle | None = None
     status = 0
-    response_begun = False  # any byte of a response arrived (set by the upstream connection)
     response_started = False  # our response head went downstream
     interim = False
     upgrading = False
@@ -89,10 +89,6 @@ class Exchange:
     response_size = 0
     finished = False
     declined_upgrade = False  # an `Upgrade: h2c` offer, forwarded as a plain request
-    # Set when a route table routed the request: its route (timeout, retries) and the destination it picked.
-    route: Route | None = None
-    weighted: WeightedDestination | None = None
-    upstream_hop: Hop | None = None  # a gateway's upstream CLIENT span (Envoy's spawn_upstream_span)
     retries = 0  # the route's retries made
     exhausted = False  # a retriable failure with no retry left: Envoy's URX
     try_timer: asyncio.TimerHandle | None = None
@@ -139,6 +135,13 @@ class Exchange:
     # ------------------------------------------------------------------ downstream side
     def request_body(self, data: bytes) -> None:
         self.request_size += len(data)
+        relay = self.relay
+        if relay is not None:
+            self.unacknowledged += len(data)
+            if self.unacknowledged > CONNECT_BUFFER_LIMIT:
+                self.conn.pause_reading_for_buffer()
+            relay.request_data(data, len(data))
+            return
         if self.request_chunked:
             self._send(h.chunked(data))
         else:
@@ -146,6 +149,9 @@ class Exchange:
 
     def request_complete(self) -> None:
         self.request_done = True
+        if self.relay is not None:
+            self.relay.request_ended()
+            return
         if self.request_chunked:
             self._send((h.LAST_CHUNK,))
 
@@ -171,17 +177,18 @@ class Exchange:
             self.conn.pause_reading_for_buffer()
 
     def start(self, ctx: DirectionContext) -> None:
-        """Route, open the hop's span, and send the head upstream (or answer locally)."""
+        """Route (the version-free plan: proxy/stream.py), open the hop's span, and send the head upstream (or
+        answer locally)."""
         self.ctx = ctx
-        self.start_us = _now_us()
+        self.start_us = now_us()
         ctx.stats.inc(ctx.rq_total)
         conn = self.conn
         fields = self.fields = h.header_fields(self.headers)
         target = self.target
         extra_host: str | None = None
+        bad_host = False
         if self.method == b"CONNECT":
             self.authority = target.decode("latin-1")
-            destination = ctx.route_connect(self.authority, conn)
         else:
             absolute = split_absolute_target(target)
             if absolute is not None:
@@ -191,119 +198,62 @@ class Exchange:
                 host = fields.get("host")
                 # RFC 9112 section 3.2: none in HTTP/1.1, or more than one (joined with ", "), is a 400: the
                 # app could route on another Host than the one traced and routed here.
-                if (host is None and self.version == "1.1") or (host is not None and "," in host):
-                    self.keep_alive = False
-                    self.fail(400, "DPE", BAD_HOST_BODY)
-                    return
+                bad_host = (host is None and self.version == "1.1") or (host is not None and "," in host)
                 self.authority = host or ""
-            if ctx.direction == "gateway":
-                self._start_gateway(ctx, target, fields, extra_host)
-                return
-            destination = ctx.route(self.authority, conn)
-            if ctx.mesh_routes is not None and destination is not None and destination.decorated:
-                table = ctx.mesh_routes
-                if table.virtual_host(cluster_service(destination.cluster)) is not None:
-                    self._start_routed(ctx, table, cluster_service(destination.cluster), target, fields,
-                                       extra_host, destination.operation)
-                    return
-        self.destination = destination
-        if self.method != b"CONNECT":
-            operation, cluster = (destination.operation, destination.cluster) if destination else \
-                ctx.unrouted(self.authority)
-            self.hop = ctx.start_hop(RequestFacts(
-                method=self.method.decode("latin-1"), target=self.target.decode("latin-1"),
-                authority=self.authority, protocol=f"HTTP/{self.version}", headers=fields,
-                peer=conn.peer, operation=operation, cluster=cluster,
-                decorated=destination is not None and destination.decorated,
-            ), self.start_us)
-        if destination is None:
-            self.fail(503, "UH", UH_BODY)
+        head = self.head = RequestHead(self.method.decode("latin-1"), self.target.decode("latin-1"),
+                                       target.decode("latin-1"), self.authority, _PROTOCOLS[self.version], fields)
+        if bad_host:
+            self.keep_alive = False
+            self.fail(400, "DPE", BAD_HOST_BODY)
             return
-        if ctx.request_timeout_s is not None:
-            self.timer = asyncio.get_running_loop().call_later(ctx.request_timeout_s, self._timed_out)
         if self.method == b"CONNECT":
+            destination = ctx.route_connect(self.authority, conn)
+            self.plan = StreamPlan(destination=destination)
+            if destination is None:
+                self.fail(503, "UH", UH_BODY)
+                return
+            self._arm_timeout(ctx.request_timeout_s)
             self.pending = []
             self.sent = None
             self._connect()
             return
-        self._send_upstream(ctx, target, fields, extra_host)
-
-    def _send_upstream(self, ctx: DirectionContext, target: bytes, fields: dict[str, str], extra_host: str | None,
-                       extra: list[tuple[str, str]] | None = None, remove: frozenset[str] = frozenset()) -> None:
-        destination = self.destination
-        assert destination is not None
-        head = self._forward_head(target, fields.get("connection"), extra_host, extra, remove)
+        plan = self.plan = plan_request(ctx, conn, head, self.start_us)
+        if plan.reply is not None:
+            self.fail(*plan.reply)
+            return
+        if plan.destination is not None and plan.destination.http2:
+            # A port declared HTTP/2 or gRPC: the version-free relay speaks HTTP/2 upstream, and this exchange is
+            # its downstream stream (the methods under "as the relay's downstream stream").
+            relay = self.relay = Relay(self, [(lname.encode("latin-1"), value) for lname, _, value in self.headers],
+                                       self.request_done, downstream_http2=False)
+            relay.start(ctx, head, plan, self.start_us)
+            return
+        self._arm_timeout(plan.timeout_s)
+        head_bytes = self._forward_head(plan.path.encode("latin-1") if plan.route is not None else target,
+                                        fields.get("connection"), extra_host, plan.set_headers, plan.remove_headers)
         assert self.pending is not None
-        self.pending.insert(0, head)
-        self.pending_size += len(head)
+        self.pending.insert(0, head_bytes)
+        self.pending_size += len(head_bytes)
         if self.sent is not None:
-            self.sent.insert(0, head)
-            self.sent_size += len(head)
-        upstream = ctx.pool.take((destination.host, destination.port))
+            self.sent.insert(0, head_bytes)
+            self.sent_size += len(head_bytes)
+        destination = plan.destination
+        assert destination is not None
+        upstream = self.conn.listener.pool.take((destination.host, destination.port))
         if upstream is not None:
             self._attach(upstream, reused=True)
         else:
             self._connect()
 
-    # ------------------------------------------------------------------ route tables
-    def _start_gateway(self, ctx: DirectionContext, target: bytes, fields: dict[str, str],
-                       extra_host: str | None) -> None:
-        """A gateway's request: route by its listener's table, trace as Envoy's gateway does (a SERVER span
-        named after the route's decorator, a CLIENT span for the upstream leg), forward with edge headers."""
-        conn = self.conn
-        edge = edge_headers(conn.peer[0], fields)
-        # Envoy's gateway names its span after its route, never after a client's header.
-        fields.pop(DECORATOR_OPERATION, None)
-        fields.update(edge)  # the tracer reads the request as forwarded (an edge request's fresh x-request-id)
-        table = ctx.route_tables.get(conn.listener.spec.route_table or "")
-        route, destination, cluster = self._route(ctx, table, self.authority, target, fields)
-        decorator = route.decorator if route is not None else None
-        operation = decorator or (destination.operation if destination else f"{self.authority}{self._path(target)}")
-        hop = self.hop = ctx.start_hop(self._facts(fields, operation, cluster, decorated=False), self.start_us)
-        routed = self._routed(ctx, route, destination)
-        if routed is None:
-            return
-        extra = list(edge)
-        remove = edge_removals(conn.peer[0])
-        if hop is not None:
-            extra += hop.headers_to_set
-            remove = remove.union(hop.headers_to_remove)
-        # Envoy's router names its upstream span `router <cluster's stat name> egress`; Istio's stat names end
-        # in ";" (util.DelimitedStatsPrefix).
-        upstream_facts = self._facts(_as_forwarded(fields, hop), f"router {cluster}; egress", cluster, decorated=False)
-        upstream_hop = self.upstream_hop = ctx.start_hop(upstream_facts, _now_us(), upstream=True)
-        if upstream_hop is not None:
-            extra += upstream_hop.headers_to_set
-            remove = remove.union(upstream_hop.headers_to_remove)
-        if decorator:  # Envoy's egress connection manager passes its route's decorator to the next hop
-            extra.append((DECORATOR_OPERATION, decorator))
-        self._arm_timeout(ctx)
-        self._send_upstream(ctx, rewrite_path(routed, self._path(target)).encode("latin-1"), fields, extra_host,
-                            _last_wins(extra), remove)
-
-    def _start_routed(self, ctx: DirectionContext, table: CompiledRouteTable, service: str, target: bytes,
-                      fields: dict[str, str], extra_host: str | None, service_operation: str) -> None:
-        """A sidecar's request to a service a mesh VirtualService routes (`service`: `fqdn:port`)."""
-        route, destination, cluster = self._route(ctx, table, service, target, fields)
-        operation = (route.decorator if route is not None else None) or service_operation
-        self.hop = ctx.start_hop(self._facts(fields, operation, cluster, decorated=True), self.start_us)
-        routed = self._routed(ctx, route, destination)
-        if routed is None:
-            return
-        self._arm_timeout(ctx)
-        self._send_upstream(ctx, rewrite_path(routed, self._path(target)).encode("latin-1"), fields, extra_host)
-
-    def _arm_timeout(self, ctx: DirectionContext) -> None:
-        """The route's timeout (Envoy's: all tries together; 0 or none: the listener's), and the first try's."""
-        route = self.route
-        timeout = route.timeout_s if route is not None and route.timeout_s else ctx.request_timeout_s
-        loop = asyncio.get_running_loop()
-        if timeout is not None:
-            self.timer = loop.call_later(timeout, self._timed_out)
-        self._arm_try_timeout()
+    def _arm_timeout(self, timeout_s: float | None) -> None:
+        """The request's timeout (a route's: all tries together), and a route's first try's."""
+        if timeout_s is not None:
+            self.timer = asyncio.get_running_loop().call_later(timeout_s, self._timed_out)
+        if self.plan.route is not None:
+            self._arm_try_timeout()
 
     def _arm_try_timeout(self) -> None:
-        route = self.route
+        route = self.plan.route
         policy = route.retries if route is not None else None
         if policy is not None and policy.per_try_timeout_s:
             self.try_timer = asyncio.get_running_loop().call_later(policy.per_try_timeout_s, self._try_timed_out)
@@ -316,7 +266,7 @@ class Exchange:
     def _retry(self, failure: Failure | None, status: int = 0, grpc_status: str | None = None) -> bool:
         """Envoy's router retry: another try on a fresh pick of the same destination's endpoints, after a
         backoff, while the route's retries last and the request is whole in the retry buffer."""
-        route = self.route
+        route = self.plan.route
         policy = route.retries if route is not None else None
         if policy is None or self.finished:
             return False
@@ -347,7 +297,7 @@ class Exchange:
         self.response_head = None
         self.out = []
         self.status = 0
-        self.response_begun = self.interim = self.until_eof = self.chunk_out = False
+        self.interim = self.until_eof = self.chunk_out = False
         self.pending = list(self.sent)
         self.pending_size = self.sent_size
         self.try_timer = asyncio.get_running_loop().call_later(backoff_s(self.retries), self._next_try)
@@ -356,69 +306,27 @@ class Exchange:
     def _next_try(self) -> None:
         self.try_timer = None
         ctx = self.ctx
-        weighted = self.weighted
+        weighted = self.plan.weighted
         if self.finished or ctx is None or weighted is None:
             return
         destination = ctx.upstream(weighted)
         if destination is None:
             self.fail(503, "UH", UH_BODY)
             return
-        self.destination = destination
+        self.plan.destination = destination
         self._arm_try_timeout()
-        upstream = ctx.pool.take((destination.host, destination.port))
+        upstream = self.conn.listener.pool.take((destination.host, destination.port))
         if upstream is not None:
             self._attach(upstream, reused=True)
         else:
             self._connect()
 
-    def _facts(self, headers: Mapping[str, str], operation: str, cluster: str, decorated: bool) -> RequestFacts:
-        return RequestFacts(method=self.method.decode("latin-1"), target=self.target.decode("latin-1"),
-                            authority=self.authority, protocol=f"HTTP/{self.version}", headers=headers,
-                            peer=self.conn.peer, operation=operation, cluster=cluster, decorated=decorated)
-
-    def _route(self, ctx: DirectionContext, table: CompiledRouteTable | None, authority: str, target: bytes,
-               fields: dict[str, str]) -> tuple[Route | None, Destination | None, str]:
-        """(route, picked endpoint, upstream cluster): the route and destination stay on the exchange, for
-        its timeout and retries."""
-        virtual_host = table.virtual_host(authority) if table is not None else None
-        route = None if virtual_host is None else \
-            first_route(virtual_host, self.method.decode("latin-1"), self._path(target), fields)
-        if route is None:
-            return None, None, ctx.unrouted(authority)[1]
-        self.route = route
-        weighted = self.weighted = pick_destination(route)
-        destination = self.destination = ctx.upstream(weighted)
-        return route, destination, ctx.cluster_of(weighted)
-
-    @staticmethod
-    def _path(target: bytes) -> str:
-        return target.decode("latin-1") or "/"
-
-    def _routed(self, ctx: DirectionContext, route: Route | None, destination: Destination | None) -> Route | None:
-        """The route, when it has a destination; else answers the request: no route (404 NR), no such cluster
-        (503 NC) or no endpoint (503 UH)."""
-        if route is None:
-            self.fail(404, "NR", NR_BODY)
-        elif destination is None:
-            weighted = self.weighted
-            if weighted is not None and not ctx.has_upstream(weighted):
-                self.fail(503, "NC", NC_BODY)  # Envoy: the route's cluster does not exist
-            else:
-                self.fail(503, "UH", UH_BODY)
-        return route if destination is not None else None
-
     def _forward_head(self, target: bytes, connection: str | None, host: str | None,
-                      routed: list[tuple[str, str]] | None = None, remove: frozenset[str] = frozenset()) -> bytes:
-        """`routed`, `remove`: what a route table's request sets and drops besides its hop's headers."""
+                      extra: Sequence[tuple[str, str]], remove: frozenset[str]) -> bytes:
+        """`extra`, `remove`: what the plan sets (replacing same-named headers) and drops."""
         drop = h.hop_by_hop_names(connection)
-        extra: list[tuple[str, str]] = []
-        hop = self.hop
-        if routed is not None:
-            extra = routed
+        if extra or remove:
             drop = h.forward_drop(drop, remove, tuple(name for name, _ in extra))
-        elif hop is not None and (hop.headers_to_set or hop.headers_to_remove):
-            extra = hop.headers_to_set
-            drop = h.forward_drop(drop, hop.headers_to_remove, tuple(name for name, _ in extra))
         if host is not None:  # absolute-form: its authority replaces any Host header
             drop = drop.union(("host",))
             extra = [("host", host), *extra]
@@ -445,10 +353,11 @@ class Exchange:
 
     async def _open_connection(self) -> None:
         ctx = self.ctx
-        destination = self.destination
+        destination = self.plan.destination
         assert ctx is not None and destination is not None
+        pool = self.conn.listener.pool
         try:
-            upstream = await ctx.pool.connect((destination.host, destination.port), ctx.connect_timeout_s)
+            upstream = await pool.connect((destination.host, destination.port), ctx.connect_timeout_s)
         except (OSError, TimeoutError) as error:
             self.connect_task = None  # done: fail() must not cancel the task it runs in
             log.debug("connect %s:%d failed: %r", destination.host, destination.port, error)
@@ -461,7 +370,7 @@ class Exchange:
             return
         self.connect_task = None
         if self.finished:
-            ctx.pool.give(upstream)
+            self.conn.listener.pool.give(upstream)
             return
         self._attach(upstream, reused=False)
 
@@ -469,8 +378,6 @@ class Exchange:
         self.upstream = upstream
         self.upstream_local = upstream.local
         self.reused = reused
-        upstream.exchange = self
-        upstream.owner = self.conn
         conn = self.conn
         if self.method == b"CONNECT":
             self.pending = None
@@ -478,9 +385,10 @@ class Exchange:
             conn.transport.write(CONNECT_ESTABLISHED)
             self.status = 200
             self.response_started = True
-            conn.start_tunnel(Tunnel(conn, upstream, self._tunnel_closed))
+            self.upstream = None  # the tunnel owns it now
+            conn.hand_over_to_tunnel(upstream, self._tunnel_closed)
             return
-        upstream.parser = httptools.HttpResponseParser(self)
+        upstream.attach(self, httptools.HttpResponseParser(self), conn)
         early = upstream.take_early()  # before the pause below, which taking them must not undo
         if conn.write_paused:
             upstream.pause_reading()
@@ -525,7 +433,7 @@ class Exchange:
             self.out += (h.status_line(status), h.response_headers(headers, keep_upgrade=True).lines,
                          _UPGRADE_TAIL, h.CRLF)
             return
-        route = self.route
+        route = self.plan.route
         if route is not None and route.retries is not None:
             if self._retry(None, status, _grpc_status(headers)):
                 return  # this response is dropped (its parser's further callbacks find no upstream)
@@ -556,8 +464,9 @@ class Exchange:
                 tail = b"transfer-encoding: chunked\r\n"
             else:
                 self.keep_alive = False  # HTTP/1.0 client: the body ends when we close
-        if self.hop is not None:  # a provider's responseHeaderForTraceId (inbound hops; empty otherwise)
-            tail += self.hop.response_header_line
+        hop = self.plan.hop
+        if hop is not None:  # a provider's responseHeaderForTraceId (inbound hops; empty otherwise)
+            tail += hop.response_header_line
         tail += peer_lines
         if not self.keep_alive:
             tail += b"connection: close\r\n"
@@ -588,7 +497,7 @@ class Exchange:
         upstream = self.upstream
         self._response_complete(reuse=upstream is not None and upstream.parser.should_keep_alive())
 
-    # ------------------------------------------------------------------ upstream events
+    # ------------------------------------------------------------------ upstream events (upstream.ResponseReader)
     def upstream_upgraded(self, rest: bytes) -> None:
         upstream = self.upstream
         if self.finished or upstream is None:
@@ -600,7 +509,8 @@ class Exchange:
         if rest:
             self.out.append(rest)
         self.flush()
-        self.conn.start_tunnel(Tunnel(self.conn, upstream, self._tunnel_closed))
+        self.upstream = None  # the tunnel owns it now
+        self.conn.hand_over_to_tunnel(upstream, self._tunnel_closed)
 
     def upstream_malformed(self, error: Exception) -> None:
         if self.finished:
@@ -619,7 +529,7 @@ class Exchange:
                 self.out.append(h.LAST_CHUNK)
             self._response_complete(reuse=False)
             return
-        if not self.response_begun and self.reused and not self.retried and self.sent is not None:
+        if not upstream.answered and self.reused and not self.retried and self.sent is not None:
             # The pooled connection was closed by its peer (keep-alive race): once more, on a fresh one.
             ctx.stats.inc("upstream.rq_retry")
             self.retried = True
@@ -629,7 +539,7 @@ class Exchange:
             self.pending_size = self.sent_size
             self._connect()
             return
-        if not self.response_begun and self._retry("reset"):
+        if not upstream.answered and self._retry("reset"):
             return
         self.fail(503, "UC", UC_BODY)
 
@@ -647,18 +557,20 @@ class Exchange:
             if transport is not None and not transport.is_closing():
                 transport.writelines(out)
 
+    read_done = flush  # upstream.ResponseReader's: the parser is done with a read
+
     def _response_complete(self, reuse: bool) -> None:
         ctx = self.ctx
         assert ctx is not None
         # The span ends before the last bytes leave: once they are written, the caller's proxy
         # may close its CLIENT span, and a SERVER span must lie within its CLIENT span.
-        end_us = _now_us()
+        end_us = now_us()
         self.flush()
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
             if reuse and self.request_done and not upstream.closed:
-                ctx.pool.give(upstream)
+                self.conn.listener.pool.give(upstream)
             else:
                 _drop_upstream(upstream)
         self._finish("-", end_us)
@@ -667,6 +579,9 @@ class Exchange:
     def fail(self, status: int, flag: str, body: str) -> None:
         """The upstream leg failed: a local reply if nothing was answered yet, else cut the downstream."""
         if self.finished:
+            return
+        if self.relay is not None:
+            self.relay.fail(LocalReply(status, flag, body))
             return
         self.flush()
         upstream = self.upstream
@@ -682,7 +597,7 @@ class Exchange:
             self.conn.exchange_done(self, close=True)
             return
         close = not (self.keep_alive and self.request_done)
-        end_us = _now_us()
+        end_us = now_us()
         transport = self.conn.transport
         if transport is not None and not transport.is_closing():
             transport.write(h.local_reply(status, body, close))
@@ -694,6 +609,9 @@ class Exchange:
     def downstream_lost(self) -> None:
         """The client went away before the response completed."""
         if self.finished:
+            return
+        if self.relay is not None:
+            self.relay.downstream_lost()
             return
         self.out = []
         upstream = self.upstream
@@ -707,7 +625,74 @@ class Exchange:
             self.status = 0
         self._finish("DC")
 
-    def _tunnel_closed(self) -> None:
+    def close_after(self) -> None:
+        """The connection closes after this response (draining), which says so (`connection: close`)."""
+        self.keep_alive = False
+
+    # ------------------------------------------------------------------ as the relay's downstream stream (seams.py)
+    @property
+    def info(self) -> DownstreamInfo:
+        return self.conn
+
+    def count(self, stat: str) -> None:
+        self.conn.listener.count(stat)
+
+    def send_headers(self, headers: HeaderList, end_stream: bool) -> None:
+        """The relayed response's head, as HTTP/1.x: chunked when its length is unknown (HTTP/1.0: until close)."""
+        status = 0
+        has_length = False
+        lines: list[bytes] = []
+        for name, value in headers:
+            if name == b":status":
+                status = int(value)
+                continue
+            has_length = has_length or name == b"content-length"
+            lines += (name, b": ", value, h.CRLF)
+        self.status = status
+        tail = b""
+        if not end_stream and not has_length and self.method != b"HEAD" and status not in (204, 304):
+            if self.version == "1.1":
+                self.chunk_out = True
+                tail = b"transfer-encoding: chunked\r\n"
+            else:
+                self.keep_alive = False
+        if not self.keep_alive:
+            tail += b"connection: close\r\n"
+        elif self.version == "1.0":
+            tail += b"connection: keep-alive\r\n"
+        self.out += (h.status_line(status), *lines, tail, h.CRLF)
+        self.response_started = True
+
+    def send_data(self, data: bytes, end_stream: bool) -> None:
+        if self.chunk_out:
+            if data:
+                self.out.extend(h.chunked(data))
+            if end_stream:
+                self.out.append(h.LAST_CHUNK)
+        elif data:
+            self.out.append(data)
+
+    def send_trailers(self, trailers: HeaderList) -> None:
+        """HTTP/1.1 clients rarely take trailers: the body ends here."""
+        self.send_data(b"", end_stream=True)
+
+    def reset(self, error_code: int) -> None:
+        """A response cut midway: so is the connection (HTTP/1.1 has no other way to say it)."""
+        self.keep_alive = False
+        self.out = []
+        self.conn.abort()
+
+    def acknowledge(self, size: int) -> None:
+        self.unacknowledged -= size
+        if self.unacknowledged <= CONNECT_BUFFER_LIMIT:
+            self.conn.resume_reading_for_buffer()
+
+    def done(self, reset_by_client: bool, lifetime_s: float) -> None:
+        self.finished = True
+        self.flush()
+        self.conn.exchange_done(self, close=not (self.keep_alive and self.request_done))
+
+    def _tunnel_closed(self, tunnel: Tunnel) -> None:
         self.request_done = True
         self._finish("-")
         self.conn.exchange_done(self, close=True)
@@ -725,24 +710,16 @@ class Exchange:
             return
         if self.exhausted:
             flag = "URX" if flag == "-" else f"{flag},URX"
-        if flag != "-":
-            ctx.stats.inc(ctx.flag_stat(flag))
-        hop = self.hop
-        upstream_hop = self.upstream_hop
-        if hop is not None or upstream_hop is not None:
-            destination = self.destination
-            facts = ResponseFacts(
-                status=self.status, request_size=self.request_size, response_size=self.response_size,
-                response_flags=flag, upstream=(destination.host, destination.port) if destination else None,
-            )
-            end = _now_us() if end_us is None else end_us
-            if upstream_hop is not None:
-                ctx.finish_hop(upstream_hop, facts, end)
-            if hop is not None:
-                ctx.finish_hop(hop, facts, end)
-        telemetry = ctx.telemetry
-        if telemetry is not None:
-            ctx.record_safely(telemetry.record, self._record(flag, _now_us() if end_us is None else end_us))
+        head = self.head
+        if head is None:
+            return
+        end = now_us() if end_us is None else end_us
+        response = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.response_head} \
+            if self.response_head and ctx.telemetry is not None else {}
+        finish_stream(ctx, self.conn, head, self.plan, self.start_us, StreamOutcome(
+            status=self.status, flag=flag, request_size=self.request_size, response_size=self.response_size,
+            end_us=end, response_headers=response, upstream_local=self.upstream_local,
+            upstream_peer=self.upstream_peer))
 
     def _take_peer(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """The response without the metadata exchange headers; the peer they describe is kept."""
@@ -757,42 +734,8 @@ class Exchange:
             return headers
         return [(name, value) for name, value in headers if name.lower() not in _PEER_HEADER_BYTES]
 
-    def _record(self, flag: str, end_us: int) -> Record:
-        """What metrics and access logs read about this request, once it is over."""
-        ctx = self.ctx
-        assert ctx is not None
-        conn = self.conn
-        fields = self.fields or {}
-        hop = self.hop
-        if hop is not None and hop.headers_to_set:  # the request as forwarded (a fresh x-request-id), as Envoy logs it
-            fields = {**fields, **dict(hop.headers_to_set)}
-        destination = self.destination
-        route = self.route
-        inbound = ctx.direction == "inbound"
-        response = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.response_head} \
-            if self.response_head else {}
-        if inbound:
-            local = (conn.local[0], conn.service_port) if conn.service_port is not None else conn.local
-        else:
-            local = conn.original or conn.local
-        return Record(
-            tcp=False, method=self.method.decode("latin-1"), path=self.target.decode("latin-1"),
-            authority=self.authority, protocol=f"HTTP/{self.version}", request_headers=fields,
-            response_headers=response, status=self.status, flags=flag, bytes_received=self.request_size,
-            bytes_sent=self.response_size, start_us=self.start_us, end_us=end_us,
-            upstream_host=(destination.host, destination.port) if destination else None,
-            upstream_local=self.upstream_local,
-            cluster=ctx.cluster_of(self.weighted) if self.weighted is not None else
-            (destination.cluster if destination else None),
-            service_host=destination.operation.rpartition(":")[0] if destination and destination.decorated else None,
-            downstream_local=local, downstream_remote=conn.peer,
-            route_name=route.name if route is not None else ("default" if destination and destination.decorated
-                                                             else "allow_any" if destination else None),
-            peer=decode_peer(fields.get(PEER_METADATA)) if inbound else self.upstream_peer,
-        )
-
     def _upstream_name(self) -> str:
-        destination = self.destination
+        destination = self.plan.destination
         return f"{destination.host}:{destination.port}" if destination else "?"
 
 
@@ -803,21 +746,6 @@ def _grpc_status(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def _as_forwarded(fields: dict[str, str], hop: Hop | None) -> dict[str, str]:
-    """The request's headers as the hop forwards them: what the span below it reads its parent from."""
-    if hop is None:
-        return fields
-    forwarded = {name: value for name, value in fields.items() if name not in hop.headers_to_remove}
-    forwarded.update(hop.headers_to_set)
-    return forwarded
-
-
-def _last_wins(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """One value per name, the last one set."""
-    return list(dict(headers).items())
-
-
 def _drop_upstream(upstream: UpstreamConnection) -> None:
-    upstream.exchange = None
-    upstream.owner = None
+    upstream.detach()
     upstream.close()

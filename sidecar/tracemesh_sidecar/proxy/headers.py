@@ -169,3 +169,24 @@ def local_reply(status: int, body: str, close: bool) -> bytes:
     connection = b"connection: close\r\n" if close else b""
     return b"".join((status_line(status), b"content-type: text/plain\r\ncontent-length: %d\r\n" % len(payload),
                      connection, CRLF, payload))
+
+
+def h2c_upgrade_headers(method: bytes, target: bytes,
+                        headers: Sequence[Header]) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+    """An `Upgrade: h2c` request as stream 1 of the HTTP/2 connection it asks for: (its HTTP2-Settings, its headers
+    as HTTP/2's, pseudo-headers first), or None when it cannot be (no or several HTTP2-Settings, a body, an
+    absolute-form target)."""
+    settings = [value for lname, _, value in headers if lname == "http2-settings"]
+    if len(settings) != 1 or not target.startswith(b"/"):
+        return None
+    authority = b""
+    regular: list[tuple[bytes, bytes]] = []
+    for lname, _, value in headers:
+        if lname == "transfer-encoding" or (lname == "content-length" and value.strip() != b"0"):
+            return None  # the body would have to be read before the switch: declined instead
+        if lname == "host":
+            authority = value
+        elif lname not in HOP_BY_HOP and lname != "http2-settings":
+            regular.append((lname.encode("latin-1"), value))
+    return settings[0].strip(), [(b":method", method), (b":scheme", b"http"), (b":authority", authority),
+                                 (b":path", target), *regular]

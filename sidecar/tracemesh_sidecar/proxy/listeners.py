@@ -9,7 +9,8 @@ from typing import Literal
 
 from tracemesh_sidecar.config.model import ProxyConfig
 from tracemesh_sidecar.proxy.downstream import DownstreamConnection
-from tracemesh_sidecar.proxy.state import DirectionContext, ListenerKind
+from tracemesh_sidecar.proxy.state import DirectionContext, DownstreamSession, ListenerKind
+from tracemesh_sidecar.proxy.upstream import UpstreamPool
 from tracemesh_sidecar.stats import Stats
 
 log = logging.getLogger("tracemesh.proxy")
@@ -57,7 +58,7 @@ class ConnectionBook:
 
     def __init__(self, stats: Stats) -> None:
         self.stats = stats
-        self.open: set[DownstreamConnection] = set()
+        self.open: set[DownstreamSession] = set()
         self._active = {"inbound": 0, "outbound": 0}
         self._closed = asyncio.Event()
         self._draining: set[Direction] = set()
@@ -67,7 +68,7 @@ class ConnectionBook:
         """Open downstream connections of both directions (Envoy's listener.*.downstream_cx_active summed)."""
         return len(self.open)
 
-    def opened(self, direction: Direction, conn: DownstreamConnection) -> None:
+    def opened(self, direction: Direction, conn: DownstreamSession) -> None:
         self.open.add(conn)
         self._active[direction] += 1
         self.stats.set_gauge(f"{direction}.downstream_cx_active", self._active[direction])
@@ -82,13 +83,21 @@ class ConnectionBook:
             if conn.listener.direction == direction:
                 conn.discourage()
 
-    def closed(self, direction: Direction, conn: DownstreamConnection) -> None:
+    def closed(self, direction: Direction, conn: DownstreamSession) -> None:
         if conn in self.open:
             self.open.discard(conn)
             self._active[direction] -= 1
             self.stats.set_gauge(f"{direction}.downstream_cx_active", self._active[direction])
         if not self.open:
             self._closed.set()
+
+    def replaced(self, old: DownstreamSession, new: DownstreamSession) -> None:
+        """A connection changed protocol (HTTP/1 handed over to HTTP/2): the same connection, counted once."""
+        if old in self.open:
+            self.open.discard(old)
+            self.open.add(new)
+            if new.listener.direction in self._draining:
+                new.discourage()
 
     async def drain(self, timeout_s: float) -> None:
         """Let connections finish the response in progress; abort what is still open after `timeout_s`."""
@@ -111,8 +120,10 @@ class ConnectionBook:
 class Listener:
     """One bound data-path listener; connections read the config in force from `contexts` per request."""
 
-    def __init__(self, spec: ListenerSpec, contexts: dict[str, DirectionContext], book: ConnectionBook) -> None:
+    def __init__(self, spec: ListenerSpec, contexts: dict[str, DirectionContext], book: ConnectionBook,
+                 pool: UpstreamPool) -> None:
         self.spec = spec
+        self.pool = pool  # HTTP/1.1 upstream connections, for the HTTP/1.1 exchanges of its connections
         self.kind = spec.kind
         self.direction = spec.direction
         self.service_port = spec.service_port
@@ -140,6 +151,10 @@ class Listener:
             self._server.close()
             self._server = None
 
+    @property
+    def route_table(self) -> str | None:
+        return self.spec.route_table
+
     def context(self) -> DirectionContext:
         return self._contexts[self.direction]
 
@@ -149,9 +164,12 @@ class Listener:
             stat = self._names[name] = f"{self.direction}.{name}"
         self._stats.inc(stat)
 
-    def connection_opened(self, conn: DownstreamConnection) -> None:
+    def connection_opened(self, conn: DownstreamSession) -> None:
         self._stats.inc(self._cx_total)
         self._book.opened(self.direction, conn)
 
-    def connection_closed(self, conn: DownstreamConnection) -> None:
+    def connection_replaced(self, old: DownstreamSession, new: DownstreamSession) -> None:
+        self._book.replaced(old, new)
+
+    def connection_closed(self, conn: DownstreamSession) -> None:
         self._book.closed(self.direction, conn)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tracemesh_sidecar.config.model import ProxyConfig, check_host_port
+from tracemesh_sidecar.config.protocol import upstream_http2
 from tracemesh_sidecar.config.routes import WeightedDestination
 from tracemesh_sidecar.tracing.hosts import normalize_host
 
@@ -21,6 +22,9 @@ class Destination(NamedTuple):  # a tuple: built per request, and cheaper to bui
     operation: str  # the route's decorator: the span's name, `{service FQDN}:{service port}/*`
     cluster: str  # `outbound|{port}||{FQDN}` or `inbound|{port}||`
     decorated: bool = True  # False: a passthrough to a host no Service names (Istio's route has no decorator)
+    # The upstream's HTTP version from the Service port's protocol (config/protocol.py upstream_http2): True HTTP/2,
+    # False HTTP/1.1, None the downstream's (an undeclared port, or a passthrough).
+    http2: bool | None = None
 
 
 def outbound_route(fqdn: str, port: int, subset: str = "") -> tuple[str, str]:
@@ -69,13 +73,14 @@ class OutboundRouter:
         self.subsets: dict[tuple[str, int, str], ServiceRoute] = {}
         for service in config.outbound.services:
             fqdn, _ = normalize_host(service.host, self._namespace, self._domain)
+            http2 = upstream_http2(service.protocol)
             route = self.services[(fqdn, service.port)] = ServiceRoute(_Endpoints(service.endpoints),
-                                                                 *outbound_route(fqdn, service.port))
+                                                                 *outbound_route(fqdn, service.port), http2)
             for address in service.addresses:
                 self.virtual[(address, service.port)] = route
             for subset in service.subsets:
                 self.subsets[(fqdn, service.port, subset.name)] = ServiceRoute(
-                    _Endpoints(subset.endpoints), *outbound_route(fqdn, service.port, subset.name))
+                    _Endpoints(subset.endpoints), *outbound_route(fqdn, service.port, subset.name), http2)
 
     def normalize(self, authority: str) -> tuple[str, int | None]:
         result = self._normalized.get(authority)
@@ -123,20 +128,21 @@ class OutboundRouter:
 
 
 class ServiceRoute:
-    """A Service port's endpoints and its route's constant strings, built once per config."""
+    """A Service port's endpoints, its route's constant strings and its upstream HTTP version, built once per config."""
 
-    __slots__ = ("cluster", "endpoints", "operation")
+    __slots__ = ("cluster", "endpoints", "http2", "operation")
 
-    def __init__(self, endpoints: _Endpoints, operation: str, cluster: str) -> None:
+    def __init__(self, endpoints: _Endpoints, operation: str, cluster: str, http2: bool | None = None) -> None:
         self.endpoints = endpoints
         self.operation = operation
         self.cluster = cluster
+        self.http2 = http2
 
     def destination(self) -> Destination | None:
         address = self.endpoints.pick()
         if address is None:
             return None
-        return Destination(address[0], address[1], self.operation, self.cluster)
+        return Destination(address[0], address[1], self.operation, self.cluster, http2=self.http2)
 
 
 class InboundRouter:
@@ -146,7 +152,7 @@ class InboundRouter:
         self._app_address = config.inbound.app_address
         self._own_host = config.node.own_host
         self._ports = {entry.port: Destination(self._app_address, entry.app_port, entry.operation(self._own_host),
-                                               inbound_cluster(entry.port))
+                                               inbound_cluster(entry.port), http2=upstream_http2(entry.protocol))
                        for entry in config.inbound.ports}
 
     def to_app(self, port: int) -> Destination:
@@ -190,3 +196,11 @@ def split_absolute_target(target: bytes) -> tuple[str, bytes] | None:
     if not path.startswith(b"/"):
         path = b"/" + path
     return authority.decode("latin-1"), path
+
+
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"})
+
+
+def is_own_address(local: tuple[str, int], host: str, port: int) -> bool:
+    """Whether `host:port` is the listener at `local` itself (a request for the proxy would loop forever)."""
+    return port == local[1] and (host == local[0] or host in _LOOPBACK_NAMES)

@@ -17,10 +17,13 @@ from typing import Protocol
 from tracemesh_sidecar.admin import AdminServers
 from tracemesh_sidecar.config.model import ProviderConfig, ProxyConfig
 from tracemesh_sidecar.export import ExporterSet
+from tracemesh_sidecar.proxy.drain import wait_for_drain
+from tracemesh_sidecar.proxy.http2.upstream import Http2Pool
 from tracemesh_sidecar.proxy.listeners import ConnectionBook, Listener, ListenerSpec, listener_specs
 from tracemesh_sidecar.proxy.state import DirectionContext, SpanSink
-from tracemesh_sidecar.proxy.termination import DrainPlan, wait_for_drain
+from tracemesh_sidecar.proxy.termination import DrainPlan
 from tracemesh_sidecar.proxy.upstream import UpstreamPool
+from tracemesh_sidecar.proxy.upstream_stream import Http1StreamOpener
 from tracemesh_sidecar.stats import Stats
 from tracemesh_sidecar.telemetry.metrics import MetricStore
 from tracemesh_sidecar.telemetry.recorder import DirectionTelemetry
@@ -46,6 +49,8 @@ class Runtime:
         self.stats = stats
         self.exporters: Exporters = exporters if exporters is not None else ExporterSet(stats)
         self.pool = UpstreamPool(stats)
+        self.h2_pool = Http2Pool(stats)
+        self.h1_streams = Http1StreamOpener(self.pool)
         # Istio's standard metrics (on 15090 with the proxy's own counters) and the open access-log files:
         # both outlive config pushes, which only change what is recorded.
         self.metrics = MetricStore()
@@ -69,7 +74,8 @@ class Runtime:
         telemetry = {direction: DirectionTelemetry(config, direction, self.metrics, self.log_files)
                      for direction in ("inbound", "outbound")}
         contexts = {direction: DirectionContext(config, "gateway" if router and direction == "outbound" else direction,
-                                                self.stats, self.pool, self.exporters, telemetry[direction])
+                                                self.stats, self.h1_streams, self.h2_pool, self.exporters,
+                                                telemetry[direction])
                     for direction in ("inbound", "outbound")}
         # Draining: inbound listeners stay closed whatever a new config says.
         wanted = [spec for spec in listener_specs(config) if not (self._draining and spec.direction == "inbound")]
@@ -85,7 +91,7 @@ class Runtime:
         started: list[Listener] = []
         try:
             for spec in added:
-                listener = Listener(spec, self._contexts, self._book)
+                listener = Listener(spec, self._contexts, self._book, self.pool)
                 await listener.start()
                 started.append(listener)
             await self.admin.apply(config.listeners)
@@ -163,6 +169,7 @@ class Runtime:
         self._listeners.clear()
         await self._book.drain(drain_timeout_s)
         self.pool.close_idle()
+        self.h2_pool.close_idle()
         await self.admin.close()
         await asyncio.to_thread(self.log_files.close, flush_timeout_s)
         await self.exporters.close(flush_timeout_s)

@@ -14,21 +14,79 @@ from tracemesh_sidecar.config.model import ProxyConfig
 from tracemesh_sidecar.config.routes import OUTBOUND_ROUTE_TABLE, WeightedDestination
 from tracemesh_sidecar.proxy.route_table import CompiledRouteTable
 from tracemesh_sidecar.proxy.routing import Destination, InboundRouter, OutboundRouter, inbound_cluster, outbound_route
-from tracemesh_sidecar.proxy.upstream import UpstreamPool
 from tracemesh_sidecar.spans.model import Span
 from tracemesh_sidecar.stats import Stats
 from tracemesh_sidecar.telemetry.record import Record
 from tracemesh_sidecar.telemetry.recorder import DirectionTelemetry
 from tracemesh_sidecar.tracing import Hop, HopTracer, RequestFacts, ResponseFacts
 
-if TYPE_CHECKING:
-    from tracemesh_sidecar.proxy.downstream import DownstreamConnection
+if TYPE_CHECKING:  # carried here for the relay, never used by this module
+    from tracemesh_sidecar.proxy.seams import StreamOpener
 
 log = logging.getLogger("tracemesh.proxy")
 
 ListenerKind = Literal["outbound", "inbound-capture", "inbound-port", "gateway"]
 # "gateway": a router's listeners, routed by their route tables, traced as Envoy's gateway traces.
 ContextKind = Literal["inbound", "outbound", "gateway"]
+
+
+class DownstreamInfo(Protocol):
+    """What routing and telemetry read about the connection a request came on, whatever its HTTP version."""
+
+    @property
+    def peer(self) -> tuple[str, int]: ...
+
+    @property
+    def local(self) -> tuple[str, int]: ...
+
+    @property
+    def original(self) -> tuple[str, int] | None:
+        """Transparent outbound: where the client aimed."""
+
+    @property
+    def service_port(self) -> int | None:
+        """Inbound: the port the caller aimed at."""
+
+    @property
+    def route_table(self) -> str | None:
+        """A gateway listener's route table."""
+
+    def is_own_address(self, host: str, port: int) -> bool: ...
+
+
+class ListenerHandle(Protocol):
+    """A data-path listener as its connections see it (listeners.Listener), whichever protocol serves them."""
+
+    @property
+    def direction(self) -> Literal["inbound", "outbound"]: ...
+
+    @property
+    def route_table(self) -> str | None:
+        """A gateway listener's route table."""
+
+    def context(self) -> DirectionContext:
+        """The config in force now."""
+
+    def count(self, name: str) -> None: ...
+
+    def connection_replaced(self, old: DownstreamSession, new: DownstreamSession) -> None: ...
+
+    def connection_closed(self, conn: DownstreamSession) -> None: ...
+
+
+class DownstreamSession(Protocol):
+    """An accepted connection as the listener's book sees it, whichever protocol serves it now."""
+
+    @property
+    def listener(self) -> ListenerHandle: ...
+
+    def discourage(self) -> None:
+        """Draining: finish what is in progress, take no more (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY)."""
+
+    def drain(self) -> None:
+        """Shutdown: close now if idle, else once what is in progress is done."""
+
+    def abort(self) -> None: ...
 
 
 class SpanSink(Protocol):
@@ -41,17 +99,20 @@ class DirectionContext:
     """The config in force for one direction, and the plumbing every request of it shares."""
 
     def __init__(self, config: ProxyConfig, direction: ContextKind, stats: Stats,
-                 pool: UpstreamPool, spans: SpanSink, telemetry: DirectionTelemetry) -> None:
+                 http1_streams: StreamOpener, http2_streams: StreamOpener, spans: SpanSink,
+                 telemetry: DirectionTelemetry) -> None:
         self.config = config
         self.direction = direction
         self.stats = stats
-        self.pool = pool
+        self.http1_streams = http1_streams  # a relay's (relay.py) upstream streams of each version
+        self.http2_streams = http2_streams
         self.spans = spans
         # Istio's standard metrics and access logs of this direction; None when neither is on (no per-request cost).
         self.telemetry: DirectionTelemetry | None = telemetry if telemetry.active else None
         # The metadata exchange's headers on every outbound request (a sidecar's and a gateway's).
         self.peer_headers = telemetry.exchange_headers if direction != "inbound" else ()
         self.peer_answer = telemetry.answer_lines if direction == "inbound" else ()  # inbound: answers a peer's
+        self.peer_answer_headers = telemetry.exchange_headers if direction == "inbound" else ()  # the same, HTTP/2
         # A gateway traces in Istio's CLIENT mode (telemetry.go workloadMode: ListenerClassGateway), with a
         # SERVER span for the downstream request and, spawned below it, Envoy's upstream CLIENT span
         # (spawn_upstream_span, which tracing.go sets for routers).
@@ -79,7 +140,7 @@ class DirectionContext:
         return name
 
     # -- routing
-    def route(self, authority: str, conn: DownstreamConnection) -> Destination | None:
+    def route(self, authority: str, conn: DownstreamInfo) -> Destination | None:
         if self.direction == "inbound":
             port = conn.service_port
             return None if port is None else self.inbound.to_app(port)
@@ -92,7 +153,7 @@ class DirectionContext:
             return None  # a request for the proxy itself would loop forever
         return destination
 
-    def route_connect(self, authority: str, conn: DownstreamConnection) -> Destination | None:
+    def route_connect(self, authority: str, conn: DownstreamInfo) -> Destination | None:
         if self.direction == "inbound" or conn.original is not None:
             return None
         destination = self.outbound.by_authority(authority, default_port=443)

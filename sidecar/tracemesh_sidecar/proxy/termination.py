@@ -15,9 +15,8 @@ defaultConfig and the pod's `proxy.istio.io/config` annotation) and the proxyMet
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tracemesh_sidecar.config.fields import ConfigError
@@ -81,14 +80,3 @@ def _duration(field: str, value: object) -> float:
     except ValueError:
         raise ConfigError(field, f"is {value!r}, not a duration", f"write {UNITS_HELP}") from None
     return seconds
-
-
-async def wait_for_drain(plan: DrainPlan, active_connections: Callable[[], int],
-                         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-    """Returns when the proxy may stop: after the drain duration, or (exit on zero) once nothing is active."""
-    if not plan.exit_on_zero_active_connections:
-        await sleep(plan.termination_drain_s)
-        return
-    await sleep(plan.minimum_drain_s)
-    while active_connections() > 0:
-        await sleep(ACTIVE_CONNECTION_CHECK_S)

@@ -11,18 +11,13 @@ once): they are held for the owner.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 import httptools
 
+from tracemesh_sidecar.proxy.tcp import set_nodelay
 from tracemesh_sidecar.stats import Stats
-
-if TYPE_CHECKING:
-    from tracemesh_sidecar.proxy.exchange import Exchange
-    from tracemesh_sidecar.proxy.tunnel import Tunnel
 
 log = logging.getLogger("tracemesh.proxy")
 
@@ -39,19 +34,32 @@ class FlowControlled(Protocol):
     def resume_reading_for_upstream(self) -> None: ...
 
 
+class ResponseReader(Protocol):
+    """Whoever reads the response on a connection now: an HTTP/1.1 exchange (exchange.py), or the relay's HTTP/1.1
+    upstream stream (upstream_stream.py). Its response parser was given to the connection with it."""
+
+    def upstream_upgraded(self, rest: bytes) -> None: ...
+
+    def upstream_malformed(self, error: Exception) -> None: ...
+
+    def read_done(self) -> None:
+        """The parser is done with a read: write what it produced."""
+
+    def upstream_lost(self, upstream: UpstreamConnection) -> None: ...
+
+
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("closed", "early", "exchange", "idle_since", "key", "local", "owner", "parser", "pool",
-                 "reading_paused", "transport", "tunnel", "tunnel_peer")
+    __slots__ = ("answered", "closed", "early", "exchange", "idle_since", "key", "local", "owner", "parser", "pool",
+                 "reading_paused", "transport")
 
     def __init__(self, pool: UpstreamPool, key: Key) -> None:
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.parser: Any = None  # the owning exchange's HttpResponseParser
-        self.exchange: Exchange | None = None
+        self.exchange: ResponseReader | None = None
+        self.answered = False  # bytes came for the reader attached now (a keep-alive race is told by their absence)
         self.owner: FlowControlled | None = None
-        self.tunnel: Tunnel | None = None
-        self.tunnel_peer: asyncio.Transport | None = None
         self.idle_since = 0.0
         self.closed = False
         self.reading_paused = False
@@ -68,11 +76,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.local = (local[0], local[1]) if isinstance(local, tuple) else None
 
     def data_received(self, data: bytes) -> None:
-        if self.tunnel_peer is not None:
-            if self.tunnel is not None:
-                self.tunnel.sent += len(data)
-            self.tunnel_peer.write(data)
-            return
         exchange = self.exchange
         if exchange is None:
             early = self.early
@@ -83,7 +86,7 @@ class UpstreamConnection(asyncio.Protocol):
             if sum(map(len, early)) > EARLY_LIMIT:
                 self.pause_reading()
             return
-        exchange.response_begun = True
+        self.answered = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -93,20 +96,15 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_malformed(RuntimeError("internal error"))
         except httptools.HttpParserError as error:
             exchange.upstream_malformed(error)
-        exchange.flush()
+        exchange.read_done()
 
     def eof_received(self) -> bool | None:
-        if self.tunnel is not None:
-            self.tunnel.ended(from_upstream=True)
-            return True
         return None  # close; connection_lost tells the exchange
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.connection_closed(self)
-        if self.tunnel is not None:
-            self.tunnel.close()
-        elif self.exchange is not None:
+        if self.exchange is not None:
             self.exchange.upstream_lost(self)
 
     def pause_writing(self) -> None:
@@ -117,7 +115,38 @@ class UpstreamConnection(asyncio.Protocol):
         if self.owner is not None:
             self.owner.resume_reading_for_upstream()
 
-    # -- used by exchanges and tunnels
+    # -- used by exchanges, relays and tunnels
+    def attach(self, reader: ResponseReader, parser: Any, owner: FlowControlled | None) -> None:
+        """`reader` reads the response now, through `parser` (its own httptools parser); `owner` is throttled
+        when this connection cannot take its writes."""
+        self.exchange = reader
+        self.parser = parser
+        self.owner = owner
+        self.answered = False
+
+    def detach(self) -> None:
+        """No one reads on this connection any more."""
+        self.exchange = None
+        self.owner = None
+        self.parser = None
+
+    def hand_over(self) -> tuple[asyncio.Transport, list[bytes]]:
+        """For a tunnel: the transport (its protocol to be replaced), and what the upstream said first."""
+        assert self.transport is not None
+        self.detach()
+        return self.transport, self.take_early()
+
+    def released(self) -> None:
+        """The tunnel that took the transport over has closed it."""
+        if not self.closed:
+            self.closed = True
+            self.pool.connection_closed(self)
+
+    def idle(self, since: float) -> None:
+        """Back in the pool (at loop time `since`): no owner; bytes from the peer now mean a confused upstream."""
+        self.exchange = self.owner = self.parser = self.early = None
+        self.idle_since = since
+
     def take_early(self) -> list[bytes]:
         """The owner is attached: what the upstream sent before it (usually nothing). From now on,
         bytes with no owner mean a confused upstream."""
@@ -142,14 +171,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-
-
-def set_nodelay(transport: asyncio.BaseTransport) -> None:
-    """Small request and response heads must leave at once, not wait for Nagle's timer."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class UpstreamPool:
@@ -178,10 +199,8 @@ class UpstreamPool:
         return None
 
     def give(self, connection: UpstreamConnection) -> None:
-        connection.early = None
-        connection.exchange = None
-        connection.owner = None
-        connection.parser = None
+        loop = asyncio.get_running_loop()
+        connection.idle(loop.time())
         if connection.closed:
             return
         connection.resume_reading()  # an idle connection must notice its peer closing
@@ -189,8 +208,6 @@ class UpstreamPool:
         if len(idle) >= self._max_idle:
             connection.close()
             return
-        loop = asyncio.get_running_loop()
-        connection.idle_since = loop.time()
         idle.append(connection)
         if self._sweeper is None:
             self._sweeper = loop.call_later(self._idle_timeout_s, self._sweep)

@@ -13,6 +13,7 @@ from tracemesh_sidecar.config.model import CustomTag, NodeIdentity, ProviderConf
 from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
 from tracemesh_sidecar.stats import Stats
 from tracemesh_sidecar.tracing.facts import Direction, RequestFacts, ResponseFacts
+from tracemesh_sidecar.tracing.grpc import is_grpc_request, is_grpc_server_error
 from tracemesh_sidecar.tracing.request_id import CLIENT_TRACE_ID
 from tracemesh_sidecar.tracing.request_tags import BAGGAGE, baggage_values, parse_tags_header
 
@@ -66,9 +67,10 @@ class SpanBuilder:
         status = response.status
         flags = response.response_flags
         headers = request.headers
+        scheme, path = _origin_form(request.target)
         tags = {
             "http.method": request.method,
-            "http.url": _url(request.target, request.authority, self._path_limit),
+            "http.url": _url(scheme, request.authority, path, self._path_limit),
             "http.protocol": request.protocol,
             "http.status_code": str(status),
             "request_size": str(response.request_size),
@@ -84,13 +86,25 @@ class SpanBuilder:
         client_trace_id = headers.get(CLIENT_TRACE_ID)
         if client_trace_id is not None:
             tags["guid:x-client-trace-id"] = client_trace_id
-        # Custom tags are applied last so that a custom tag may replace a standard one, as in Envoy.
+        # Envoy's isGrpcRequestHeaders: a gRPC content-type on a request with a :path (a CONNECT has none).
+        content_type = headers.get("content-type")
+        if is_grpc_request(content_type) and request.method != "CONNECT":
+            _add_grpc_request_tags(tags, path, request.authority, content_type, headers.get("grpc-timeout"))
+        # Custom tags come after the standard ones so that they may replace them, as in Envoy (but for the
+        # response's gRPC tags, which Envoy sets after them).
         tags.update(self._static_tags)
         for tag_name, header, default in self._header_tags:
             value = headers.get(header, default)
             if value is not None:
                 tags[tag_name] = value
-        if status >= 500 or status == 0 or flags != "-":
+        # Envoy's addGrpcResponseTags, for any response carrying a grpc-status, after the custom tags.
+        grpc_status = response.grpc_status
+        if grpc_status is not None:
+            tags["grpc.status_code"] = grpc_status
+            if response.grpc_message is not None:
+                tags["grpc.message"] = response.grpc_message
+        if (status >= 500 or status == 0 or flags != "-"
+                or (grpc_status is not None and is_grpc_server_error(grpc_status))):
             tags["error"] = "true"
         if self._outbound:
             remote = _endpoint(response.upstream, self._remote_name) if response.upstream is not None else None
@@ -126,16 +140,32 @@ class SpanBuilder:
         return tags
 
 
-def _url(target: str, authority: str, path_limit: int) -> str:
-    """`http://{authority}{path}` with the path cut at `path_limit` characters, as Envoy's buildUrl."""
-    scheme = "http"
+def _origin_form(target: str) -> tuple[str, str]:
+    """The scheme and the path (Envoy's :path) of a request-target."""
     if target.startswith(_ABSOLUTE_FORM):  # an explicit-proxy client's absolute-form target
         scheme, _, rest = target.partition("://")
         slash = rest.find("/")
-        target = rest[slash:] if slash >= 0 else "/"
-    if len(target) > path_limit:
-        target = target[:path_limit]
-    return f"{scheme}://{authority}{target}"
+        return scheme, rest[slash:] if slash >= 0 else "/"
+    return "http", target
+
+
+def _url(scheme: str, authority: str, path: str, path_limit: int) -> str:
+    """`http://{authority}{path}` with the path cut at `path_limit` characters, as Envoy's buildUrl."""
+    if len(path) > path_limit:
+        path = path[:path_limit]
+    return f"{scheme}://{authority}{path}"
+
+
+def _add_grpc_request_tags(tags: dict[str, str], path: str, authority: str, content_type: str,
+                           grpc_timeout: str | None) -> None:
+    """Envoy's addGrpcRequestTags (source/common/tracing/http_tracer_impl.cc): the headers' values as they came,
+    each only when the request has it (the path uncut, the grpc-timeout unparsed)."""
+    tags["grpc.path"] = path
+    if authority:
+        tags["grpc.authority"] = authority
+    tags["grpc.content_type"] = content_type
+    if grpc_timeout is not None:
+        tags["grpc.timeout"] = grpc_timeout
 
 
 def _static_custom_value(tag: CustomTag, environ: Mapping[str, str]) -> str | None:
