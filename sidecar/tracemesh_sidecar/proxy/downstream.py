@@ -80,6 +80,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_linger_end",
         "_linger_timer",
         "_open_task",
+        "_parsing",
         "_paused",
         "_queue",
         "_receiving",
@@ -89,6 +90,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_unparsed",
         "_upgrade_h2c",
         "_url",
+        "_write_after",
         "current",
         "draining",
         "listener",
@@ -126,6 +128,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._linger_end = 0.0
         self._linger_busy = False
         self._unparsed = b""  # read but not parsed yet: pipelined requests past _PIPELINE_DEPTH
+        self._write_after: Exchange | None = None  # its first upstream write waits for the end of this parse
+        self._parsing = False
         self._held: list[bytes] = []
         self._paused = 0
         self._eof = False
@@ -436,7 +440,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._head_split = in_head or len(data) > MAX_HEAD_BYTES
         headers = self._headers  # replaced when that head completes
         try:
-            self.parser.feed_data(data)
+            self._feed_parser(data)
         except httptools.HttpParserUpgrade as upgrade:  # CONNECT or Upgrade: the rest is not HTTP
             h2c, self._upgrade_h2c = self._upgrade_h2c, None
             if h2c is not None and self.mode == _HTTP:
@@ -467,6 +471,28 @@ class DownstreamConnection(asyncio.Protocol):
                 self._head_fed += len(data)
                 if self._head_fed > _MAX_RAW_HEAD:
                     self._refuse(431, HEADERS_TOO_LARGE_BODY, "downstream_rq_headers_too_large")
+
+    def _feed_parser(self, data: bytes) -> None:
+        self._parsing = True
+        try:
+            self.parser.feed_data(data)
+        finally:
+            self._parsing = False
+            waiting = self._write_after
+            if waiting is not None:
+                self._write_after = None
+                waiting.send_deferred()
+
+    def write_after_parse(self, exchange: Exchange) -> bool:
+        """Whether `exchange` may write upstream once the read being parsed is (its head and the body in that read
+        at once): False when no read is being parsed (a pipelined request started as the one before it ended)."""
+        if not self._parsing:
+            return False
+        waiting = self._write_after
+        if waiting is not None and waiting is not exchange:
+            waiting.send_deferred()
+        self._write_after = exchange
+        return True
 
     def _read_on(self, exchange: Exchange, rest: bytes) -> bytes:
         """What to parse after an Upgrade request that stays HTTP: its body, behind a stand-in head that

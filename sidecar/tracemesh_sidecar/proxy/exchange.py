@@ -49,6 +49,9 @@ log = logging.getLogger("tracemesh.proxy")
 
 # Request body held while the upstream connection is being opened, before reading pauses.
 CONNECT_BUFFER_LIMIT = 256 * 1024
+# A request's first write waits for the end of the client's read (head and body in one writev, one TCP segment
+# for a small request: an upstream that answers after the head alone would find the body late), up to this much.
+DEFERRED_WRITE_LIMIT = 64 * 1024
 
 BAD_HOST_BODY = "bad request: an HTTP/1.1 request needs exactly one Host header"
 CONNECT_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
@@ -68,6 +71,7 @@ class Exchange:
     ctx: DirectionContext | None = None
     head: RequestHead | None = None
     relay: Relay | None = None  # set for a request relayed to an HTTP/2 upstream (see start)
+    deferred = False  # the request's first write waits for the end of the client's read (_attach)
     unacknowledged = 0  # relayed request bytes the upstream has not taken yet
     plan = _UNPLANNED  # replaced by start()'s
     authority = ""
@@ -173,7 +177,10 @@ class Exchange:
             return
         pending.extend(pieces)
         self.pending_size += sum(map(len, pieces))
-        if self.pending_size > CONNECT_BUFFER_LIMIT:
+        if self.deferred:
+            if self.pending_size > DEFERRED_WRITE_LIMIT:
+                self.send_deferred()
+        elif self.pending_size > CONNECT_BUFFER_LIMIT:
             self.conn.pause_reading_for_buffer()
 
     def start(self, ctx: DirectionContext) -> None:
@@ -241,7 +248,7 @@ class Exchange:
         assert destination is not None
         upstream = self.conn.listener.pool.take((destination.host, destination.port))
         if upstream is not None:
-            self._attach(upstream, reused=True)
+            self._attach(upstream, reused=True, defer=True)
         else:
             self._connect()
 
@@ -374,7 +381,9 @@ class Exchange:
             return
         self._attach(upstream, reused=False)
 
-    def _attach(self, upstream: UpstreamConnection, reused: bool) -> None:
+    def _attach(self, upstream: UpstreamConnection, reused: bool, defer: bool = False) -> None:
+        """`defer`: attached while the client's read is being parsed; what of the body that read holds is still to
+        come, and the head goes with it in one write once the parse returns (send_deferred)."""
         self.upstream = upstream
         self.upstream_local = upstream.local
         self.reused = reused
@@ -389,15 +398,29 @@ class Exchange:
             conn.hand_over_to_tunnel(upstream, self._tunnel_closed)
             return
         upstream.attach(self, httptools.HttpResponseParser(self), conn)
-        early = upstream.take_early()  # before the pause below, which taking them must not undo
         if conn.write_paused:
             upstream.pause_reading()
+        if defer and conn.write_after_parse(self):
+            self.deferred = True
+            return
+        self._write_pending(upstream)
+
+    def send_deferred(self) -> None:
+        """The client's read is parsed (or enough of its body is in): the request so far leaves in one write."""
+        upstream = self.upstream
+        if self.deferred:
+            self.deferred = False
+            if upstream is not None and self.pending is not None and not self.finished:
+                self._write_pending(upstream)
+
+    def _write_pending(self, upstream: UpstreamConnection) -> None:
+        early = upstream.take_early()
         pending = self.pending
         self.pending = None
         assert upstream.transport is not None and pending is not None
         upstream.transport.writelines(pending)
         if self.pending_size > CONNECT_BUFFER_LIMIT:
-            conn.resume_reading_for_buffer()
+            self.conn.resume_reading_for_buffer()
         self.pending_size = 0
         # Bytes sent before the request (an upstream that is not the HTTP server expected) are read as
         # the response, which the parser then judges; usually there are none.

@@ -183,12 +183,21 @@ class UpstreamPool:
         self._max_idle = max_idle_per_endpoint
         self._sweeper: asyncio.TimerHandle | None = None
         self.open_connections = 0  # idle or busy
+        # The loop it runs on, looked up once: asyncio.get_running_loop() is a getpid() syscall on Python 3.11,
+        # and take() and give() run for every request.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def take(self, key: Key) -> UpstreamConnection | None:
         idle = self._idle.get(key)
         if not idle:
             return None
-        deadline = asyncio.get_running_loop().time() - self._idle_timeout_s
+        deadline = self._running_loop().time() - self._idle_timeout_s
         while idle:
             connection = idle.pop()
             if connection.closed or connection.idle_since < deadline:
@@ -199,7 +208,7 @@ class UpstreamPool:
         return None
 
     def give(self, connection: UpstreamConnection) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         connection.idle(loop.time())
         if connection.closed:
             return
