@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from bench.interpreter import this_interpreter
+
 BENCHMARKS = {
     "proxy": "bench.proxy",
     "http2": "bench.http2",
@@ -20,6 +22,8 @@ def main(names: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
+    # The sidecars, the collector and the operator under test run on this interpreter too (sys.executable).
+    print(f"interpreter: {this_interpreter()}", flush=True)
     failures = 0
     for name in names or list(BENCHMARKS):
         print(f"\n=== {name} ===", flush=True)
