@@ -113,14 +113,15 @@ class Http2DownstreamConnection(Http2Endpoint, asyncio.Protocol):
             # h2 has queued its GOAWAY (PROTOCOL_ERROR, FLOW_CONTROL_ERROR, COMPRESSION_ERROR, ENHANCE_YOUR_CALM).
             log.debug("HTTP/2 protocol error from %s:%d: %s", *self.origin.peer, error)
             self.listener.count("downstream_cx_protocol_error")
-            self.flush()
             self.close()
             return
         for event in events:
             self._dispatch(event)
             if self._closed:
                 return
-        self.flush()
+        # What this read asks of this connection (ACKs, answers relayed at once) is written now, not corked: a
+        # client that does not read then makes the write buffer fill, and reading pause, after one read.
+        self.flush_now()
 
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.DataReceived):
@@ -192,7 +193,6 @@ class Http2DownstreamConnection(Http2Endpoint, asyncio.Protocol):
             self.abort()
             return
         if self._going_away and not self.streams:
-            self.flush()
             self.close()
 
     def _data_left(self, stream_id: int, size: int) -> None:
@@ -217,6 +217,7 @@ class Http2DownstreamConnection(Http2Endpoint, asyncio.Protocol):
     def close(self) -> None:
         self._closed = True
         if self.transport is not None:
+            self.flush_now()  # a GOAWAY h2 queued goes before the close
             self.transport.close()
 
     def abort(self) -> None:

@@ -90,11 +90,14 @@ class Http2Endpoint:
         # Our limit on a peer's header block, enforced while decoding (an HPACK bomb stops there).
         self.h2.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
         self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_due = False
         # Per stream: (kind, data or trailers, end_stream) waiting for the peer's window.
         self._waiting: dict[int, collections.deque[tuple[int, bytes | HeaderList, bool]]] = {}
 
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        self._loop = asyncio.get_running_loop()
 
     def receive(self, data: bytes) -> list[h2.events.Event]:
         """The events `data` completes; raises h2's ProtocolError (its GOAWAY queued) for a peer breaking HTTP/2.
@@ -111,7 +114,15 @@ class Http2Endpoint:
         return events
 
     def flush(self) -> None:
-        """Write the frames h2 has prepared."""
+        """Write the frames h2 has prepared, at the end of this turn of the loop: what the connection's streams
+        produce while a read is handled (several streams' headers and data) leaves in one write."""
+        if not self._flush_due and self._loop is not None:
+            self._flush_due = True
+            self._loop.call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        """Write the frames h2 has prepared now (before the transport closes)."""
+        self._flush_due = False
         data = self.h2.data_to_send()
         transport = self.transport
         if data and transport is not None and not transport.is_closing():

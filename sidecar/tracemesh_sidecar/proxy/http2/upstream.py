@@ -10,6 +10,7 @@ the pool's idle timeout is closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import h2.errors
@@ -52,7 +53,7 @@ class Http2UpstreamConnection(Http2Endpoint, asyncio.Protocol):
             events = self.receive(data)
         except h2.exceptions.ProtocolError as error:
             log.info("upstream %s:%d broke HTTP/2: %s", self.key[0], self.key[1], error)
-            self.flush()
+            self.flush_now()
             owners, self.owners = self.owners, {}
             for owner in owners.values():
                 owner.upstream_malformed(str(error))
@@ -63,7 +64,7 @@ class Http2UpstreamConnection(Http2Endpoint, asyncio.Protocol):
             told = self._dispatch(event)
             if told is not None and told not in touched:
                 touched.append(told)
-        self.flush()
+        self.flush_now()  # as the client connection does: an upstream that does not read stops being read
         for told in touched:  # what this read produced leaves in one write per client connection
             told.read_done()
 
@@ -174,11 +175,9 @@ class Http2UpstreamConnection(Http2Endpoint, asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         if self.transport is not None and not self.transport.is_closing():
-            try:
+            with contextlib.suppress(h2.exceptions.ProtocolError):  # already closing
                 self.h2.close_connection()
-                self.flush()
-            except h2.exceptions.ProtocolError:
-                pass
+            self.flush_now()
             self.transport.close()
 
 
