@@ -9,6 +9,7 @@ grpc's helloworld Greeter (grpcio), refusing a name `status:<CODE>` with that co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -52,20 +53,26 @@ def _start_app(kind: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError(f"{kind} app did not listen on {port}")
 
 
+@contextlib.contextmanager
+def _app(kind: str) -> Iterator[int]:
+    process, port = _start_app(kind)
+    try:
+        yield port
+    finally:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="module")
 def h2c_app() -> Iterator[int]:
-    process, port = _start_app("h2c")
-    yield port
-    process.kill()
-    process.wait()
+    with _app("h2c") as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
 def greeter() -> Iterator[int]:
-    process, port = _start_app("greeter")
-    yield port
-    process.kill()
-    process.wait()
+    with _app("greeter") as port:
+        yield port
 
 
 def _pair_configs(app_port: int, inbound_endpoint: int, service_protocol: str = "",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -35,7 +34,7 @@ from tracemesh_sidecar.proxy.http2.downstream import H2cUpgrade, Http2Downstream
 from tracemesh_sidecar.proxy.origdst import original_destination
 from tracemesh_sidecar.proxy.routing import is_own_address
 from tracemesh_sidecar.proxy.sniff import classify
-from tracemesh_sidecar.proxy.stream import HEADERS_TOO_LARGE_BODY
+from tracemesh_sidecar.proxy.stream import HEADERS_TOO_LARGE_BODY, now_us
 from tracemesh_sidecar.proxy.tcp import set_nodelay
 from tracemesh_sidecar.proxy.tunnel import Tunnel
 from tracemesh_sidecar.telemetry.peer import UNKNOWN_PEER
@@ -333,12 +332,12 @@ class DownstreamConnection(asyncio.Protocol):
             return
         # Istio's TCP metrics: the opened count now, the byte counts and the closed count (and the access log
         # line) when the connection ends.
-        start_us = time.time_ns() // 1000
+        start_us = now_us()
         record = self._tcp_record(context, destination, upstream, start_us)
         context.record_safely(telemetry.tcp_opened, record)
 
         def closed(tunnel: Tunnel) -> None:
-            record.end_us = time.time_ns() // 1000
+            record.end_us = now_us()
             record.bytes_received, record.bytes_sent = tunnel.received, tunnel.sent
             context.record_safely(telemetry.tcp_closed, record)
 

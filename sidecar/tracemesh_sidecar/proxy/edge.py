@@ -16,12 +16,12 @@ import ipaddress
 from collections.abc import Mapping
 
 from tracemesh_sidecar.tracing.ids import new_request_id
+from tracemesh_sidecar.tracing.request_id import REQUEST_ID
 
 FORWARDED_FOR = "x-forwarded-for"
 FORWARDED_PROTO = "x-forwarded-proto"
 EXTERNAL_ADDRESS = "x-envoy-external-address"
 INTERNAL = "x-envoy-internal"
-REQUEST_ID = "x-request-id"
 EDGE_HEADERS = (FORWARDED_FOR, FORWARDED_PROTO, EXTERNAL_ADDRESS, INTERNAL)
 
 

@@ -37,7 +37,14 @@ from tracemesh_sidecar.proxy.stream import (
     now_us,
     plan_request,
 )
-from tracemesh_sidecar.telemetry.peer import PEER_HEADERS, PEER_METADATA, UNKNOWN_PEER, Peer, decode_peer
+from tracemesh_sidecar.telemetry.peer import (
+    PEER_HEADER_BYTES,
+    PEER_HEADERS,
+    PEER_METADATA_BYTES,
+    UNKNOWN_PEER,
+    Peer,
+    decode_peer,
+)
 
 if TYPE_CHECKING:
     from tracemesh_sidecar.proxy.downstream import DownstreamConnection
@@ -56,8 +63,6 @@ DEFERRED_WRITE_LIMIT = 64 * 1024
 BAD_HOST_BODY = "bad request: an HTTP/1.1 request needs exactly one Host header"
 CONNECT_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 _UPGRADE_TAIL = b"connection: upgrade\r\n"
-_PEER_METADATA_BYTES = PEER_METADATA.encode()
-_PEER_HEADER_BYTES = frozenset(name.encode() for name in PEER_HEADERS)
 
 
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
@@ -748,14 +753,14 @@ class Exchange:
         """The response without the metadata exchange headers; the peer they describe is kept."""
         found = False
         for name, value in headers:
-            if name.lower() == _PEER_METADATA_BYTES:
+            if name.lower() == PEER_METADATA_BYTES:
                 self.upstream_peer = decode_peer(value.decode("latin-1"))
                 found = True
-            elif name.lower() in _PEER_HEADER_BYTES:
+            elif name.lower() in PEER_HEADER_BYTES:
                 found = True
         if not found:
             return headers
-        return [(name, value) for name, value in headers if name.lower() not in _PEER_HEADER_BYTES]
+        return [(name, value) for name, value in headers if name.lower() not in PEER_HEADER_BYTES]
 
     def _upstream_name(self) -> str:
         destination = self.plan.destination

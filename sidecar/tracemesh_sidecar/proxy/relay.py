@@ -40,7 +40,13 @@ from tracemesh_sidecar.proxy.stream import (
     finish_stream,
     now_us,
 )
-from tracemesh_sidecar.telemetry.peer import PEER_HEADERS, PEER_METADATA, UNKNOWN_PEER, decode_peer
+from tracemesh_sidecar.telemetry.peer import (
+    PEER_HEADER_BYTES,
+    PEER_HEADERS,
+    PEER_METADATA_BYTES,
+    UNKNOWN_PEER,
+    decode_peer,
+)
 
 if TYPE_CHECKING:
     from tracemesh_sidecar.proxy.state import DirectionContext
@@ -49,8 +55,6 @@ log = logging.getLogger("tracemesh.proxy")
 
 # Connection-specific fields are malformed in HTTP/2 (RFC 9113 section 8.2.2); `te` may only say "trailers".
 _CONNECTION_SPECIFIC = frozenset(name.encode() for name in HOP_BY_HOP if name != "te")
-_PEER_HEADER_BYTES = frozenset(name.encode() for name in PEER_HEADERS)
-_PEER_METADATA_BYTES = PEER_METADATA.encode()
 
 
 class Relay:
@@ -123,7 +127,7 @@ class Relay:
                            (b":authority", head.authority.encode("latin-1")),
                            (b":path", plan.path.encode("latin-1"))]
         for name, value in self.headers:
-            if name[:1] == b":" or name in _CONNECTION_SPECIFIC or name in _PEER_HEADER_BYTES:
+            if name[:1] == b":" or name in _CONNECTION_SPECIFIC or name in PEER_HEADER_BYTES:
                 continue
             if name == b"host":  # :authority says it (RFC 9113 section 8.3.1)
                 continue
@@ -254,8 +258,8 @@ class Relay:
                 continue
             if name in _CONNECTION_SPECIFIC:
                 continue
-            elif name in _PEER_HEADER_BYTES:
-                if ctx.peer_headers and name == _PEER_METADATA_BYTES:  # outbound: the answering sidecar's
+            elif name in PEER_HEADER_BYTES:
+                if ctx.peer_headers and name == PEER_METADATA_BYTES:  # outbound: the answering sidecar's
                     self.upstream_peer = decode_peer(value.decode("latin-1"))
                 continue
             self.response_fields[name.decode("latin-1")] = value.decode("latin-1")

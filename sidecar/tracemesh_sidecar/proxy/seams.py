@@ -17,10 +17,8 @@ from tracemesh_sidecar.proxy.state import DownstreamInfo
 HeaderList = list[tuple[bytes, bytes]]
 Key = tuple[str, int]
 
-# RFC 9113 section 7 error codes a relay resets a stream with.
-PROTOCOL_ERROR = 0x1
+# The RFC 9113 section 7 error code a relay resets a stream with.
 INTERNAL_ERROR = 0x2
-CANCEL = 0x8
 
 
 class DownstreamStream(Protocol):

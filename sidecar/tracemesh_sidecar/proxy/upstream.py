@@ -16,12 +16,12 @@ from typing import Any, Protocol, cast
 
 import httptools
 
+from tracemesh_sidecar.proxy.seams import Key
 from tracemesh_sidecar.proxy.tcp import set_nodelay
 from tracemesh_sidecar.stats import Stats
 
 log = logging.getLogger("tracemesh.proxy")
 
-Key = tuple[str, int]
 # A greeting held for the owner of a fresh connection; past this, reading pauses until it is attached.
 EARLY_LIMIT = 64 * 1024
 

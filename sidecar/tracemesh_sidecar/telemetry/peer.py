@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # the config model imports this package's pure modules to che
 PEER_METADATA = "x-envoy-peer-metadata"
 PEER_METADATA_ID = "x-envoy-peer-metadata-id"
 PEER_HEADERS = frozenset({PEER_METADATA, PEER_METADATA_ID})
+# The same names as the proxy's codecs meet them, bytes straight from the parser.
+PEER_METADATA_BYTES = PEER_METADATA.encode()
+PEER_HEADER_BYTES = frozenset(name.encode() for name in PEER_HEADERS)
 UNKNOWN = "unknown"
 CANONICAL_NAME = "service.istio.io/canonical-name"
 CANONICAL_REVISION = "service.istio.io/canonical-revision"

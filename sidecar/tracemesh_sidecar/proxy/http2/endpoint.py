@@ -143,10 +143,7 @@ class Http2Endpoint:
         if waiting is not None:
             waiting.append((_TRAILERS, trailers, True))
             return
-        self._send_headers(stream_id, trailers, end_stream=True)
-
-    def send_headers(self, stream_id: int, headers: HeaderList, end_stream: bool) -> None:
-        self._send_headers(stream_id, headers, end_stream)
+        self.send_headers(stream_id, trailers, end_stream=True)
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         self._waiting.pop(stream_id, None)
@@ -180,7 +177,7 @@ class Http2Endpoint:
             kind, payload, end_stream = waiting[0]
             if kind == _TRAILERS:
                 waiting.popleft()
-                self._send_headers(stream_id, cast(HeaderList, payload), end_stream=True)
+                self.send_headers(stream_id, cast(HeaderList, payload), end_stream=True)
                 continue
             data = cast(bytes, payload)
             try:
@@ -205,7 +202,7 @@ class Http2Endpoint:
         if waiting is not None and not waiting:
             del self._waiting[stream_id]
 
-    def _send_headers(self, stream_id: int, headers: HeaderList, end_stream: bool) -> None:
+    def send_headers(self, stream_id: int, headers: HeaderList, end_stream: bool) -> None:
         try:
             self.h2.send_headers(stream_id, headers, end_stream=end_stream)
         except (h2.exceptions.ProtocolError, KeyError) as error:

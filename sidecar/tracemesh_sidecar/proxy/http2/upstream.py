@@ -18,13 +18,12 @@ import h2.events
 import h2.exceptions
 
 from tracemesh_sidecar.proxy.http2.endpoint import Http2Endpoint
-from tracemesh_sidecar.proxy.seams import HeaderList, UpstreamOwner
+from tracemesh_sidecar.proxy.seams import HeaderList, Key, UpstreamOwner
 from tracemesh_sidecar.proxy.tcp import set_nodelay
 from tracemesh_sidecar.stats import Stats
 
 log = logging.getLogger("tracemesh.proxy")
 
-Key = tuple[str, int]
 
 
 class Http2UpstreamConnection(Http2Endpoint, asyncio.Protocol):
