@@ -154,21 +154,22 @@ class Relay:
         ctx, address = self._ctx, self.plan.upstream_address()
         assert ctx is not None and address is not None
         opener = self._opener()
-        stream = opener.open_now(address, self._forward_headers(), self._head_ends_request(), self)
+        headers = self._forward_headers()
+        stream = opener.open_now(address, headers, self._head_ends_request(), self)
         if stream is not None:
             self._attach(stream)
         else:
-            asyncio.get_running_loop().create_task(self._connect(opener, address))
+            asyncio.get_running_loop().create_task(self._connect(opener, address, headers))
 
     def _head_ends_request(self) -> bool:
         return self.request_done and not self._buffered
 
-    async def _connect(self, opener: StreamOpener, address: tuple[str, int]) -> None:
+    async def _connect(self, opener: StreamOpener, address: tuple[str, int], headers: HeaderList) -> None:
         ctx = self._ctx
         assert ctx is not None
         try:
-            stream = await opener.open(address, ctx.connect_timeout_s, self._forward_headers(),
-                                       self._head_ends_request(), self)
+            # Whether the head ends the request is known only now: the body may have come while connecting.
+            stream = await opener.open(address, ctx.connect_timeout_s, headers, self._head_ends_request(), self)
         except (OSError, TimeoutError) as error:
             log.debug("connect %s:%d failed: %r", address[0], address[1], error)
             self.fail(LocalReply(503, "UH", UH_BODY) if isinstance(error, socket.gaierror)
