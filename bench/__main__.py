@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+import tracemesh_sidecar
 from bench.interpreter import this_interpreter
 
 BENCHMARKS = {
@@ -24,6 +25,8 @@ def main(names: list[str]) -> int:
         return 2
     # The sidecars, the collector and the operator under test run on this interpreter too (sys.executable).
     print(f"interpreter: {this_interpreter()}", flush=True)
+    # ... and on this build of the sidecar (`python -m bench proxy` also runs a pure-Python pair beside it).
+    print(f"sidecar build: {tracemesh_sidecar.BUILD.describe()}", flush=True)
     failures = 0
     for name in names or list(BENCHMARKS):
         print(f"\n=== {name} ===", flush=True)

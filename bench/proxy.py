@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +38,8 @@ from pathlib import Path
 from bench import nginx_peers
 from bench.loadgen import run_fixed_rate
 from bench.processes import Measured, free_port, save_results, started
+from tracemesh_sidecar import BUILD
+from tracemesh_sidecar.build import PURE_PYTHON_ENV
 from tracemesh_sidecar.config import (
     InboundConfig,
     InboundPort,
@@ -69,6 +72,7 @@ BACKEND = "backend.default.svc.cluster.local"
 OTLP_HTTP_PATH, OTLP_GRPC_PATH = "pair, OTLP/HTTP", "pair, OTLP/gRPC"
 GATEWAY_PATH = "gateway hop"
 TELEMETRY_OFF_PATH, TELEMETRY_ON_PATH = "pair, telem off", "pair, telem on"
+PURE_PATH = "pair, pure Py"  # the pair again with TRACEMESH_PURE_PYTHON=1: the compiled build's gain, same run
 
 
 @dataclass
@@ -234,12 +238,13 @@ def _origin(tmp: Path) -> Iterator[int]:
 
 
 def _measure_pair(path: str, tmp: Path, origin_port: int, provider: ProviderConfig,
-                  telemetry: bool | None = None) -> PathResult:
+                  telemetry: bool | None = None, pure_python: bool = False) -> PathResult:
     client_conf, server_conf, client_port, server_port, client_admin = sidecar_configs(tmp, origin_port, provider,
                                                                                        telemetry)
     proxy = [sys.executable, "-m", "tracemesh_cli.main", "proxy", "--config"]
-    with started("tracemesh server sidecar", [*proxy, str(server_conf)], server_port) as server, \
-            started("tracemesh client sidecar", [*proxy, str(client_conf)], client_port) as client:
+    env = {**os.environ, PURE_PYTHON_ENV: "1"} if pure_python else None
+    with started("tracemesh server sidecar", [*proxy, str(server_conf)], server_port, env) as server, \
+            started("tracemesh client sidecar", [*proxy, str(client_conf)], client_port, env) as client:
         result = _measure(path, client_port, f"http://{BACKEND}:9080/", f"{BACKEND}:9080", [client, server], tmp)
         time.sleep(1.5)  # let the last batch of spans go out before reading the counters
         result.notes = "client sidecar: " + spans_sent(client_admin)
@@ -276,6 +281,8 @@ def run() -> list[PathResult]:
             zipkin = ProviderConfig(name="zipkin", kind="zipkin", service="127.0.0.1", port=origin_port,
                                     path="/api/v2/spans")
             results.append(_measure_pair("tracemesh pair", tmp, origin_port, zipkin))
+            if BUILD.compiled:
+                results.append(_measure_pair(PURE_PATH, tmp, origin_port, zipkin, pure_python=True))
             results.append(_measure_gateway(tmp, origin_port, zipkin))
             results.append(_measure_pair(TELEMETRY_OFF_PATH, tmp, origin_port, zipkin, telemetry=False))
             results.append(_measure_pair(TELEMETRY_ON_PATH, tmp, origin_port, zipkin, telemetry=True))
@@ -334,6 +341,15 @@ def report(results: list[PathResult]) -> str:
         ]
         if mesh.notes:
             lines.append(mesh.notes)
+        pure = by_path.get(PURE_PATH)
+        if pure:
+            lines += [
+                f"the pair's build: {BUILD.describe()}; the same pair on pure Python: throughput / nginx pair "
+                f"{pure.saturated_rps / nginx.saturated_rps:.0%}, p90 added at {FIXED_RATE}/s "
+                f"{pure.fixed_p90_ms - direct.fixed_p90_ms:.2f} ms",
+                *_side_by_side("sidecar build, compiled (mypyc) vs pure Python", (("compiled", mesh), ("pure", pure))),
+                "",
+            ]
     gateway = by_path.get(GATEWAY_PATH)
     if mesh and gateway:
         hop, sidecar = gateway.proxies[0], mesh.proxies[0]

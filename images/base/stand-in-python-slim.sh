@@ -14,21 +14,23 @@ IMAGES_CACHE=${IMAGES_CACHE:-/var/tmp/tracemesh-images}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PODMAN=${PODMAN:-podman}
 
-if $PODMAN image exists "$BASE_IMAGE"; then
+# The recipe's own hash names the tarball and labels the image: a changed recipe never reuses either.
+recipe=$(sha256sum "$0" | cut -c1-12)
+if [ "$($PODMAN image inspect --format '{{ index .Labels "tracemesh.stand-in" }}' "$BASE_IMAGE" 2>/dev/null)" = "$recipe" ]; then
   echo "base: $BASE_IMAGE is present (cached stand-in, not rebuilt)"
   exit 0
 fi
 
-# The recipe's own hash names the tarball: a changed recipe never reuses an old root file system.
-tarball="$IMAGES_CACHE/python-slim-bookworm-$(sha256sum "$0" | cut -c1-12).tar"
+tarball="$IMAGES_CACHE/python-slim-bookworm-$recipe.tar"
 if [ ! -f "$tarball" ]; then
   mkdir -p "$IMAGES_CACHE"
   rootfs=$(mktemp -d "$IMAGES_CACHE/rootfs.XXXXXX")
   # Never rm -rf through a mounted /proc or /sys (debootstrap mounts both while it runs).
   trap 'for m in proc sys; do umount "$rootfs/$m" 2>/dev/null || true; done
         mountpoint -q "$rootfs/proc" || mountpoint -q "$rootfs/sys" || rm -rf "$rootfs"' EXIT
-  echo "base: debootstrap bookworm (minbase + python3, python3-venv) from $DEBIAN_MIRROR"
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+  # libpython3.11-dev: Python's headers, which the official image has too (mypyc compiles against them).
+  echo "base: debootstrap bookworm (minbase + python3, python3-venv, libpython3.11-dev) from $DEBIAN_MIRROR"
+  debootstrap --variant=minbase --include=python3,python3-venv,libpython3.11-dev,ca-certificates \
     bookworm "$rootfs" "$DEBIAN_MIRROR" >"$IMAGES_CACHE/debootstrap.log" 2>&1 \
     || { tail -20 "$IMAGES_CACHE/debootstrap.log"; exit 1; }
   # A TLS-intercepting egress (a CI sandbox's) signs with a local CA: the builds' pip and apt
@@ -52,5 +54,6 @@ $PODMAN import \
   --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8' \
   --change 'CMD ["python3"]' \
+  --change "LABEL tracemesh.stand-in=$recipe" \
   --message "stand-in for python:3.11.11-slim-bookworm: debootstrap bookworm + Debian python3" \
   "$tarball" "$BASE_IMAGE" >/dev/null

@@ -275,6 +275,15 @@ def checked_read_only_root(name: str) -> str:
     return "writing to / fails: read-only file system"
 
 
+def checked_compiled_build(name: str) -> str:
+    """The image's sidecar runs its request path compiled by mypyc (the build stage's wheel), as it logs at start."""
+    done = podman("logs", name, check=False)
+    line = next((line for line in (done.stdout + done.stderr).splitlines() if "sidecar build: " in line), "")
+    if "sidecar build: compiled (mypyc)" not in line:
+        raise SmokeFailed(f"istio-proxy does not run the compiled build: {line or 'no build line in its log'}")
+    return line.split("sidecar build: ", 1)[1]
+
+
 async def kube_create(session: aiohttp.ClientSession, base: str, path: str, body: dict[str, Any]) -> None:
     async with session.post(base + path, json=body) as reply:
         if reply.status not in (200, 201):
@@ -422,7 +431,8 @@ async def _run_with_api(session: aiohttp.ClientSession, base: str, references: d
     containers.ran.append(Ran(proxy, proxy_run.image, proxy_run.applied, [
         checked_identity(proxy_run, proxy),
         checked_read_only_root(proxy),
-        f"ready with config version {served_version} synced from the operator container on 15010"]))
+        f"ready with config version {served_version} synced from the operator container on 15010",
+        checked_compiled_build(proxy)]))
     if process_ids(proxy).split()[0] != "1337":
         raise SmokeFailed("istio-proxy does not run as uid 1337")
 

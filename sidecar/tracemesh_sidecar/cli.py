@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
+from tracemesh_sidecar import BUILD
 from tracemesh_sidecar.config.fields import ConfigError
 from tracemesh_sidecar.config.model import ProxyType
 from tracemesh_sidecar.discovery.source import DiscoveryConfigSource
@@ -69,6 +70,7 @@ def _run_event_loop(main: Coroutine[Any, Any, int]) -> int:
 
 async def serve(config_path: str | None, plan: DrainPlan, discovery: str | None = None,
                 mode: ProxyType = "sidecar") -> int:
+    log.info("sidecar build: %s", BUILD.describe())
     stats = Stats()
     runtime = Runtime(stats)
     source: FileConfigSource | DiscoveryConfigSource

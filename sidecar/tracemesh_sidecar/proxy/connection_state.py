@@ -45,7 +45,7 @@ TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
 }
 
 
-class ConnectionStateError(RuntimeError):
+class ConnectionStateError(Exception):  # not RuntimeError: mypyc compiles exceptions derived from Exception only
     """A transition the table does not allow: a bug in the connection's handling, never a client's doing."""
 
 

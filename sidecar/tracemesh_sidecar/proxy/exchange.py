@@ -585,7 +585,9 @@ class Exchange:
             if transport is not None and not transport.is_closing():
                 transport.writelines(out)
 
-    read_done = flush  # upstream.ResponseReader's: the parser is done with a read
+    def read_done(self) -> None:
+        """upstream.ResponseReader's: the parser is done with a read (a def: mypyc compiles no method aliases)."""
+        self.flush()
 
     def _response_complete(self, reuse: bool) -> None:
         ctx = self.ctx

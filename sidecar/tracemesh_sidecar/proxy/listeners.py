@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from tracemesh_sidecar.config.model import ProxyConfig
 from tracemesh_sidecar.proxy.downstream import DownstreamConnection
@@ -143,7 +143,9 @@ class Listener:
     @property
     def bound_port(self) -> int:
         assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        # Through Any: uvloop's `sockets` is a list where typeshed says tuple, and compiled code checks the type.
+        server: Any = self._server
+        return int(server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
         """Established connections stay; only new ones are refused."""

@@ -138,7 +138,7 @@ _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
 class _Token:
     kind: str  # string, number, ident, op, end
     text: str
-    value: object = None
+    value: str | int | None = None
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -150,7 +150,7 @@ def _tokens(text: str) -> list[_Token]:
             raise ExpressionError(f"cannot read {text[position:].strip()[:20]!r}")
         kind = match.lastgroup
         token_text = match.group(kind)
-        value: object = None
+        value: str | int | None = None
         if kind == "string":
             value = re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), token_text[1:-1])
         elif kind == "number":

@@ -36,8 +36,8 @@ class LogFile:
         self._stopping = False
         self._idle = threading.Event()
         self._idle.set()
-        self._thread = threading.Thread(target=self._run, name=f"access-log {path}", daemon=True)
-        self._thread.start()
+        self._writer = threading.Thread(target=self._run, name=f"access-log {path}", daemon=True)
+        self._writer.start()
 
     def write(self, line: str) -> None:
         lines = self._lines
@@ -57,7 +57,7 @@ class LogFile:
     def close(self, timeout_s: float = 1.0) -> None:
         self._stopping = True
         self._wake.set()
-        self._thread.join(timeout_s)
+        self._writer.join(timeout_s)
 
     def _run(self) -> None:
         fd: int | None = None
@@ -87,7 +87,9 @@ class LogFile:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                # The write is its own statement: compiled by mypyc, a call in a slice bound runs twice.
+                written = os.write(fd, view)
+                view = view[written:]
         except OSError as error:
             self._stats.inc("access_log.write_errors")
             log.warning("access log %s: %s", self.path, error)

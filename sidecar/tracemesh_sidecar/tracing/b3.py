@@ -15,7 +15,7 @@ SPAN_ID = "x-b3-spanid"
 PARENT_SPAN_ID = "x-b3-parentspanid"
 SAMPLED = "x-b3-sampled"
 FLAGS = "x-b3-flags"
-MULTI_HEADERS = (TRACE_ID, SPAN_ID, PARENT_SPAN_ID, SAMPLED, FLAGS)
+MULTI_HEADERS: tuple[str, ...] = (TRACE_ID, SPAN_ID, PARENT_SPAN_ID, SAMPLED, FLAGS)
 SINGLE = "b3"
 
 # "true"/"false" are what early Zipkin clients sent; the spec's values are "1"/"0".

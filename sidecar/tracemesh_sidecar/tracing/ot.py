@@ -13,7 +13,7 @@ from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_i
 TRACE_ID = "ot-tracer-traceid"
 SPAN_ID = "ot-tracer-spanid"
 SAMPLED = "ot-tracer-sampled"
-HEADERS = (TRACE_ID, SPAN_ID, SAMPLED)
+HEADERS: tuple[str, ...] = (TRACE_ID, SPAN_ID, SAMPLED)
 
 _SAMPLED = {"true": True, "false": False, "1": True, "0": False}
 

@@ -13,7 +13,7 @@ from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_i
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
-HEADERS = (TRACEPARENT, TRACESTATE)
+HEADERS: tuple[str, ...] = (TRACEPARENT, TRACESTATE)
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL)
 _SAMPLED_FLAG = 0x01
