@@ -43,8 +43,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache --no-logo
 
+# A second interpreter for the proxy pair, same run: Debian's python3.11 where there is one (bench/interpreter.py).
+SECOND_PYTHON ?= $(wildcard /usr/bin/python3.11)
 bench: $(COMPILED)
-	$(BIN)/python -m bench
+	BENCH_SECOND_PYTHON=$(SECOND_PYTHON) $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import nginx_peers
+from bench.interpreter import Interpreter, second_interpreter
 from bench.loadgen import run_fixed_rate
 from bench.processes import Measured, free_port, save_results, started
 from tracemesh_sidecar import BUILD
@@ -73,6 +74,8 @@ OTLP_HTTP_PATH, OTLP_GRPC_PATH = "pair, OTLP/HTTP", "pair, OTLP/gRPC"
 GATEWAY_PATH = "gateway hop"
 TELEMETRY_OFF_PATH, TELEMETRY_ON_PATH = "pair, telem off", "pair, telem on"
 PURE_PATH = "pair, pure Py"  # the pair again with TRACEMESH_PURE_PYTHON=1: the compiled build's gain, same run
+SECOND_INTERPRETER_PATH = "pair, 2nd Py"  # the pair again on BENCH_SECOND_PYTHON (bench/interpreter.py)
+TRACEMESH = [sys.executable, "-m", "tracemesh_cli.main"]
 
 
 @dataclass
@@ -238,10 +241,11 @@ def _origin(tmp: Path) -> Iterator[int]:
 
 
 def _measure_pair(path: str, tmp: Path, origin_port: int, provider: ProviderConfig,
-                  telemetry: bool | None = None, pure_python: bool = False) -> PathResult:
+                  telemetry: bool | None = None, pure_python: bool = False,
+                  tracemesh: list[str] = TRACEMESH) -> PathResult:
     client_conf, server_conf, client_port, server_port, client_admin = sidecar_configs(tmp, origin_port, provider,
                                                                                        telemetry)
-    proxy = [sys.executable, "-m", "tracemesh_cli.main", "proxy", "--config"]
+    proxy = [*tracemesh, "proxy", "--config"]
     env = {**os.environ, PURE_PYTHON_ENV: "1"} if pure_python else None
     with started("tracemesh server sidecar", [*proxy, str(server_conf)], server_port, env) as server, \
             started("tracemesh client sidecar", [*proxy, str(client_conf)], client_port, env) as client:
@@ -254,7 +258,7 @@ def _measure_pair(path: str, tmp: Path, origin_port: int, provider: ProviderConf
 def _measure_gateway(tmp: Path, origin_port: int, provider: ProviderConfig) -> PathResult:
     _, server_conf, _, server_port, _ = sidecar_configs(tmp, origin_port, provider)
     gateway_conf, gateway_port = _gateway_config(tmp, server_port, provider)
-    proxy = [sys.executable, "-m", "tracemesh_cli.main", "proxy"]
+    proxy = [*TRACEMESH, "proxy"]
     with started("tracemesh server sidecar", [*proxy, "--config", str(server_conf)], server_port) as server, \
             started("tracemesh ingress gateway", [*proxy, "router", "--config", str(gateway_conf)],
                     gateway_port) as gateway:
@@ -265,14 +269,14 @@ def _measure_gateway(tmp: Path, origin_port: int, provider: ProviderConfig) -> P
 def _collector() -> Iterator[tuple[int, int]]:
     """The embedded collector as the OTLP sink: (OTLP/HTTP port, OTLP/gRPC port)."""
     otlp_http, otlp_grpc, zipkin, query = (free_port() for _ in range(4))
-    argv = [sys.executable, "-m", "tracemesh_cli.main", "collector", "--max-spans", "20000",
+    argv = [*TRACEMESH, "collector", "--max-spans", "20000",
             "--otlp-port", str(otlp_http), "--otlp-grpc-port", str(otlp_grpc), "--zipkin-port", str(zipkin),
             "--query-port", str(query)]
     with started("collector", argv, otlp_grpc):
         yield otlp_http, otlp_grpc
 
 
-def run() -> list[PathResult]:
+def run(second: Interpreter | None) -> list[PathResult]:
     results = []
     with tempfile.TemporaryDirectory(prefix="tracemesh-bench-") as name:
         tmp = Path(name)
@@ -283,6 +287,9 @@ def run() -> list[PathResult]:
             results.append(_measure_pair("tracemesh pair", tmp, origin_port, zipkin))
             if BUILD.compiled:
                 results.append(_measure_pair(PURE_PATH, tmp, origin_port, zipkin, pure_python=True))
+            if second is not None:
+                results.append(_measure_pair(SECOND_INTERPRETER_PATH, tmp, origin_port, zipkin,
+                                             tracemesh=second.tracemesh))
             results.append(_measure_gateway(tmp, origin_port, zipkin))
             results.append(_measure_pair(TELEMETRY_OFF_PATH, tmp, origin_port, zipkin, telemetry=False))
             results.append(_measure_pair(TELEMETRY_ON_PATH, tmp, origin_port, zipkin, telemetry=True))
@@ -324,7 +331,7 @@ def table(results: list[PathResult]) -> list[str]:
     return lines
 
 
-def report(results: list[PathResult]) -> str:
+def report(results: list[PathResult], second: Interpreter | None = None) -> str:
     by_path = {result.path: result for result in results}
     lines = table(results)
     mesh, nginx, direct = by_path.get("tracemesh pair"), by_path.get("nginx pair"), by_path.get("direct")
@@ -348,6 +355,15 @@ def report(results: list[PathResult]) -> str:
                 f"{pure.saturated_rps / nginx.saturated_rps:.0%}, p90 added at {FIXED_RATE}/s "
                 f"{pure.fixed_p90_ms - direct.fixed_p90_ms:.2f} ms",
                 *_side_by_side("sidecar build, compiled (mypyc) vs pure Python", (("compiled", mesh), ("pure", pure))),
+                "",
+            ]
+        on_second = by_path.get(SECOND_INTERPRETER_PATH)
+        if on_second and second:
+            lines += [
+                f"the same pair on a second interpreter, {second.description}: throughput / nginx pair "
+                f"{on_second.saturated_rps / nginx.saturated_rps:.0%}, p90 added at {FIXED_RATE}/s "
+                f"{on_second.fixed_p90_ms - direct.fixed_p90_ms:.2f} ms",
+                *_side_by_side("sidecar interpreter, this one vs the second", (("this", mesh), ("second", on_second))),
                 "",
             ]
     gateway = by_path.get(GATEWAY_PATH)
@@ -394,8 +410,9 @@ def _side_by_side(title: str, variants: tuple[tuple[str, PathResult | None], ...
 
 
 def main(argv: list[str]) -> int:
-    results = run()
-    print(report(results))
+    second = second_interpreter()
+    results = run(second)
+    print(report(results, second))
     save_results("proxy", [asdict(r) for r in results])
     return 0
 
