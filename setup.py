@@ -14,13 +14,14 @@ build stage); an isolated `pip install .` builds pure Python.
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import json
 import os
 import shutil
 import sys
 import sysconfig
 from pathlib import Path
+from types import ModuleType
 
 from setuptools import setup
 
@@ -38,7 +39,22 @@ EXCLUDED = {
     # One syscall per connection; tests replace it on the modules that import it.
     "proxy/origdst.py",
 }
-MANIFEST = "compiled.json"  # each compiled module's source hash: build.py runs no stale extension
+
+
+
+def _build_rules() -> ModuleType:
+    """tracemesh_sidecar/build.py, loaded by path (not through the package, whose import selects a build):
+    the manifest's name and digest are defined there once, for this build and the run-time check."""
+    spec = importlib.util.spec_from_file_location("_tracemesh_build", PACKAGE / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD = _build_rules()
+MANIFEST = BUILD.MANIFEST  # each compiled module's source digest: build.py runs no stale extension
 
 
 def compiled_sources() -> list[Path]:
@@ -49,7 +65,7 @@ def compiled_sources() -> list[Path]:
 
 
 def write_manifest(sources: list[Path]) -> None:
-    hashes = {path.relative_to(PACKAGE).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in sources}
+    hashes = {path.relative_to(PACKAGE).as_posix(): BUILD.source_digest(path) for path in sources}
     (PACKAGE / MANIFEST).write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
 
 

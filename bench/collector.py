@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Iterator
 
 import aiohttp
 
-from bench.processes import free_port, percentile, save_results, started
+from bench.processes import cpu_seconds, free_port, percentile, save_results, started
 from tracemesh_sidecar.spans import otlp, zipkin_json
 from tracemesh_sidecar.spans.model import Endpoint, Span
 
@@ -103,13 +102,6 @@ async def latencies(http: aiohttp.ClientSession, url: str, times: int) -> list[f
     return measured
 
 
-def cpu_seconds(pid: int) -> float:
-    """The process's user + system CPU time so far (proc(5): fields 14 and 15 of /proc/PID/stat, in ticks)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
@@ -151,11 +143,11 @@ async def run(args: argparse.Namespace, pid: int, zipkin: str, otlp_url: str, ja
                 spans = (size - stored) // 2
                 bodies = (encode(batch) for batch in batches(next_trace, spans))
                 next_trace += spans // len(HOPS) + 1
-                cpu_before, rss_format_before = cpu_seconds(pid), rss_bytes(pid)
+                cpu_before, rss_format_before = cpu_seconds([pid]), rss_bytes(pid)
                 wall = await ingest(http, url, media_type, bodies, args.concurrency)
                 totals = ingested[name]
                 totals[0] += spans
-                totals[1] += cpu_seconds(pid) - cpu_before
+                totals[1] += cpu_seconds([pid]) - cpu_before
                 totals[2] += wall
                 totals[3] += rss_bytes(pid) - rss_format_before
             async with http.get(f"{zipkin}/health") as response:

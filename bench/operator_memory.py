@@ -30,7 +30,7 @@ import aiohttp
 import kmock
 import yaml
 
-from bench.processes import free_port
+from bench.processes import free_port, settled
 from tracemesh_operator.kmock_cluster import operator_ready, write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,22 +101,6 @@ def service_objects(namespace: str, app: str, cluster_ip: str,
                       for ip in ips],
     }
     return service, endpoint_slice
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def settled(pid: int, deadline: float, quiet_s: float = 0.5) -> None:
-    """Until the process has used no CPU for `quiet_s` (its start-up backlog is done), or the deadline."""
-    used = cpu_seconds(pid)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(quiet_s)
-        now = cpu_seconds(pid)
-        if now - used < 0.01:
-            return
-        used = now
 
 
 def memory_mb(pid: int) -> tuple[float, float]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -70,6 +71,18 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             fields = stat.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / _TICKS
+
+
+async def settled(pid: int, deadline: float, quiet_s: float = 0.5) -> bool:
+    """Until the process has used no CPU for `quiet_s` (its backlog is done); False if the deadline came first."""
+    used = cpu_seconds([pid])
+    while time.monotonic() < deadline:
+        await asyncio.sleep(quiet_s)
+        now = cpu_seconds([pid])
+        if now - used < 0.01:
+            return True
+        used = now
+    return False
 
 
 def peak_rss_mb(pids: Sequence[int]) -> float:

@@ -49,6 +49,11 @@ class SourcesFirst:
         return None if source is None else importlib.util.spec_from_file_location(fullname, source)
 
 
+def source_digest(source: Path) -> str:
+    """What compiled.json records of each compiled source (setup.py writes it, `select()` compares)."""
+    return hashlib.sha256(source.read_bytes()).hexdigest()
+
+
 def _module_name(package_dir: Path, source: Path) -> str:
     return ".".join((PACKAGE, *source.relative_to(package_dir).with_suffix("").parts))
 
@@ -76,8 +81,7 @@ def select(package_dir: Path, environ: Mapping[str, str] = os.environ) -> Build:
     if environ.get(PURE_PYTHON_ENV) == "1":
         why = f"{PURE_PYTHON_ENV}=1"
     else:
-        changed = [name for name, digest in hashes.items()
-                   if hashlib.sha256((package_dir / name).read_bytes()).hexdigest() != digest]
+        changed = [name for name, digest in hashes.items() if source_digest(package_dir / name) != digest]
         if not changed:
             return Build(True, f"{len(hashes)} modules of the request path")
         why = f"changed since the compiled build: {', '.join(changed)} (`make venv` compiles again)"

@@ -10,6 +10,8 @@ import pytest
 
 # The proxy tests' harness (configs, in-process sidecars, raw origins) is shared, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "proxy"))
+# bench/ (not installed), for its process probes; appended, so that the tree's `operator/` shadows nothing.
+sys.path.append(str(Path(__file__).resolve().parents[2]))
 
 from robust_harness import CountingOrigin, ProxyProcess, ThreadedOrigin, proxy_process
 

@@ -23,6 +23,7 @@ from typing import Generic, Protocol, TypeVar
 import httptools
 from proxy_harness import server_config
 
+from bench.processes import settled
 from tracemesh_sidecar.config.model import InboundConfig, InboundPort, Listeners, dump_proxy_config
 
 
@@ -197,19 +198,9 @@ class ProxyProcess:
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
     async def quiescent(self, settle_s: float = 1.0, limit_s: float = 30.0) -> bool:
         """Wait until the proxy spends no CPU for settle_s (done with whatever it has read); False at the limit."""
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            before = self.cpu_seconds()
-            await asyncio.sleep(settle_s)
-            if self.cpu_seconds() == before:
-                return True
-        return False
+        return await settled(self.pid, time.monotonic() + limit_s, settle_s)
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
