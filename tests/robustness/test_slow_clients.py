@@ -146,12 +146,14 @@ async def _pipelining_flood(proxy: ProxyProcess, seconds: float) -> int:
 
 async def test_a_pipelining_flood_from_a_client_that_never_reads_stays_bounded(proxy: ProxyProcess) -> None:
     # The proxy answers thousands of these requests a second, each with a span: a first flood fills the
-    # span export queue to its bound (memory the proxy keeps by design); six more at once must add
-    # next to nothing (parsing a whole read of them ahead costs some 20 MiB per connection).
+    # span export queue towards its bound (memory the proxy keeps by design); six more at once must add
+    # far less than parsing a whole read of them ahead would (some 20 MiB per connection, 120 MiB for six).
+    # The bound leaves room for the queue's last few MiB, which a slow run (pure Python, a loaded machine)
+    # fills only during the six: 7 MiB in one CI run.
     await _pipelining_flood(proxy, 1.0)
     rss_before = proxy.rss_bytes()
     sent = await asyncio.gather(*(_pipelining_flood(proxy, 2.0) for _ in range(6)))
     grown = proxy.rss_bytes() - rss_before
     assert max(sent) < 16 * 1024 * 1024, "the proxy kept reading requests it could not answer"
-    assert grown < 6 * 1024 * 1024, f"the proxy grew by {grown >> 20} MiB"
+    assert grown < 12 * 1024 * 1024, f"the proxy grew by {grown >> 20} MiB"
     assert await _timed_good_request(proxy) < 1.0
