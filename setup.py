@@ -2,9 +2,9 @@
 
 The proxy core, tracing, the span codecs, the config model, telemetry and stats are compiled into C
 extensions beside their sources (about 30% less CPU per proxied request: `python -m bench proxy` runs a
-pure pair beside the compiled one). Where mypyc or a C compiler is missing the package builds as pure
-Python, which is also the fallback at run time (`TRACEMESH_PURE_PYTHON=1`, or a source edited since the
-build: see tracemesh_sidecar/build.py).
+pure pair beside the compiled one). Where mypyc, a C compiler or Python's headers are missing, or where
+compiling fails, the package builds as pure Python, which is also the fallback at run time
+(`TRACEMESH_PURE_PYTHON=1`, or a source edited since the build: see tracemesh_sidecar/build.py).
 
 TRACEMESH_MYPYC: `auto` (the default: compile when possible), `1` (compile or fail: the images, CI),
 `0` (pure Python). Compiling needs mypy and the stubs the type check uses (the `compile` extra), so it
@@ -24,6 +24,8 @@ from pathlib import Path
 from types import ModuleType
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
 
 ROOT = Path(__file__).parent
 SIDECAR = ROOT / "sidecar"
@@ -69,10 +71,34 @@ def write_manifest(sources: list[Path]) -> None:
     (PACKAGE / MANIFEST).write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
 
 
-def mypyc_extensions() -> list[object]:
+def build_mode() -> str:
     mode = os.environ.get("TRACEMESH_MYPYC", "auto")
     if mode not in ("auto", "0", "1"):
         sys.exit(f"TRACEMESH_MYPYC={mode!r}: use auto, 1 (compile or fail) or 0 (pure Python)")
+    return mode
+
+
+class BuildExtOrPurePython(build_ext):
+    """build_ext, but in `auto` mode a compiler or linker that fails leaves a pure-Python build: the manifest
+    goes, so build.py runs no extension this build may have left half made. `1` lets the failure stop the
+    build."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except (CCompilerError, ExecError, PlatformError) as error:  # compile, link, or the compiler's spawn
+            if build_mode() != "auto":
+                raise
+            print(f"tracemesh: compiling failed ({error}), building pure Python", file=sys.stderr)
+            (PACKAGE / MANIFEST).unlink(missing_ok=True)
+            self.extensions = []  # nothing for an editable or wheel build to collect
+
+    def get_outputs(self) -> list[str]:
+        return super().get_outputs() if self.extensions else []
+
+
+def mypyc_extensions() -> list[object]:
+    mode = build_mode()
     (PACKAGE / MANIFEST).unlink(missing_ok=True)
     if mode == "0":
         return []
@@ -94,10 +120,18 @@ def mypyc_extensions() -> list[object]:
         print(f"tracemesh: no {' and no '.join(missing)}, building pure Python", file=sys.stderr)
         return []
     sources = compiled_sources()
+    try:
+        # group_name: the modules' shared library is the top-level tracemesh_sidecar__mypyc, not a hashed name.
+        extensions = mypycify([str(path.relative_to(ROOT)) for path in sources], group_name="tracemesh_sidecar",
+                              opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3"))
+    except SystemExit:  # mypyc's type check failed (it has printed why)
+        if mode == "1":
+            raise
+        print("tracemesh: mypyc could not compile the request path, building pure Python", file=sys.stderr)
+        return []
     write_manifest(sources)
-    # group_name: the modules' shared library is the top-level tracemesh_sidecar__mypyc, not a hashed name.
-    return list(mypycify([str(path.relative_to(ROOT)) for path in sources], group_name="tracemesh_sidecar",
-                         opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3")))
+    return list(extensions)
 
 
-setup(ext_modules=mypyc_extensions())
+if __name__ == "__main__":  # as setuptools' build backend runs it; tests import the build_ext class
+    setup(ext_modules=mypyc_extensions(), cmdclass={"build_ext": BuildExtOrPurePython})

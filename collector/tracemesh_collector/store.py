@@ -297,7 +297,9 @@ def _service_key(endpoint: Endpoint | None) -> str | None:
 
 
 def _count(index: dict[str, Counter[_K]], service: str, key: _K, delta: int) -> None:
-    counts = index.setdefault(service, Counter())
+    counts = index.get(service)
+    if counts is None:  # not setdefault(service, Counter()): that builds a Counter per span
+        counts = index[service] = Counter()
     counts[key] += delta
     if counts[key] <= 0:
         del counts[key]

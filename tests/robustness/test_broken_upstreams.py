@@ -55,6 +55,39 @@ async def test_a_garbage_response_is_502_upe(garbage: bytes) -> None:
     assert flag == "UPE"
 
 
+async def test_an_answer_before_the_request_body_ends_resets_both_legs_as_envoy_does() -> None:
+    """Envoy's router resets the upstream stream when its response completes before the downstream request
+    has (source/common/router/router.cc, Filter::onUpstreamComplete: `if (!downstream_end_stream_) ...
+    upstream_request.resetStream()`; an HTTP/1.1 stream reset closes its connection), and its connection
+    manager resets a downstream stream whose request was not read to its end (conn_manager_impl.cc,
+    doEndStream: `!remoteDecodeComplete()`), which on HTTP/1.1 closes the connection after the response.
+    So the rest of a known-length body is not read and discarded to keep either connection."""
+    upstream_ends: list[bytes] = []
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly" if b"POST" in head else ok(b"get"))
+        await writer.drain()
+        if b"POST" in head:
+            async with asyncio.timeout(5):
+                upstream_ends.append(await reader.read())  # what came before the proxy closed this connection
+
+    async with RawOrigin(early) as app, sidecar(server_config(app.port)) as server_side:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
+        writer.write(b"POST /upload HTTP/1.1\r\nHost: reviews\r\nContent-Length: 1000\r\n\r\n" + b"u" * 10)
+        response = await asyncio.wait_for(read_response(reader), 3)
+        downstream_rest = await asyncio.wait_for(reader.read(), 3)  # b"" once the proxy closes
+        writer.close()
+        after = await request(server_side.inbound_port, GET)
+        await asyncio.sleep(0.05)
+    assert response.status == 200 and response.body == b"early"
+    assert response.header("connection") == "close"
+    assert downstream_rest == b""
+    assert upstream_ends == [b"u" * 10]  # the upstream connection was closed, not kept for the next request
+    assert after.status == 200 and after.body == b"get"
+    assert app.connections == 2
+
+
 @pytest.mark.parametrize("headers", [
     pytest.param(b"".join(b"x-big-%d: %s\r\n" % (i, b"v" * 1000) for i in range(100)), id="100-KiB"),
     pytest.param(b"".join(b"x-many-%d: v\r\n" % i for i in range(101)), id="101-headers"),

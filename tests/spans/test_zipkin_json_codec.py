@@ -120,6 +120,9 @@ GOOD = zipkin_json.span_to_zipkin_dict(make_client_span())
     ({"localEndpoint": "productpage"}, "localEndpoint", "must be a JSON object"),
     ({"localEndpoint": {"ipv4": "10.0.0.300"}}, "localEndpoint.ipv4", "IPv4 address"),
     ({"remoteEndpoint": {"ipv6": "::g"}}, "remoteEndpoint.ipv6", "IPv6 address"),
+    # GOOD's own IPv4 address, already read (and remembered) as valid in its ipv4 field: wrong in this one
+    ({"remoteEndpoint": {"ipv6": GOOD["localEndpoint"]["ipv4"]}}, "remoteEndpoint.ipv6", "IPv6 address"),
+    ({"localEndpoint": {"ipv4": "2001:db8::c001"}}, "localEndpoint.ipv4", "IPv4 address"),
     ({"remoteEndpoint": {"port": 70000}}, "remoteEndpoint.port", "0-65535"),
     ({"remoteEndpoint": {"serviceName": ["x"]}}, "remoteEndpoint.serviceName", "must be a string"),
     ({"tags": {"http.status_code": 200}}, "tags.http.status_code", "must be a string"),

@@ -224,9 +224,12 @@ class TracingConfig:
 
 @dataclass(frozen=True, slots=True)
 class BatchConfig:
-    max_spans: int = 512  # spans per export request
+    max_spans: int = 512  # spans per export request (the OpenTelemetry SDK's maxExportBatchSize)
     flush_interval_s: float = 0.5
-    queue_size: int = 8192  # spans held waiting; past it the oldest are dropped and counted
+    # Spans held waiting; past it the oldest are dropped and counted. The OpenTelemetry SDK's BatchSpanProcessor
+    # default (OTEL_BSP_MAX_QUEUE_SIZE): four batches, ~3.5 MB of spans; 8192 held ~14 MB while a slow collector
+    # filled it, taking a sidecar past 60 MB.
+    queue_size: int = 2048
     max_retries: int = 3
 
 

@@ -496,6 +496,10 @@ class Exchange:
         if hop is not None:  # a provider's responseHeaderForTraceId (inbound hops; empty otherwise)
             tail += hop.response_header_line
         tail += peer_lines
+        if not self.request_done:
+            # Answered before the request ended: the connection closes after the response, and says so (Envoy's
+            # conn_manager_impl.cc, encodeHeaders: `!remoteDecodeComplete()` on HTTP/1 → drain, `connection: close`).
+            self.keep_alive = False
         if not self.keep_alive:
             tail += b"connection: close\r\n"
         elif self.version == "1.0":
@@ -686,6 +690,8 @@ class Exchange:
                 tail = b"transfer-encoding: chunked\r\n"
             else:
                 self.keep_alive = False
+        if not self.request_done:  # answered before the request ended, as above
+            self.keep_alive = False
         if not self.keep_alive:
             tail += b"connection: close\r\n"
         elif self.version == "1.0":

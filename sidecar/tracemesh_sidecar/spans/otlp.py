@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Status
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
+from tracemesh_sidecar.spans.addresses import address_version
 from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.ids import check_hex_id, id_from_bytes, normalize_trace_id
 from tracemesh_sidecar.spans.model import (
@@ -247,14 +247,15 @@ def _spans_from_request(request: Any) -> list[Span]:
             scope = scope_spans.scope
             for span_index, otlp_span in enumerate(scope_spans.spans):
                 span_path = f"{scope_path}.spans[{span_index}]"
-                span = _span(otlp_span, service, resource, span_path)
-                span.otlp = _detail(otlp_span, typed_resource, scope.name, scope.version, span_path)
+                attributes = _typed_attributes(otlp_span.attributes)  # once, for the tags and the detail
+                span = _span(otlp_span, attributes, service, resource, span_path)
+                span.otlp = _detail(otlp_span, attributes, typed_resource, scope.name, scope.version, span_path)
                 spans.append(span)
     return spans
 
 
-def _detail(otlp: Any, resource: dict[str, AttributeValue], scope_name: str, scope_version: str,
-            path: str) -> OtlpDetail:
+def _detail(otlp: Any, attributes: dict[str, AttributeValue], resource: dict[str, AttributeValue], scope_name: str,
+            scope_version: str, path: str) -> OtlpDetail:
     """What the Zipkin model drops, kept with its types for the Jaeger API."""
     links = [OtlpLink(trace_id=id_from_bytes(link.trace_id, f"{path}.links[{index}].traceId", (16,)),
                       span_id=id_from_bytes(link.span_id, f"{path}.links[{index}].spanId", (8,)),
@@ -263,7 +264,7 @@ def _detail(otlp: Any, resource: dict[str, AttributeValue], scope_name: str, sco
     events = [OtlpEvent(timestamp=event.time_unix_nano // 1000, name=event.name,
                         attributes=_typed_attributes(event.attributes)) for event in otlp.events]
     return OtlpDetail(resource=resource, scope_name=scope_name, scope_version=scope_version,
-                      attributes=_typed_attributes(otlp.attributes), links=links, events=events,
+                      attributes=attributes, links=links, events=events,
                       status_code=otlp.status.code, status_message=otlp.status.message,
                       trace_state=otlp.trace_state, internal=otlp.kind == OtlpSpan.SPAN_KIND_INTERNAL,
                       flags=otlp.flags)
@@ -284,7 +285,8 @@ def _typed_value(value: Any) -> AttributeValue:
     return scalar
 
 
-def _span(otlp: Any, service: str | None, resource: dict[str, str], path: str) -> Span:
+def _span(otlp: Any, attributes: dict[str, AttributeValue], service: str | None, resource: dict[str, str],
+          path: str) -> Span:
     trace_id = normalize_trace_id(id_from_bytes(otlp.trace_id, f"{path}.traceId", (16,)))
     parent_id = None
     if otlp.parent_span_id:
@@ -294,7 +296,7 @@ def _span(otlp: Any, service: str | None, resource: dict[str, str], path: str) -
     start, end = otlp.start_time_unix_nano, otlp.end_time_unix_nano
     if end < start:
         raise SpanDecodeError(f"{path}.endTimeUnixNano", f"({end}) is before startTimeUnixNano ({start})")
-    tags = resource | {attribute.key: _attribute_text(attribute.value) for attribute in otlp.attributes}
+    tags = resource | {key: value if isinstance(value, str) else _tag_text(value) for key, value in attributes.items()}
     local = _pop_endpoint(tags, HOST_IP, HOST_PORT)
     local.service_name = service
     remote = _pop_endpoint(tags, PEER_IP, PEER_PORT)
@@ -322,13 +324,10 @@ def _pop_endpoint(tags: dict[str, str], ip_key: str, port_key: str) -> Endpoint:
     endpoint = Endpoint()
     ip_text = tags.get(ip_key)
     if ip_text is not None:
-        try:
-            address = ipaddress.ip_address(ip_text)
-        except ValueError:
-            pass  # not an address: it stays an ordinary tag
-        else:
+        version = address_version(ip_text)
+        if version:  # else not an address: it stays an ordinary tag
             del tags[ip_key]
-            if address.version == 4:
+            if version == 4:
                 endpoint.ipv4 = ip_text
             else:
                 endpoint.ipv6 = ip_text
@@ -339,9 +338,9 @@ def _pop_endpoint(tags: dict[str, str], ip_key: str, port_key: str) -> Endpoint:
     return endpoint
 
 
-def _attribute_text(value: Any) -> str:
-    """An attribute value as the string a Zipkin tag holds."""
-    return _text(_python_value(value))
+def _tag_text(value: AttributeValue) -> str:
+    """A typed attribute value (_typed_value) as the string a Zipkin tag holds: bytes as base64."""
+    return base64.b64encode(value).decode() if isinstance(value, bytes) else _text(value)
 
 
 def _python_value(value: Any) -> object:

@@ -8,12 +8,12 @@ absent, unknown fields are ignored, an all-zero `parentId` means no parent.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any, get_args
 
 import orjson
 
+from tracemesh_sidecar.spans.addresses import address_version
 from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.ids import check_hex_id, normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
@@ -136,9 +136,9 @@ def endpoint_from_dict(data: object, path: str) -> Endpoint:
     ipv4 = string_field(fields, "ipv4", path)
     ipv6 = string_field(fields, "ipv6", path)
     if ipv4 is not None:
-        _check_address(ipv4, ipaddress.IPv4Address, f"{path}.ipv4", "an IPv4 address like 10.244.0.5")
+        _check_address(ipv4, 4, f"{path}.ipv4", "an IPv4 address like 10.244.0.5")
     if ipv6 is not None:
-        _check_address(ipv6, ipaddress.IPv6Address, f"{path}.ipv6", "an IPv6 address like 2001:db8::c001")
+        _check_address(ipv6, 6, f"{path}.ipv6", "an IPv6 address like 2001:db8::c001")
     port = fields.get("port")
     if port is not None and (not _is_int(port) or not 0 <= port <= 65535):
         raise SpanDecodeError(f"{path}.port", f"must be an integer port 0-65535, got {port!r}")
@@ -146,12 +146,9 @@ def endpoint_from_dict(data: object, path: str) -> Endpoint:
                     port=port or None)
 
 
-def _check_address(value: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address], path: str,
-                   what: str) -> None:
-    try:
-        kind(value)
-    except ValueError:
-        raise SpanDecodeError(path, f"must be {what}, got {value!r}") from None
+def _check_address(value: str, version: int, path: str, what: str) -> None:
+    if address_version(value) != version:
+        raise SpanDecodeError(path, f"must be {what}, got {value!r}")
 
 
 def _tags(data: object, path: str) -> dict[str, str]:
