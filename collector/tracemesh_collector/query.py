@@ -91,9 +91,10 @@ def _strike_annotation_terms(span: Span, remaining: dict[str, str]) -> None:
     for annotation in span.annotations:
         if remaining.get(annotation.value) == "":
             del remaining[annotation.value]
-    for key, value in span.tags.items():
-        wanted = remaining.get(key)
-        if wanted is not None and wanted in ("", value):
+    tags = span.tags
+    for key, wanted in list(remaining.items()):  # a lookup per term, not a pass over every tag
+        value = tags.get(key)
+        if value is not None and wanted in ("", value):
             del remaining[key]
 
 

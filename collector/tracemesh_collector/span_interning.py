@@ -8,9 +8,12 @@ a sidecar span occupies (`python -m bench collector` measures it).
 
 The tables are bounded so that unique values (request ids, URLs with ids in them) cannot grow
 them without end: a tag key stops having new values shared once it has shown `max_values_per_key`
-distinct values (it is then high-cardinality, and its further values stay the span's own), and no
-table takes more than `max_entries` entries. Nothing shared is ever mutated: the store's spans are read-only after
-`add`, and merging builds new spans and dicts (trace_merge). Pure.
+distinct values (it is then high-cardinality), and no table takes more than `max_entries` entries.
+What is unique to a trace is still repeated within it, by spans that arrive moments apart: its trace
+id, a parent's span id as its children's `parentId`, its request id on every hop. Those are shared
+through a table of the strings seen lately, emptied whenever it reaches `max_recent` entries.
+Nothing shared is ever mutated: the store's spans are read-only after `add`, and merging builds new
+spans and dicts (trace_merge). Pure.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ _Tag = tuple[str, str]
 
 
 class SpanInterner:
-    def __init__(self, max_values_per_key: int = 256, max_entries: int = 65_536) -> None:
+    def __init__(self, max_values_per_key: int = 256, max_entries: int = 65_536, max_recent: int = 65_536) -> None:
         self.max_values_per_key = max_values_per_key
         self.max_entries = max_entries
+        self.max_recent = max_recent
+        self._recent: dict[str, str] = {}  # ids and high-cardinality values, as seen lately
         self._names: dict[str, str] = {}  # span names, tag and attribute keys, scope names
         # (key, value) -> the shared pair: one lookup per tag, the item tuple dict.items() yields as the key
         self._tags: dict[tuple[str, object], _Tag] = {}
@@ -40,6 +45,11 @@ class SpanInterner:
         """Point `span`'s name, tags and endpoints at the shared copies (its values are unchanged)."""
         tags = self._tags
         get = tags.get
+        recent = self._recent_copy
+        span.trace_id = recent(span.trace_id)
+        span.id = recent(span.id)
+        if span.parent_id is not None:
+            span.parent_id = recent(span.parent_id)
         span.name = self._name(span.name)
         compact: dict[str, str] = {}
         for item in span.tags.items():  # a loop, not dict(generator): a third less time per span
@@ -67,9 +77,18 @@ class SpanInterner:
         assert isinstance(value, str)
         seen = self._values_per_key.get(key, 0)
         if seen >= self.max_values_per_key or len(self._tags) >= self.max_entries:
-            return key, value
+            return key, self._recent_copy(value)
         self._values_per_key[key] = seen + 1
         shared = self._tags[key, value] = (key, value)
+        return shared
+
+    def _recent_copy(self, text: str) -> str:
+        recent = self._recent
+        shared = recent.get(text)
+        if shared is None:
+            if len(recent) >= self.max_recent:
+                recent.clear()
+            shared = recent[text] = text
         return shared
 
     def _endpoint(self, endpoint: Endpoint) -> Endpoint:

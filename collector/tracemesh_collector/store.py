@@ -31,6 +31,8 @@ from tracemesh_collector.trace_index import EVERY_TRACE, IndexKey, TraceIndex
 from tracemesh_collector.trace_merge import cleanup_order, merge_trace
 from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
 
+# A span id's one report, or its distinct reports when there are several (a list per span cost ~70 bytes).
+Reports = Span | list[Span]
 DEFAULT_MAX_SPANS = 100_000
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # a mesh span with its ~20 tags takes ~5.5 KB (bench.collector): ~95 000
 
@@ -54,7 +56,7 @@ class SpanStore:
         self.max_bytes = max_bytes
         self.archive = archive
         # trace key -> span id -> the distinct reports of that span
-        self._traces: dict[str, dict[str, list[Span]]] = {}
+        self._traces: dict[str, dict[str, Reports]] = {}
         self._trace_bytes: dict[str, int] = {}
         self._merged: dict[str, list[Span]] = {}  # trace key -> merge_trace of its reports, until it changes
         self._span_count = 0
@@ -115,15 +117,19 @@ class SpanStore:
 
     def _add_one(self, span: Span) -> bool:
         trace_key = span.trace_id[-16:]
-        trace = self._traces.setdefault(trace_key, {})
-        reports = trace.setdefault(span.id, [])
-        if span in reports:
+        trace = self._traces.get(trace_key)
+        if trace is None:
+            trace = self._traces[trace_key] = {}
+        held = trace.get(span.id)
+        if held is not None and (span == held if isinstance(held, Span) else span in held):
             return False
         self._interner.compact(span)
-        held = next(iter(trace.values()))  # the trace's first span's reports, or this span's (new trace)
-        if held and held[0].trace_id == span.trace_id:
-            span.trace_id = held[0].trace_id  # one trace id string per trace
-        reports.append(span)
+        if held is None:
+            trace[span.id] = span
+        elif isinstance(held, Span):
+            trace[span.id] = [held, span]
+        else:
+            held.append(span)
         self._merged.pop(trace_key, None)
         size = approximate_bytes(span)
         self._span_count += 1
@@ -160,10 +166,9 @@ class SpanStore:
         del self._trace_start[trace_key]
         self._byte_count -= self._trace_bytes.pop(trace_key)
         self._time_index.remove(trace_key)
-        for reports in trace.values():
-            self._span_count -= len(reports)
-            for span in reports:
-                self._index(trace_key, span, -1)
+        for span in _every_report(trace):
+            self._span_count -= 1
+            self._index(trace_key, span, -1)
 
     def _index(self, trace_key: str, span: Span, delta: int) -> None:
         local = _service_key(span.local_endpoint)
@@ -214,8 +219,7 @@ class SpanStore:
         if len(trace_id) != 32:
             return list(self._spans(trace_id))
         trace = self._traces.get(trace_id[16:], {})
-        return merge_trace([span for spans in trace.values() for span in spans
-                            if span.trace_id in (trace_id, trace_id[16:])])
+        return merge_trace([span for span in _every_report(trace) if span.trace_id in (trace_id, trace_id[16:])])
 
     def get_traces(self, trace_ids: Iterable[str]) -> list[list[Span]]:
         """The known traces among `trace_ids`; unknown ids are left out."""
@@ -232,7 +236,7 @@ class SpanStore:
             trace = self._traces.get(trace_key)
             if not trace:
                 return []
-            merged = self._merged[trace_key] = merge_trace([span for spans in trace.values() for span in spans])
+            merged = self._merged[trace_key] = merge_trace(_every_report(trace))
         return merged
 
 
@@ -247,7 +251,17 @@ def _index_keys(span: Span) -> Iterator[IndexKey]:
                 yield service, name
 
 
-def _placement(trace: dict[str, list[Span]], index_keys: set[IndexKey]) -> tuple[set[IndexKey], int]:
+def _every_report(trace: dict[str, Reports]) -> list[Span]:
+    spans: list[Span] = []
+    for reports in trace.values():
+        if isinstance(reports, Span):
+            spans.append(reports)
+        else:
+            spans += reports
+    return spans
+
+
+def _placement(trace: dict[str, Reports], index_keys: set[IndexKey]) -> tuple[set[IndexKey], int]:
     """The indexes a changed trace belongs in and its time: what a search sees of the merged trace.
 
     When no span id has two reports, merge_trace only sorts the reports (cleanup_order): the reports'
@@ -255,14 +269,15 @@ def _placement(trace: dict[str, list[Span]], index_keys: set[IndexKey]) -> tuple
     (query.trace_timestamp) is the root with the least sort key. Otherwise the trace is merged, as a
     search would merge it: a merged span can pair one report's service with another's name.
     """
-    if any(len(reports) > 1 for reports in trace.values()):
-        merged = merge_trace([span for reports in trace.values() for span in reports])
+    spans = _every_report(trace)
+    if len(spans) > len(trace):
+        merged = merge_trace(spans)
         index_keys.update(key for span in merged for key in _index_keys(span))
         return index_keys, trace_timestamp(merged)
-    roots = [reports[0] for reports in trace.values() if reports[0].parent_id is None and reports[0].timestamp]
+    roots = [span for span in spans if span.parent_id is None and span.timestamp]
     if roots:
         return index_keys, min(roots, key=cleanup_order).timestamp
-    return index_keys, min((reports[0].timestamp for reports in trace.values() if reports[0].timestamp), default=0)
+    return index_keys, min((span.timestamp for span in spans if span.timestamp), default=0)
 
 
 def approximate_bytes(span: Span) -> int:

@@ -8,7 +8,8 @@ from collector_samples import NOW_US, bookinfo_trace, trace_id
 
 from tracemesh_collector.span_interning import SpanInterner
 from tracemesh_collector.store import SpanStore
-from tracemesh_sidecar.spans import otlp
+from tracemesh_sidecar.spans import otlp, zipkin_json
+from tracemesh_sidecar.spans.model import Span
 
 
 def test_equal_tags_and_endpoints_of_stored_spans_are_one_object_and_values_are_unchanged() -> None:
@@ -51,3 +52,39 @@ def test_typed_otlp_attributes_keep_their_types() -> None:
         interner.compact(decoded)
         assert decoded.otlp.attributes == expected
         assert type(decoded.otlp.attributes["value"]) is type(value)
+
+
+def _received_traces(count: int) -> list[list[Span]]:
+    """Traces as a collector decodes them (every string its own copy), each with one request id on every span."""
+    traces = []
+    for number in range(count):
+        sent = bookinfo_trace(trace_id(number), NOW_US + number)
+        for span in sent:
+            span.tags["guid:x-request-id"] = f"{number:08x}-1111-2222-3333-444455556666"
+        traces.append(zipkin_json.decode_spans(zipkin_json.encode_spans(sent)))
+    return traces
+
+
+def test_what_a_trace_repeats_is_one_object_within_it() -> None:
+    interner = SpanInterner(max_values_per_key=1)  # request ids are past their key's cap at once
+    for spans in _received_traces(20):
+        expected = copy.deepcopy(spans)
+        for span in spans:
+            interner.compact(span)
+        assert spans == expected
+        by_id = {span.id: span for span in spans}
+        parents = [(span.parent_id, by_id[span.parent_id]) for span in spans
+                   if span.parent_id is not None and span.parent_id in by_id]
+        assert parents and all(parent_id is parent.id for parent_id, parent in parents)
+        assert len({id(span.trace_id) for span in spans}) == 1
+        assert len({id(span.tags["guid:x-request-id"]) for span in spans}) == 1
+
+
+def test_the_table_of_strings_seen_lately_stays_bounded() -> None:
+    interner = SpanInterner(max_values_per_key=1, max_recent=50)
+    for spans in _received_traces(40):
+        expected = copy.deepcopy(spans)
+        for span in spans:
+            interner.compact(span)
+            assert len(interner._recent) <= 50
+        assert spans == expected
