@@ -25,14 +25,44 @@ class DependencyLink:
     error_count: int
 
 
+Calls = tuple[tuple[str, str, int, int], ...]  # one trace's calls: (parent, child, calls, errors) per pair
+CallCounts = dict[tuple[str, str], list[int]]  # (parent, child) -> [calls, errors], summed over traces
+
+
 def link_traces(traces: Iterable[Sequence[Span]]) -> list[DependencyLink]:
     """Links summed over `traces`, sorted by parent then child."""
-    counts: dict[tuple[str, str], list[int]] = {}
+    counts: CallCounts = {}
     for spans in traces:
-        for parent, child, is_error in _trace_calls(spans):
-            call = counts.setdefault((parent, child), [0, 0])
-            call[0] += 1
-            call[1] += is_error
+        add_calls(counts, trace_calls(spans))
+    return links_of(counts)
+
+
+def trace_calls(spans: Sequence[Span]) -> Calls:
+    """The calls one trace makes, summed per (parent, child) in the order first made."""
+    counts: CallCounts = {}
+    for parent, child, is_error in _trace_calls(spans):
+        call = counts.get((parent, child))
+        if call is None:
+            call = counts[parent, child] = [0, 0]
+        call[0] += 1
+        call[1] += is_error
+    return tuple((parent, child, calls, errors) for (parent, child), (calls, errors) in counts.items())
+
+
+def add_calls(counts: CallCounts, calls: Calls, sign: int = 1) -> None:
+    """Add (sign 1) or take back (sign -1) a trace's calls; a pair whose count comes back to 0 is gone."""
+    for parent, child, call_count, error_count in calls:
+        call = counts.get((parent, child))
+        if call is None:
+            call = counts[parent, child] = [0, 0]
+        call[0] += sign * call_count
+        call[1] += sign * error_count
+        if not call[0]:
+            del counts[parent, child]
+
+
+def links_of(counts: CallCounts) -> list[DependencyLink]:
+    """The summed calls as links, sorted by parent then child."""
     return [DependencyLink(parent, child, calls, errors) for (parent, child), (calls, errors) in sorted(counts.items())]
 
 

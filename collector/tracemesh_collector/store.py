@@ -12,8 +12,11 @@ The bound counts bytes as well as spans (a span's tags can be megabytes): beyond
 traces are evicted, the earliest-starting first. An optional `SpanArchive` hears of every report
 kept and every trace evicted, so a disk copy (sqlite_archive) can follow the store.
 
+Dependency links are summed per second of trace time as traces change (dependency_index).
 A search walks a time index (trace_index) from the newest trace in its window and stops at its
-limit; each kept report shares its equal strings and endpoints with the others (span_interning).
+limit; one with annotationQuery terms the term index (term_index) lists first tests only the traces
+listed under them. Each kept report shares its equal strings and endpoints with the others
+(span_interning).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
-from tracemesh_collector.dependencies import DependencyLink, link_traces
-from tracemesh_collector.query import TraceQuery, in_window, matches, trace_timestamp
+from tracemesh_collector.dependencies import DependencyLink
+from tracemesh_collector.dependency_index import DependencyIndex
+from tracemesh_collector.query import TraceQuery, matches, trace_timestamp
 from tracemesh_collector.span_interning import SpanInterner
+from tracemesh_collector.term_index import Term, TermIndex
 from tracemesh_collector.trace_index import EVERY_TRACE, IndexKey, TraceIndex
 from tracemesh_collector.trace_merge import cleanup_order, merge_trace
 from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
@@ -34,6 +39,9 @@ from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
 # A span id's one report, or its distinct reports when there are several (a list per span cost ~70 bytes).
 Reports = Span | list[Span]
 DEFAULT_MAX_SPANS = 100_000
+# A search with annotationQuery terms that walked this many traces without filling its limit has its common
+# terms listed again when they are no longer common (term_index.relist): the next one is not a walk.
+RELIST_AFTER_WALKING = 4096
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # a mesh span with its ~20 tags takes ~5.5 KB (bench.collector): ~95 000
 
 _K = TypeVar("_K")
@@ -47,7 +55,7 @@ class SpanArchive(Protocol):
 
 class SpanStore:
     def __init__(self, max_spans: int = DEFAULT_MAX_SPANS, max_bytes: int = DEFAULT_MAX_BYTES,
-                 archive: SpanArchive | None = None) -> None:
+                 archive: SpanArchive | None = None, term_index: TermIndex | None = None) -> None:
         if max_spans < 1:
             raise ValueError(f"max_spans must be at least 1, got {max_spans}")
         if max_bytes < 1:
@@ -68,6 +76,8 @@ class SpanStore:
         self._generations = itertools.count()
         # the traces in time order per service and per (service, span name): what a search walks
         self._time_index = TraceIndex()
+        self._term_index = term_index or TermIndex()  # the traces per annotationQuery term
+        self._dependency_index = DependencyIndex()
         self._interner = SpanInterner()
         # lowercase local service name -> (span name, kind) / remote service name -> span count
         self._operations: dict[str, Counter[tuple[str, SpanKind | None]]] = {}
@@ -106,13 +116,25 @@ class SpanStore:
     def _add_all(self, spans: Iterable[Span]) -> list[Span]:
         """Keep the reports not already held, then re-place each trace they changed in the time index once."""
         kept = []
-        changed: dict[str, set[IndexKey]] = {}
+        changed: dict[str, tuple[set[IndexKey], set[Term]]] = {}
         for span in spans:
             if self._add_one(span):
                 kept.append(span)
-                changed.setdefault(span.trace_id[-16:], {EVERY_TRACE}).update(_index_keys(span))
-        for trace_key, index_keys in changed.items():
+                trace_key = span.trace_id[-16:]
+                placed = changed.get(trace_key)
+                if placed is None:
+                    placed = changed[trace_key] = ({EVERY_TRACE}, set())
+                placed[0].update(_index_keys(span))
+                terms = placed[1]
+                terms.update(span.tags.items())
+                terms.update(span.tags)
+                if span.annotations:
+                    terms.update(annotation.value for annotation in span.annotations)
+        held = self._traces.__contains__
+        for trace_key, (index_keys, terms) in changed.items():
             self._time_index.update(trace_key, *_placement(self._traces[trace_key], index_keys))
+            self._term_index.add(trace_key, terms, held)
+            self._dependency_index.changed(trace_key)
         return kept
 
     def _add_one(self, span: Span) -> bool:
@@ -166,6 +188,7 @@ class SpanStore:
         del self._trace_start[trace_key]
         self._byte_count -= self._trace_bytes.pop(trace_key)
         self._time_index.remove(trace_key)
+        self._dependency_index.evicted(trace_key)
         for span in _every_report(trace):
             self._span_count -= 1
             self._index(trace_key, span, -1)
@@ -205,7 +228,36 @@ class SpanStore:
         found: list[list[Span]] = []
         if query.limit <= 0:
             return found
+        terms: list[Term] = [(key, value) if value else key for key, value in query.annotation_query.items()]
+        if terms:
+            listed = self._term_index.candidates(terms, self._traces.__contains__)
+            if listed is not None:
+                return self._newest_matching(listed, query)
+        walked = 0
         for key in self._time_index.newest(index_key, query.end_us - query.lookback_us, query.end_us):
+            walked += 1
+            spans = self._spans(key)
+            if matches(spans, query):
+                found.append(spans)
+                if len(found) == query.limit:
+                    return found
+        if walked >= RELIST_AFTER_WALKING:
+            for term in self._term_index.due_for_relisting(terms, len(self._traces)):
+                self._term_index.relist(term, [key for key, trace in self._traces.items() if _shows(trace, term)])
+        return found
+
+    def _newest_matching(self, trace_keys: Iterable[str], query: TraceQuery) -> list[list[Span]]:
+        """The traces among `trace_keys` answering `query`, in the time index's order (newest first)."""
+        timestamp = self._time_index.timestamp
+        earliest = query.end_us - query.lookback_us
+        timed = []
+        for key in trace_keys:
+            time = timestamp(key)
+            if time and earliest <= time <= query.end_us:
+                timed.append((time, key))
+        timed.sort(reverse=True)
+        found: list[list[Span]] = []
+        for _, key in timed:
             spans = self._spans(key)
             if matches(spans, query):
                 found.append(spans)
@@ -227,8 +279,9 @@ class SpanStore:
 
     def dependencies(self, end_us: int, lookback_us: int) -> list[DependencyLink]:
         """Dependency links over the traces whose time falls in `[end - lookback, end]`."""
-        traces = (self._spans(key) for key in self._traces)
-        return link_traces(spans for spans in traces if in_window(trace_timestamp(spans), end_us, lookback_us))
+        return self._dependency_index.links(
+            end_us, lookback_us, self._spans,
+            lambda first_us, last_us: self._time_index.newest(EVERY_TRACE, first_us, last_us))
 
     def _spans(self, trace_key: str) -> list[Span]:
         merged = self._merged.get(trace_key)
@@ -249,6 +302,17 @@ def _index_keys(span: Span) -> Iterator[IndexKey]:
             yield service, ""
             if name:
                 yield service, name
+
+
+def _shows(trace: dict[str, Reports], term: Term) -> bool:
+    """Whether a report of the trace shows the annotationQuery term (as term_index lists it)."""
+    for span in _every_report(trace):
+        if isinstance(term, tuple):
+            if span.tags.get(term[0]) == term[1]:
+                return True
+        elif term in span.tags or any(annotation.value == term for annotation in span.annotations):
+            return True
+    return False
 
 
 def _every_report(trace: dict[str, Reports]) -> list[Span]:

@@ -60,6 +60,11 @@ class TraceIndex:
                 self._ordered.pop(key, None)
                 self._canonical.pop(key, None)
 
+    def timestamp(self, trace_key: str) -> int:
+        """The trace's timestamp as indexed; 0 when it has none (or is not held)."""
+        entry = self._entries.get(trace_key)
+        return 0 if entry is None else entry[0]
+
     def newest(self, index_key: IndexKey, earliest_us: int, latest_us: int) -> Iterator[str]:
         """Trace keys in `index_key` whose timestamp is in `[earliest_us, latest_us]`, newest first."""
         ordered = self._ordered.get(index_key)

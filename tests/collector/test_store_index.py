@@ -9,12 +9,16 @@ untimed spans and evictions are queried through both.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
+from tracemesh_collector import store as store_module
+from tracemesh_collector.dependencies import link_traces
 from tracemesh_collector.query import TraceQuery, in_window, matches, trace_timestamp
 from tracemesh_collector.store import SpanStore
+from tracemesh_collector.term_index import TermIndex
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span
 
 SERVICES = ["productpage.default", "Reviews.default", "ratings.default", "details.default", ""]
@@ -45,6 +49,8 @@ def random_span(rng: random.Random, trace_key: str, span_ids: list[str]) -> Span
     tags = {"http.status_code": rng.choice(["200", "503"])}
     if rng.random() < 0.3:
         tags["error"] = "true"
+    if rng.random() < 0.3:
+        tags["user"] = rng.choice(["ana", "bo", "cy", "di", "ed", "flo", "gus"])
     return Span(
         trace_id=trace_id, id=span_id, name=rng.choice(NAMES), kind=rng.choice(["CLIENT", "SERVER", None]),
         timestamp=0 if rng.random() < 0.1 else BASE_US + rng.randrange(0, 1_000_000),
@@ -56,8 +62,23 @@ def random_span(rng: random.Random, trace_key: str, span_ids: list[str]) -> Span
         shared=rng.random() < 0.15)
 
 
+def random_batches(rng: random.Random, rounds: int, traces: int) -> Iterator[tuple[list[Span], set[str]]]:
+    """`rounds` batches of random spans of up to `traces` traces; with each, the trace keys reported so far."""
+    trace_keys: set[str] = set()
+    span_ids: dict[str, list[str]] = {}
+    for _ in range(rounds):
+        batch = []
+        for _ in range(rng.randrange(1, 12)):
+            trace_key = f"{rng.randrange(0, traces):016x}"
+            trace_keys.add(trace_key)
+            batch.append(random_span(rng, trace_key, span_ids.setdefault(trace_key, [])))
+        yield batch, trace_keys
+
+
 def random_query(rng: random.Random) -> TraceQuery:
-    annotation_query = rng.choice([{}, {}, {"error": ""}, {"http.status_code": "503"}, {"retry": ""}])
+    annotation_query = rng.choice([{}, {}, {"error": ""}, {"http.status_code": "503"}, {"retry": ""},
+                                   {"user": rng.choice(["ana", "ed", "zed"])}, {"user": ""}, {"nothing": ""},
+                                   {"http.status_code": "404"}, {"error": "", "user": "bo"}])
     return TraceQuery(
         end_us=BASE_US + rng.randrange(0, 1_200_000), lookback_us=rng.choice([86_400_000_000, 300_000, 50_000]),
         service_name=rng.choice([None, *(service.upper() for service in SERVICES)]),
@@ -68,18 +89,17 @@ def random_query(rng: random.Random) -> TraceQuery:
         limit=rng.choice([1, 3, 10, 1000]))
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_the_index_answers_as_the_scan_does(seed: int) -> None:
+# The term index's own bounds, default and tiny: common terms, high-cardinality keys and a full table are walked.
+TERM_INDEXES = [{}, {"max_postings": 4, "max_values_per_key": 3, "max_terms": 8}, {"max_postings": 2}]
+
+
+@pytest.mark.parametrize("seed", range(18))
+def test_the_index_answers_as_the_scan_does(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    if seed % 2:  # common terms are listed again after any walk that did not fill its limit
+        monkeypatch.setattr(store_module, "RELIST_AFTER_WALKING", 1)
     rng = random.Random(seed)
-    store = SpanStore(max_spans=rng.choice([60, 400, 10_000]))
-    trace_keys: set[str] = set()
-    span_ids: dict[str, list[str]] = {}
-    for _ in range(40):
-        batch = []
-        for _ in range(rng.randrange(1, 12)):
-            trace_key = f"{rng.randrange(0, 60):016x}"
-            trace_keys.add(trace_key)
-            batch.append(random_span(rng, trace_key, span_ids.setdefault(trace_key, [])))
+    store = SpanStore(max_spans=rng.choice([60, 400, 10_000]), term_index=TermIndex(**TERM_INDEXES[seed % 3]))
+    for batch, trace_keys in random_batches(rng, rounds=40, traces=60):
         store.add(batch)
         held = {key for key in trace_keys if store.get_trace(key)}
         for _ in range(10):
@@ -110,3 +130,39 @@ def test_an_evicted_trace_leaves_every_index() -> None:
     for service in ("a", "b"):
         assert store.find_traces(TraceQuery(end_us=BASE_US + 10, service_name=service, span_name="get")) == []
     assert [spans[0].trace_id for spans in store.find_traces(TraceQuery(end_us=BASE_US + 10))] == ["00000000000000bb"]
+
+
+def test_an_error_burst_since_evicted_is_searched_from_its_list_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "RELIST_AFTER_WALKING", 2)
+    store = SpanStore(max_spans=6, term_index=TermIndex(max_postings=4))
+
+    def span(number: int, tags: dict[str, str]) -> Span:
+        return Span(trace_id=f"{number:016x}", id=f"{number:016x}", name="get", kind="SERVER",
+                    timestamp=BASE_US + number, duration=10, local_endpoint=Endpoint("a"), tags=tags)
+
+    store.add([span(number, {"error": "true"}) for number in range(6)])  # a burst: "error" becomes common
+    store.add([span(number, {}) for number in range(6, 11)] + [span(11, {"error": "true"})])  # burst evicted
+    query = TraceQuery(end_us=BASE_US + 100, annotation_query={"error": ""})
+    assert [spans[0].id for spans in store.find_traces(query)] == [f"{11:016x}"]  # a walk, then listed again
+    assert store._term_index.candidates(["error"], lambda key: True) == {f"{11:016x}"}
+    store.add([span(12, {"error": "true"})])
+    assert [spans[0].id for spans in store.find_traces(query)] == [f"{12:016x}", f"{11:016x}"]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dependency_links_are_those_of_a_pass_over_every_trace_in_the_window(seed: int) -> None:
+    """Traces over six seconds, changed, merged and evicted between asks; windows at and across second edges."""
+    rng = random.Random(seed)
+    store = SpanStore(max_spans=rng.choice([40, 300, 10_000]))
+    for batch, trace_keys in random_batches(rng, rounds=30, traces=50):
+        for span in batch:
+            if span.timestamp:
+                span.timestamp = BASE_US + rng.choice([0, 1, 999_999, 1_000_000]) + rng.randrange(0, 5) * 1_000_000
+        store.add(batch)
+        held = [spans for spans in map(store.get_trace, trace_keys) if spans]
+        for _ in range(6):
+            end_us = BASE_US + rng.choice([0, 1, 999_999, 1_000_000, 1_500_000]) + rng.randrange(0, 6) * 1_000_000
+            lookback_us = rng.choice([0, 1, 999_999, 1_000_000, 1_000_001, 2_500_000, 10_000_000])
+            expected = link_traces(spans for spans in held
+                                   if in_window(trace_timestamp(spans), end_us, lookback_us))
+            assert store.dependencies(end_us, lookback_us) == expected, (end_us - BASE_US, lookback_us)
