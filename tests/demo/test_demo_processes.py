@@ -100,6 +100,15 @@ async def test_a_child_that_exits_early_is_reported_with_its_log(tmp_path: Path)
     supervisor.stop_all()
 
 
+def test_without_setpriv_no_child_starts_and_the_error_says_what_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    supervisor = Supervisor(tmp_path)
+    with pytest.raises(ChildFailed, match="util-linux's setpriv"):
+        supervisor.start("child", PYTHON_SLEEPER, os.environ)
+    assert supervisor.children == []
+
+
 async def test_a_child_that_never_listens_times_out(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path)
     child = supervisor.start("quiet", PYTHON_SLEEPER, os.environ)

@@ -3,15 +3,18 @@
 Each child gets its own process group, so the terminal's Ctrl-C reaches only the demo, which then
 stops every child in order (SIGTERM to the group, SIGKILL after a grace period). Each child also
 asks the kernel for SIGTERM should the demo die without cleaning up (PR_SET_PDEATHSIG), so even
-`kill -9` of the demo leaves no orphans.
+`kill -9` of the demo leaves no orphans. util-linux's `setpriv --pdeathsig` asks it, just before it
+execs the child's program, rather than Python code between fork and exec: a `preexec_fn` makes
+subprocess fork() where it would vfork(), and the forked copy of a process running grpcio's threads
+can abort in grpc's fork handlers before it execs (seen in CI: status -6, ev_epoll1_linux.cc).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -19,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 15
 
 
@@ -27,9 +29,12 @@ class ChildFailed(RuntimeError):
     """A child exited or never started listening; the message carries the end of its log."""
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _dying_with_parent(argv: Sequence[str]) -> list[str]:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise ChildFailed("the demo needs util-linux's setpriv (Debian, Ubuntu: the util-linux package), which has "
+                          "each child ask for SIGTERM when the demo dies")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv]
 
 
 @dataclass
@@ -58,8 +63,8 @@ class Supervisor:
     def start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> Child:
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, process_group=0, preexec_fn=_die_with_parent)
+            process = subprocess.Popen(_dying_with_parent(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, process_group=0)
         child = Child(name, process, log_path)
         self.children.append(child)
         return child
