@@ -28,7 +28,8 @@ _COMMON: list[str] = []  # the list a common term maps to: one lookup per term o
 
 
 class TermIndex:
-    def __init__(self, max_postings: int = 1024, max_values_per_key: int = 256, max_terms: int = 65_536) -> None:
+    # At worst 16 384 lists of 512 trace keys, 64 MB of references (a mesh's tags keep a few hundred short lists).
+    def __init__(self, max_postings: int = 512, max_values_per_key: int = 256, max_terms: int = 16_384) -> None:
         self.max_postings = max_postings
         self.max_values_per_key = max_values_per_key
         self.max_terms = max_terms
