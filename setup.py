@@ -43,7 +43,6 @@ EXCLUDED = {
 }
 
 
-
 def _build_rules() -> ModuleType:
     """tracemesh_sidecar/build.py, loaded by path (not through the package, whose import selects a build):
     the manifest's name and digest are defined there once, for this build and the run-time check."""
@@ -78,6 +77,14 @@ def build_mode() -> str:
     return mode
 
 
+def pure_python(why: str, fix: str) -> list[object]:
+    """No extensions, saying why; with TRACEMESH_MYPYC=1, the build stops there instead, saying how to fix it."""
+    if build_mode() == "1":
+        sys.exit(f"TRACEMESH_MYPYC=1 but {why}: {fix}")
+    print(f"tracemesh: {why}, building pure Python", file=sys.stderr)
+    return []
+
+
 class BuildExtOrPurePython(build_ext):
     """build_ext, but in `auto` mode a compiler or linker that fails leaves a pure-Python build: the manifest
     goes, so build.py runs no extension this build may have left half made. `1` lets the failure stop the
@@ -105,30 +112,21 @@ def mypyc_extensions() -> list[object]:
     try:
         from mypyc.build import mypycify
     except ImportError:
-        if mode == "1":
-            sys.exit("TRACEMESH_MYPYC=1 but mypyc is not importable: install the `compile` extra and build with "
-                     "pip's --no-build-isolation")
-        print("tracemesh: mypyc not available, building pure Python", file=sys.stderr)
-        return []
+        return pure_python("mypyc is not importable",
+                           "install the `compile` extra and build with pip's --no-build-isolation")
     missing = [] if shutil.which(str(sysconfig.get_config_var("CC") or "cc").split()[0]) else ["a C compiler"]
     if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
         missing.append("Python's headers")
     if missing:
-        if mode == "1":
-            sys.exit(f"TRACEMESH_MYPYC=1 but there is no {' and no '.join(missing)} "
-                     "(Debian: gcc libc6-dev python3-dev)")
-        print(f"tracemesh: no {' and no '.join(missing)}, building pure Python", file=sys.stderr)
-        return []
+        return pure_python(f"there is no {' and no '.join(missing)}",
+                           "install them (Debian: gcc libc6-dev python3-dev)")
     sources = compiled_sources()
     try:
         # group_name: the modules' shared library is the top-level tracemesh_sidecar__mypyc, not a hashed name.
         extensions = mypycify([str(path.relative_to(ROOT)) for path in sources], group_name="tracemesh_sidecar",
                               opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3"))
     except SystemExit:  # mypyc's type check failed (it has printed why)
-        if mode == "1":
-            raise
-        print("tracemesh: mypyc could not compile the request path, building pure Python", file=sys.stderr)
-        return []
+        return pure_python("mypyc could not compile the request path", "fix the type errors it printed")
     write_manifest(sources)
     return list(extensions)
 

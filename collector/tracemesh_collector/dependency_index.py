@@ -48,13 +48,8 @@ class DependencyIndex:
         last_whole = (last_us + 1) // SECOND_US - 1
         for second, calls in self._seconds.items():
             if first_whole <= second <= last_whole:
-                for pair, (call_count, error_count) in calls.items():
-                    total = counts.get(pair)
-                    if total is None:
-                        counts[pair] = [call_count, error_count]
-                    else:
-                        total[0] += call_count
-                        total[1] += error_count
+                add_calls(counts, tuple((parent, child, call_count, error_count)
+                                        for (parent, child), (call_count, error_count) in calls.items()))
         if first_whole > last_whole:
             ends = [(first_us, last_us)]
         else:

@@ -31,7 +31,7 @@ from tracemesh_collector.dependencies import DependencyLink
 from tracemesh_collector.dependency_index import DependencyIndex
 from tracemesh_collector.query import TraceQuery, matches, trace_timestamp
 from tracemesh_collector.span_interning import SpanInterner
-from tracemesh_collector.term_index import Term, TermIndex
+from tracemesh_collector.term_index import Term, TermIndex, add_terms, query_terms, shows
 from tracemesh_collector.trace_index import EVERY_TRACE, IndexKey, TraceIndex
 from tracemesh_collector.trace_merge import cleanup_order, merge_trace
 from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
@@ -125,11 +125,7 @@ class SpanStore:
                 if placed is None:
                     placed = changed[trace_key] = ({EVERY_TRACE}, set())
                 placed[0].update(_index_keys(span))
-                terms = placed[1]
-                terms.update(span.tags.items())
-                terms.update(span.tags)
-                if span.annotations:
-                    terms.update(annotation.value for annotation in span.annotations)
+                add_terms(placed[1], span)
         held = self._traces.__contains__
         for trace_key, (index_keys, terms) in changed.items():
             self._time_index.update(trace_key, *_placement(self._traces[trace_key], index_keys))
@@ -225,45 +221,36 @@ class SpanStore:
         """Traces answering `query`, newest first, at most `query.limit`."""
         service = (query.service_name or "").lower()
         index_key = (service, (query.span_name or "").lower() if service else "")
-        found: list[list[Span]] = []
         if query.limit <= 0:
-            return found
-        terms: list[Term] = [(key, value) if value else key for key, value in query.annotation_query.items()]
+            return []
+        earliest = query.end_us - query.lookback_us
+        terms = query_terms(query.annotation_query)
         if terms:
             listed = self._term_index.candidates(terms, self._traces.__contains__)
-            if listed is not None:
-                return self._newest_matching(listed, query)
-        walked = 0
-        for key in self._time_index.newest(index_key, query.end_us - query.lookback_us, query.end_us):
-            walked += 1
-            spans = self._spans(key)
-            if matches(spans, query):
-                found.append(spans)
-                if len(found) == query.limit:
-                    return found
-        if walked >= RELIST_AFTER_WALKING:
+            if listed is not None:  # newest first, in the time index's order
+                timestamp = self._time_index.timestamp
+                timed = sorted(((time, key) for key in listed
+                                if (time := timestamp(key)) and earliest <= time <= query.end_us), reverse=True)
+                return self._first_matching((key for _, key in timed), query)[0]
+        found, walked = self._first_matching(self._time_index.newest(index_key, earliest, query.end_us), query)
+        if len(found) < query.limit and walked >= RELIST_AFTER_WALKING:
             for term in self._term_index.due_for_relisting(terms, len(self._traces)):
-                self._term_index.relist(term, [key for key, trace in self._traces.items() if _shows(trace, term)])
+                self._term_index.relist(term, [key for key, trace in self._traces.items()
+                                               if any(shows(span, term) for span in _every_report(trace))])
         return found
 
-    def _newest_matching(self, trace_keys: Iterable[str], query: TraceQuery) -> list[list[Span]]:
-        """The traces among `trace_keys` answering `query`, in the time index's order (newest first)."""
-        timestamp = self._time_index.timestamp
-        earliest = query.end_us - query.lookback_us
-        timed = []
-        for key in trace_keys:
-            time = timestamp(key)
-            if time and earliest <= time <= query.end_us:
-                timed.append((time, key))
-        timed.sort(reverse=True)
+    def _first_matching(self, trace_keys: Iterable[str], query: TraceQuery) -> tuple[list[list[Span]], int]:
+        """The first `query.limit` traces of `trace_keys` that answer `query`, and how many traces were tested."""
         found: list[list[Span]] = []
-        for _, key in timed:
+        tested = 0
+        for key in trace_keys:
+            tested += 1
             spans = self._spans(key)
             if matches(spans, query):
                 found.append(spans)
                 if len(found) == query.limit:
                     break
-        return found
+        return found, tested
 
     def get_trace(self, trace_id: str) -> list[Span]:
         """The spans of one trace (16 or 32 hex); a 64-bit id also finds the 128-bit trace it ends."""
@@ -302,17 +289,6 @@ def _index_keys(span: Span) -> Iterator[IndexKey]:
             yield service, ""
             if name:
                 yield service, name
-
-
-def _shows(trace: dict[str, Reports], term: Term) -> bool:
-    """Whether a report of the trace shows the annotationQuery term (as term_index lists it)."""
-    for span in _every_report(trace):
-        if isinstance(term, tuple):
-            if span.tags.get(term[0]) == term[1]:
-                return True
-        elif term in span.tags or any(annotation.value == term for annotation in span.annotations):
-            return True
-    return False
 
 
 def _every_report(trace: dict[str, Reports]) -> list[Span]:

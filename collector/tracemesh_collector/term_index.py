@@ -21,10 +21,32 @@ that search answers at once. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+
+from tracemesh_sidecar.spans.model import Span
 
 Term = tuple[str, str] | str  # a tag (key, value), or a bare key / annotation value
 _COMMON: list[str] = []  # the list a common term maps to: one lookup per term on the ingest path, never appended to
+
+
+def add_terms(terms: set[Term], span: Span) -> None:
+    """Add the terms `span` shows to `terms` (set updates, not a generator: this runs for every span stored)."""
+    terms.update(span.tags.items())
+    terms.update(span.tags)
+    if span.annotations:
+        terms.update(annotation.value for annotation in span.annotations)
+
+
+def shows(span: Span, term: Term) -> bool:
+    """Whether `span` shows `term`, as add_terms lists it."""
+    if isinstance(term, tuple):
+        return span.tags.get(term[0]) == term[1]
+    return term in span.tags or any(annotation.value == term for annotation in span.annotations)
+
+
+def query_terms(annotation_query: Mapping[str, str]) -> list[Term]:
+    """A TraceQuery's annotationQuery (key -> value, "" for a bare key) as terms."""
+    return [(key, value) if value else key for key, value in annotation_query.items()]
 
 
 class TermIndex:

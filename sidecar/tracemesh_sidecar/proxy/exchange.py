@@ -495,15 +495,7 @@ class Exchange:
         hop = self.plan.hop
         if hop is not None:  # a provider's responseHeaderForTraceId (inbound hops; empty otherwise)
             tail += hop.response_header_line
-        tail += peer_lines
-        if not self.request_done:
-            # Answered before the request ended: the connection closes after the response, and says so (Envoy's
-            # conn_manager_impl.cc, encodeHeaders: `!remoteDecodeComplete()` on HTTP/1 → drain, `connection: close`).
-            self.keep_alive = False
-        if not self.keep_alive:
-            tail += b"connection: close\r\n"
-        elif self.version == "1.0":
-            tail += b"connection: keep-alive\r\n"
+        tail += peer_lines + self._connection_header()
         self.out += (h.status_line(status), scanned.lines, tail, h.CRLF)
         self.response_started = True
         if self.method == b"HEAD":  # the parser cannot know a HEAD response has no body
@@ -690,14 +682,20 @@ class Exchange:
                 tail = b"transfer-encoding: chunked\r\n"
             else:
                 self.keep_alive = False
-        if not self.request_done:  # answered before the request ended, as above
-            self.keep_alive = False
-        if not self.keep_alive:
-            tail += b"connection: close\r\n"
-        elif self.version == "1.0":
-            tail += b"connection: keep-alive\r\n"
+        tail += self._connection_header()
         self.out += (h.status_line(status), *lines, tail, h.CRLF)
         self.response_started = True
+
+    def _connection_header(self) -> bytes:
+        """The relayed response head's Connection line, whichever upstream answered (on_headers_complete,
+        send_headers)."""
+        if not self.request_done:
+            # Answered before the request ended: the connection closes after the response, and says so (Envoy's
+            # conn_manager_impl.cc, encodeHeaders: `!remoteDecodeComplete()` on HTTP/1 → drain, `connection: close`).
+            self.keep_alive = False
+        if not self.keep_alive:
+            return b"connection: close\r\n"
+        return b"connection: keep-alive\r\n" if self.version == "1.0" else b""
 
     def send_data(self, data: bytes, end_stream: bool) -> None:
         if self.chunk_out:
