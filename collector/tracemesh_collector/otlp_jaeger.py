@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from tracemesh_collector.span_interning import otlp_attributes
 from tracemesh_sidecar.spans.ids import normalize_trace_id
 from tracemesh_sidecar.spans.model import AttributeValue, OtlpDetail, OtlpLink, Span
 
@@ -50,7 +51,7 @@ def otlp_span_to_jaeger(span: Span, process_id: str) -> dict[str, Any]:
         tags.append(typed_tag("otel.scope.name", detail.scope_name))
     if detail.scope_version:
         tags.append(typed_tag("otel.scope.version", detail.scope_version))
-    tags += [typed_tag(key, value) for key, value in detail.attributes.items()]
+    tags += [typed_tag(key, value) for key, value in otlp_attributes(detail).items()]
     kind = "internal" if detail.internal else (span.kind or "").lower()
     if kind:
         tags.append(typed_tag("span.kind", kind))

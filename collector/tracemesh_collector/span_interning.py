@@ -12,18 +12,26 @@ distinct values (it is then high-cardinality), and no table takes more than `max
 What is unique to a trace is still repeated within it, by spans that arrive moments apart: its trace
 id, a parent's span id as its children's `parentId`, its request id on every hop. Those are shared
 through a table of the strings seen lately, emptied whenever it reaches `max_recent` entries.
-Nothing shared is ever mutated: the store's spans are read-only after `add`, and merging builds new
+An OTLP span's typed attributes mostly repeat its tags (a text attribute becomes the tag of the same
+key): `compact` keeps only the typed values and the texts its tags lack, with the list of keys in
+order (shared by the spans of one shape) and a reference to the tags; `otlp_attributes` gives the
+whole dict back. Nothing shared is ever mutated: the store's spans are read-only after `add`, and merging builds new
 spans and dicts (trace_merge). Pure.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from tracemesh_sidecar.spans.model import Endpoint, Span
+from tracemesh_sidecar.spans.model import AttributeValue, Endpoint, OtlpDetail, Span
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
+
+# What a compact span has of its own when it has no annotations (links, events), or an OTLP span no attribute
+# its tags lack: one empty list (dict) for all of them (56 bytes each a span), read-only as all that is shared.
+_EMPTY_LIST: list[Any] = []
+_EMPTY_ATTRIBUTES: dict[str, AttributeValue] = {}
 
 _EndpointKey = tuple[str | None, str | None, str | None, int | None]
 _Tag = tuple[str, str]
@@ -40,6 +48,7 @@ class SpanInterner:
         self._tags: dict[tuple[str, object], _Tag] = {}
         self._values_per_key: dict[str, int] = {}
         self._endpoints: dict[_EndpointKey, Endpoint] = {}
+        self._key_lists: dict[tuple[str, ...], tuple[str, ...]] = {}  # OTLP spans' attribute keys, in order
 
     def compact(self, span: Span) -> None:
         """Point `span`'s name, tags and endpoints at the shared copies (its values are unchanged)."""
@@ -56,17 +65,37 @@ class SpanInterner:
             pair = get(item) or self._admit(item)
             compact[pair[0]] = pair[1]
         span.tags = compact
+        if not span.annotations:
+            span.annotations = _EMPTY_LIST
         span.local_endpoint = self._endpoint(span.local_endpoint)
         if span.remote_endpoint is not None:
             span.remote_endpoint = self._endpoint(span.remote_endpoint)
-        if span.otlp is not None:  # an OTLP span's typed attributes repeat its tags
-            detail = span.otlp
-            # only text values: True == 1 == 1.0 would find each other's pair
-            detail.attributes = dict(
-                (tags.get(item) or self._admit(item)) if isinstance(item[1], str) else (self._name(item[0]), item[1])
-                for item in detail.attributes.items())
-            detail.scope_name = self._name(detail.scope_name)
-            detail.scope_version = self._name(detail.scope_version)
+        if span.otlp is not None:
+            self._compact_detail(span.otlp, compact)
+
+    def _compact_detail(self, detail: OtlpDetail, tags: dict[str, str]) -> None:
+        """An OTLP span's text attributes left to its tags, which hold them already; its key list shared."""
+        if detail.attribute_keys is not None:
+            return
+        get = self._tags.get
+        typed: dict[str, AttributeValue] = {}
+        for item in detail.attributes.items():
+            key, value = item
+            if value.__class__ is not str:  # a typed value; True == 1 == 1.0 would find each other's pair
+                typed[self._name(key)] = value
+            elif tags.get(key) != value:  # a text value the tags do not hold (an endpoint's, say)
+                pair = get(item) or self._admit(item)
+                typed[pair[0]] = pair[1]
+        keys = tuple(detail.attributes)
+        detail.attribute_keys = self._shared(self._key_lists, keys, keys)
+        detail.attribute_tags = tags
+        detail.attributes = typed or _EMPTY_ATTRIBUTES
+        if not detail.links:
+            detail.links = _EMPTY_LIST
+        if not detail.events:
+            detail.events = _EMPTY_LIST
+        detail.scope_name = self._name(detail.scope_name)
+        detail.scope_version = self._name(detail.scope_version)
 
     def _name(self, name: str) -> str:
         return self._shared(self._names, name, name)
@@ -103,3 +132,12 @@ class SpanInterner:
         if len(table) < self.max_entries:
             table[key] = value
         return value
+
+
+def otlp_attributes(detail: OtlpDetail) -> dict[str, AttributeValue]:
+    """An OTLP span's own attributes, typed and in order, whether or not SpanInterner.compact left some to its tags."""
+    keys, tags = detail.attribute_keys, detail.attribute_tags
+    if keys is None or tags is None:
+        return detail.attributes
+    typed = detail.attributes
+    return {key: typed[key] if key in typed else tags[key] for key in keys}

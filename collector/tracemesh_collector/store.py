@@ -334,7 +334,8 @@ def approximate_bytes(span: Span) -> int:
     if span.remote_endpoint is not None:
         size += 100
     if span.otlp is not None:
-        # the resource dict is shared by the spans of one request: not counted per span
+        # the resource dict is shared by the spans of one request: not counted per span; the attributes are
+        # what SpanInterner.compact left it, the values its tags lack
         size += 300 + sum(_value_bytes(key, value) for key, value in span.otlp.attributes.items())
         size += sum(150 + sum(_value_bytes(k, v) for k, v in event.attributes.items()) for event in span.otlp.events)
         size += sum(200 + sum(_value_bytes(k, v) for k, v in link.attributes.items()) for link in span.otlp.links)

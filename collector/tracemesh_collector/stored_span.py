@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from tracemesh_collector.span_interning import otlp_attributes
 from tracemesh_sidecar.spans.model import AttributeValue, OtlpDetail, OtlpEvent, OtlpLink, Span
 from tracemesh_sidecar.spans.zipkin_json import span_from_zipkin_dict, span_to_zipkin_dict
 
@@ -37,7 +38,7 @@ def _detail_dict(detail: OtlpDetail) -> dict[str, Any]:
     return {
         "resource": _attributes_dict(detail.resource),
         "scope": [detail.scope_name, detail.scope_version],
-        "attributes": _attributes_dict(detail.attributes),
+        "attributes": _attributes_dict(otlp_attributes(detail)),
         "links": [[link.trace_id, link.span_id, _attributes_dict(link.attributes)] for link in detail.links],
         "events": [[event.timestamp, event.name, _attributes_dict(event.attributes)] for event in detail.events],
         "status": [detail.status_code, detail.status_message],

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tracemesh_collector import params, zipkin_v1_json, zipkin_v1_thrift
+from tracemesh_collector import params, zipkin_v1_json, zipkin_v1_thrift, zipkin_v2_json
 from tracemesh_collector.params import ParameterError
 from tracemesh_collector.query import DEFAULT_LIMIT, DEFAULT_LOOKBACK_US, TraceQuery, parse_annotation_query
 from tracemesh_collector.request_body import BodyRefused, read_spans, refusal, refuse_oversized_expectation
@@ -76,7 +76,7 @@ class ZipkinApi:
     async def post_spans_v2(self, request: web.Request) -> web.Response:
         if request.content_type == "application/x-protobuf":
             return await self._ingest(request, zipkin_proto.decode_spans)
-        return await self._ingest(request, zipkin_json.decode_spans, "JSON_V2", (b'yAnnotations"', "JSON_V1"))
+        return await self._ingest(request, zipkin_v2_json.decode_spans, "JSON_V2", (b'yAnnotations"', "JSON_V1"))
 
     async def post_spans_v1(self, request: web.Request) -> web.Response:
         if request.content_type == "application/x-thrift":

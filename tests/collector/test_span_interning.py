@@ -6,7 +6,7 @@ import copy
 
 from collector_samples import NOW_US, bookinfo_trace, trace_id
 
-from tracemesh_collector.span_interning import SpanInterner
+from tracemesh_collector.span_interning import SpanInterner, otlp_attributes
 from tracemesh_collector.store import SpanStore
 from tracemesh_sidecar.spans import otlp, zipkin_json
 from tracemesh_sidecar.spans.model import Span
@@ -50,8 +50,30 @@ def test_typed_otlp_attributes_keep_their_types() -> None:
         decoded.otlp.attributes["value"] = value
         expected = dict(decoded.otlp.attributes)
         interner.compact(decoded)
-        assert decoded.otlp.attributes == expected
-        assert type(decoded.otlp.attributes["value"]) is type(value)
+        attributes = otlp_attributes(decoded.otlp)
+        assert attributes == expected and list(attributes) == list(expected)
+        assert type(attributes["value"]) is type(value)
+
+
+def test_an_otlp_span_keeps_only_the_attributes_its_tags_lack_and_shares_its_key_list() -> None:
+    interner = SpanInterner()
+    received = otlp.decode_request_proto(otlp.encode_request(bookinfo_trace(trace_id(4), NOW_US)
+                                                             + bookinfo_trace(trace_id(5), NOW_US + 1)))
+    expected = [dict(span.otlp.attributes) for span in received if span.otlp is not None]
+    for span in received:
+        assert span.otlp is not None
+        span.otlp.attributes["retries"] = 2
+        interner.compact(span)
+    details = [span.otlp for span in received if span.otlp is not None]
+    assert [otlp_attributes(detail) for detail in details] == [{**attributes, "retries": 2} for attributes in expected]
+    # what the tags hold as the same text is not kept twice: the integer is, and so are the addresses
+    # the decoder moved from the tags to the span's endpoints
+    for span, detail, attributes in zip(received, details, expected, strict=True):
+        assert detail.attributes.keys() == {"retries"} | {key for key in attributes if key not in span.tags}
+        assert "net.host.ip" in detail.attributes and "http.status_code" not in detail.attributes
+    first, second = received[0].otlp, received[len(received) // 2].otlp  # the same hop of two traces
+    assert first is not None and second is not None and first.attribute_keys is second.attribute_keys
+    assert first.links is second.events and not first.links  # one empty list for every span without any
 
 
 def _received_traces(count: int) -> list[list[Span]]:

@@ -61,6 +61,10 @@ class OtlpDetail:
     trace_state: str = ""
     internal: bool = False  # SPAN_KIND_INTERNAL, which Zipkin's model writes as no kind
     flags: int = 0  # Span.flags (W3C trace flags and more)
+    # The collector's compact form (tracemesh_collector.span_interning), never set by the decoder: every attribute
+    # key in order, and the tags of the report (`attribute_tags`) that hold the text values `attributes` then omits.
+    attribute_keys: tuple[str, ...] | None = None
+    attribute_tags: dict[str, str] | None = None
 
 
 @dataclass(slots=True)

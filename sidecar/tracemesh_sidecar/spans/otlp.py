@@ -52,6 +52,7 @@ from tracemesh_sidecar.spans.model import (
     Span,
     SpanKind,
 )
+from tracemesh_sidecar.spans.otlp_wire import span_attributes
 
 SERVICE_NAME = "service.name"
 PEER_IP, PEER_PORT, PEER_SERVICE = "net.peer.ip", "net.peer.port", "peer.service"
@@ -247,7 +248,10 @@ def _spans_from_request(request: Any) -> list[Span]:
             scope = scope_spans.scope
             for span_index, otlp_span in enumerate(scope_spans.spans):
                 span_path = f"{scope_path}.spans[{span_index}]"
-                attributes = _typed_attributes(otlp_span.attributes)  # once, for the tags and the detail
+                # once, for the tags and the detail; from the span's bytes unless one is an array or a map
+                attributes = span_attributes(otlp_span.SerializeToString())
+                if attributes is None:
+                    attributes = _typed_attributes(otlp_span.attributes)
                 span = _span(otlp_span, attributes, service, resource, span_path)
                 span.otlp = _detail(otlp_span, attributes, typed_resource, scope.name, scope.version, span_path)
                 spans.append(span)
