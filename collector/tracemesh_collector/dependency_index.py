@@ -6,7 +6,7 @@ trace's calls as its DependencyLinker does). Here each trace's calls are counted
 a trace that changes again or is evicted has its calls taken back out. A window then adds up the
 seconds it covers whole, and, trace by trace, the traces in the part-seconds at its two ends. The
 answer is the one a pass over every trace in the window gives; the ingest path only marks traces
-changed. Pure: the store hands in a trace's merged spans and the traces between two times.
+changed. Pure: the store hands in a trace's time and spans, and the traces between two times.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from tracemesh_collector.dependencies import CallCounts, Calls, DependencyLink, add_calls, links_of, trace_calls
-from tracemesh_collector.query import trace_timestamp
 from tracemesh_sidecar.spans.model import Span
 
 SECOND_US = 1_000_000
@@ -35,11 +34,12 @@ class DependencyIndex:
         self._changed.discard(trace_key)
         self._take_out(trace_key)
 
-    def links(self, end_us: int, lookback_us: int, spans_of: Callable[[str], Sequence[Span]],
+    def links(self, end_us: int, lookback_us: int, trace_of: Callable[[str], tuple[int, Sequence[Span]]],
               traces_between: Callable[[int, int], Iterable[str]]) -> list[DependencyLink]:
-        """Links over the traces whose time is in `[end_us - lookback_us, end_us]`; `spans_of` gives a trace's
-        merged spans, `traces_between(first_us, last_us)` the keys of the traces whose time is in that range."""
-        self._count_changed(spans_of)
+        """Links over the traces whose time is in `[end_us - lookback_us, end_us]`; `trace_of` gives a trace's
+        time (query.trace_timestamp of its merged spans) and spans whose calls are its merged spans' (in any
+        order), `traces_between(first_us, last_us)` the keys of the traces whose time is in that range."""
+        self._count_changed(trace_of)
         first_us, last_us = end_us - lookback_us, end_us
         counts: CallCounts = {}
         if last_us < first_us:
@@ -62,12 +62,11 @@ class DependencyIndex:
                         add_calls(counts, counted[1])
         return links_of(counts)
 
-    def _count_changed(self, spans_of: Callable[[str], Sequence[Span]]) -> None:
+    def _count_changed(self, trace_of: Callable[[str], tuple[int, Sequence[Span]]]) -> None:
         shared = self._shared
         for trace_key in self._changed:
             self._take_out(trace_key)
-            spans = spans_of(trace_key)
-            timestamp = trace_timestamp(spans)
+            timestamp, spans = trace_of(trace_key)
             if not timestamp:  # in no window
                 continue
             calls = trace_calls(spans)
