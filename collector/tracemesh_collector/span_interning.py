@@ -21,6 +21,7 @@ spans and dicts (trace_merge). Pure.
 
 from __future__ import annotations
 
+from sys import getsizeof
 from typing import Any, TypeVar
 
 from tracemesh_sidecar.spans.model import AttributeValue, Endpoint, OtlpDetail, Span
@@ -49,9 +50,13 @@ class SpanInterner:
         self._values_per_key: dict[str, int] = {}
         self._endpoints: dict[_EndpointKey, Endpoint] = {}
         self._key_lists: dict[tuple[str, ...], tuple[str, ...]] = {}  # OTLP spans' attribute keys, in order
+        self._unshared_bytes = 0  # what the span being compacted brings that nothing shared yet
 
-    def compact(self, span: Span) -> None:
-        """Point `span`'s name, tags and endpoints at the shared copies (its values are unchanged)."""
+    def compact(self, span: Span) -> int:
+        """Point `span`'s name, tags and endpoints at the shared copies (its values are unchanged); the bytes of
+        the strings, endpoints and pairs it brought that had no shared copy yet (what it adds beyond its own
+        objects: store.approximate_bytes)."""
+        self._unshared_bytes = 0
         tags = self._tags
         get = tags.get
         recent = self._recent_copy
@@ -72,6 +77,7 @@ class SpanInterner:
             span.remote_endpoint = self._endpoint(span.remote_endpoint)
         if span.otlp is not None:
             self._compact_detail(span.otlp, compact)
+        return self._unshared_bytes
 
     def _compact_detail(self, detail: OtlpDetail, tags: dict[str, str]) -> None:
         """An OTLP span's text attributes left to its tags, which hold them already; its key list shared."""
@@ -109,6 +115,7 @@ class SpanInterner:
             return key, self._recent_copy(value)
         self._values_per_key[key] = seen + 1
         shared = self._tags[key, value] = (key, value)
+        self._unshared_bytes += getsizeof(value) + getsizeof(shared)
         return shared
 
     def _recent_copy(self, text: str) -> str:
@@ -118,6 +125,7 @@ class SpanInterner:
             if len(recent) >= self.max_recent:
                 recent.clear()
             shared = recent[text] = text
+            self._unshared_bytes += getsizeof(text)
         return shared
 
     def _endpoint(self, endpoint: Endpoint) -> Endpoint:
@@ -131,6 +139,7 @@ class SpanInterner:
             return shared
         if len(table) < self.max_entries:
             table[key] = value
+        self._unshared_bytes += getsizeof(value)
         return value
 
 

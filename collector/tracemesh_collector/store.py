@@ -25,6 +25,7 @@ import heapq
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from sys import getsizeof
 from typing import Protocol, TypeVar
 
 from tracemesh_collector.dependencies import DependencyLink
@@ -34,7 +35,16 @@ from tracemesh_collector.span_interning import SpanInterner
 from tracemesh_collector.term_index import Term, TermIndex, add_terms, query_terms, shows
 from tracemesh_collector.trace_index import EVERY_TRACE, IndexKey, TraceIndex
 from tracemesh_collector.trace_merge import cleanup_order, merge_trace
-from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
+from tracemesh_sidecar.spans.model import (
+    Annotation,
+    AttributeValue,
+    Endpoint,
+    OtlpDetail,
+    OtlpEvent,
+    OtlpLink,
+    Span,
+    SpanKind,
+)
 
 # A span id's one report, or its distinct reports when there are several (a list per span cost ~70 bytes).
 Reports = Span | list[Span]
@@ -42,9 +52,16 @@ DEFAULT_MAX_SPANS = 100_000
 # A search with annotationQuery terms that walked this many traces without filling its limit has its common
 # terms listed again when they are no longer common (term_index.relist): the next one is not a walk.
 RELIST_AFTER_WALKING = 4096
-# approximate_bytes puts a mesh span with its ~20 tags at ~3.7 KB, ~145 000 spans in the default; its RSS is
-# ~1.1 KB (bench.collector prints both): the estimate counts every string as the span's own, shared or not
-DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # a mesh span with its ~20 tags takes ~1 KB (bench.collector): ~500 000
+
+# What approximate_bytes counts for a report's fixed objects (CPython's sizes), and for its part in its trace's
+# dict and in the store's indexes (what tracemalloc shows beyond the reports' objects: tests/collector/test_bounds.py)
+_INDEX_BYTES = 240
+_REPORT_BYTES = getsizeof(Span("", "", "", None, 0, 0, Endpoint())) + _INDEX_BYTES
+_ANNOTATION_BYTES = getsizeof(Annotation(0, ""))
+_DETAIL_BYTES = getsizeof(OtlpDetail())
+_EVENT_BYTES = getsizeof(OtlpEvent(0, ""))
+_LINK_BYTES = getsizeof(OtlpLink("", ""))
 
 _K = TypeVar("_K")
 
@@ -143,7 +160,7 @@ class SpanStore:
         held = trace.get(span.id)
         if held is not None and (span == held if isinstance(held, Span) else span in held):
             return False
-        self._interner.compact(span)
+        unshared = self._interner.compact(span)
         if held is None:
             trace[span.id] = span
         elif isinstance(held, Span):
@@ -151,7 +168,7 @@ class SpanStore:
         else:
             held.append(span)
         self._merged.pop(trace_key, None)
-        size = approximate_bytes(span)
+        size = approximate_bytes(span, unshared)
         self._span_count += 1
         self._byte_count += size
         self._trace_bytes[trace_key] = self._trace_bytes.get(trace_key, 0) + size
@@ -331,30 +348,35 @@ def _placement(trace: dict[str, Reports], index_keys: set[IndexKey]) -> tuple[se
     return index_keys, min((span.timestamp for span in spans if span.timestamp), default=0)
 
 
-def approximate_bytes(span: Span) -> int:
-    """About what one stored report occupies in CPython: fixed object overheads plus its strings.
+def approximate_bytes(span: Span, unshared: int) -> int:
+    """About what one stored report adds to the collector's memory: its own objects at their CPython sizes (the
+    span, its tags dict, annotations and OTLP detail), `unshared` (the bytes of the strings, endpoints and tag
+    pairs SpanInterner.compact found no shared copy of) and its part in the store's tables and indexes.
 
-    The constants are CPython 3.11+ 64-bit sizes (a slotted dataclass, a str header, a dict
-    entry); `python -m bench collector` measures RSS per stored span against this estimate.
+    `python -m bench.collector` prints it beside the RSS per stored span; tests/collector/test_bounds.py holds
+    it to what tracemalloc counts.
     """
-    size = 400 + len(span.name) + len(span.trace_id) + 2 * len(span.id)
-    tags = span.tags
-    size += 120 * len(tags) + sum(map(len, tags)) + sum(map(len, tags.values()))
-    for annotation in span.annotations:
-        size += 130 + len(annotation.value)
-    if span.remote_endpoint is not None:
-        size += 100
-    if span.otlp is not None:
-        # the resource dict is shared by the spans of one request: not counted per span; the attributes are
-        # what SpanInterner.compact left it, the values its tags lack
-        size += 300 + sum(_value_bytes(key, value) for key, value in span.otlp.attributes.items())
-        size += sum(150 + sum(_value_bytes(k, v) for k, v in event.attributes.items()) for event in span.otlp.events)
-        size += sum(200 + sum(_value_bytes(k, v) for k, v in link.attributes.items()) for link in span.otlp.links)
+    size = _REPORT_BYTES + getsizeof(span.tags) + unshared
+    if span.annotations:
+        size += getsizeof(span.annotations) + sum(_ANNOTATION_BYTES + getsizeof(annotation.value)
+                                                  for annotation in span.annotations)
+    detail = span.otlp
+    if detail is not None:
+        # the resource dict is shared by the spans of one request; the attributes are what compact left it
+        size += _DETAIL_BYTES + _attributes_bytes(detail.attributes, own_text=False)
+        size += sum(_EVENT_BYTES + getsizeof(event.name) + _attributes_bytes(event.attributes)
+                    for event in detail.events)
+        size += sum(_LINK_BYTES + 2 * getsizeof(link.span_id) + _attributes_bytes(link.attributes)
+                    for link in detail.links)
     return size
 
 
-def _value_bytes(key: str, value: object) -> int:
-    return 120 + len(key) + (len(value) if isinstance(value, str | bytes) else 32)
+def _attributes_bytes(attributes: dict[str, AttributeValue], own_text: bool = True) -> int:
+    """A dict of attributes and its values; its text too when `own_text` (else interned: counted as unshared)."""
+    if not attributes:
+        return 0
+    return getsizeof(attributes) + sum(getsizeof(key) + getsizeof(value) for key, value in attributes.items()
+                                       if own_text or value.__class__ is not str)
 
 
 def _service_key(endpoint: Endpoint | None) -> str | None:
