@@ -67,17 +67,22 @@ def links_of(counts: CallCounts) -> list[DependencyLink]:
 
 
 def _trace_calls(spans: Sequence[Span]) -> Iterable[tuple[str, str, bool]]:
-    by_id: dict[str, list[Span]] = {}
-    for span in spans:
-        by_id.setdefault(span.id, []).append(span)
+    first: dict[str, Span] = {}  # span id -> its first report
+    more: dict[str, list[Span]] = {}  # the later reports of an id reported twice (Zipkin's shared spans)
     # ids of caller spans a callee answered: as its parent, or sharing its id (Zipkin's shared-span model)
-    answered = {span.parent_id for span in spans if span.kind in _CALLEES}
-    answered |= {span.id for span in spans if span.kind in _CALLEES and span.shared}
+    answered: set[str | None] = set()
+    for span in spans:
+        if first.setdefault(span.id, span) is not span:
+            more.setdefault(span.id, []).append(span)
+        if span.kind in _CALLEES:
+            answered.add(span.parent_id)
+            if span.shared:
+                answered.add(span.id)
     for span in spans:
         service = span.local_endpoint.service_name
         remote = span.remote_endpoint.service_name if span.remote_endpoint else None
         if span.kind in _CALLEES and service:
-            caller = _caller_span(span, by_id)
+            caller = _caller_span(span, first, more)
             # an uninstrumented caller is known only from the callee's remote endpoint
             parent = (caller.local_endpoint.service_name if caller else None) or remote
             is_error = "error" in span.tags or (caller is not None and "error" in caller.tags)
@@ -87,12 +92,18 @@ def _trace_calls(spans: Sequence[Span]) -> Iterable[tuple[str, str, bool]]:
             yield service, remote, "error" in span.tags
 
 
-def _caller_span(span: Span, by_id: dict[str, list[Span]]) -> Span | None:
+def _caller_span(span: Span, first: dict[str, Span], more: dict[str, list[Span]]) -> Span | None:
     """The span on the calling side: the CLIENT sharing a shared span's id, else the parent span."""
     if span.shared:
-        for candidate in by_id.get(span.id, ()):
+        for candidate in [first[span.id], *more.get(span.id, [])]:
             if candidate.kind in _CALLERS:
                 return candidate
-    parents = [candidate for candidate in by_id.get(span.parent_id or "", ())
+    parent = first.get(span.parent_id) if span.parent_id is not None else None
+    if parent is None:
+        return None
+    later = more.get(parent.id)
+    if later is None:  # one report of the parent: most traces
+        return parent if parent is not span and parent.local_endpoint.service_name else None
+    parents = [candidate for candidate in (parent, *later)
                if candidate is not span and candidate.local_endpoint.service_name]
     return next((candidate for candidate in parents if candidate.kind in _CALLERS), parents[0] if parents else None)
