@@ -2,11 +2,12 @@
 
 Zipkin links the traces whose time falls in `[end - lookback, end]` (dependencies.py counts each
 trace's calls as its DependencyLinker does). Here each trace's calls are counted once, when a
-`links` call first finds the trace changed since, and summed into the second its time falls in;
-a trace that changes again or is evicted has its calls taken back out. A window then adds up the
-seconds it covers whole, and, trace by trace, the traces in the part-seconds at its two ends. The
-answer is the one a pass over every trace in the window gives; the ingest path only marks traces
-changed. Pure: the store hands in a trace's time and spans, and the traces between two times.
+`links` call (or `count_changed`, a slice at a time) first finds the trace changed since, and summed
+into the second its time falls in; a trace that changes again or is evicted has its calls taken back
+out. A window then adds up the seconds it covers whole, and, trace by trace, the traces in the
+part-seconds at its two ends. The answer is the one a pass over every trace in the window gives;
+the ingest path only marks traces changed. Pure: the store hands in a trace's time and spans, and
+the traces between two times.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class DependencyIndex:
         """Links over the traces whose time is in `[end_us - lookback_us, end_us]`; `trace_of` gives a trace's
         time (query.trace_timestamp of its merged spans) and spans whose calls are its merged spans' (in any
         order), `traces_between(first_us, last_us)` the keys of the traces whose time is in that range."""
-        self._count_changed(trace_of)
+        self.count_changed(trace_of)
         first_us, last_us = end_us - lookback_us, end_us
         counts: CallCounts = {}
         if last_us < first_us:
@@ -62,9 +63,12 @@ class DependencyIndex:
                         add_calls(counts, counted[1])
         return links_of(counts)
 
-    def _count_changed(self, trace_of: Callable[[str], tuple[int, Sequence[Span]]]) -> None:
-        shared = self._shared
-        for trace_key in self._changed:
+    def count_changed(self, trace_of: Callable[[str], tuple[int, Sequence[Span]]], budget: int | None = None) -> bool:
+        """Count the calls of up to `budget` (every one: None) of the traces changed since they were last counted,
+        as `links` does first; whether none is left."""
+        shared, changed = self._shared, self._changed
+        for _ in range(len(changed) if budget is None else min(budget, len(changed))):
+            trace_key = changed.pop()
             self._take_out(trace_key)
             timestamp, spans = trace_of(trace_key)
             if not timestamp:  # in no window
@@ -80,7 +84,7 @@ class DependencyIndex:
             if second is None:
                 second = self._seconds[timestamp // SECOND_US] = {}
             add_calls(second, calls)
-        self._changed.clear()
+        return not changed
 
     def _take_out(self, trace_key: str) -> None:
         counted = self._counted.pop(trace_key, None)

@@ -18,6 +18,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from tracemesh_collector import params
+from tracemesh_collector.dependency_links import dependency_links
 from tracemesh_collector.jaeger_adjust import deduplicate_client_server_span_ids
 from tracemesh_collector.jaeger_json import trace_to_jaeger
 from tracemesh_collector.params import ParameterError
@@ -76,7 +77,7 @@ class JaegerApi:
         end_ms = params.integer(request.query, "endTs", positive=True, what="epoch milliseconds")
         lookback_ms = params.integer(request.query, "lookback", positive=True, what="milliseconds")
         end_us = (end_ms or int(self.clock() * 1000)) * 1000
-        links = self.store.dependencies(end_us, (lookback_ms or DEPENDENCIES_LOOKBACK_MS) * 1000)
+        links = await dependency_links(self.store, end_us, (lookback_ms or DEPENDENCIES_LOOKBACK_MS) * 1000)
         return envelope([{"parent": link.parent, "child": link.child, "callCount": link.call_count}
                          for link in links])
 

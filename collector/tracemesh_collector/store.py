@@ -289,6 +289,11 @@ class SpanStore:
             end_us, lookback_us, self._dependency_view,
             lambda first_us, last_us: self._time_index.newest(EVERY_TRACE, first_us, last_us))
 
+    def count_dependencies(self, budget: int) -> bool:
+        """Count the calls of up to `budget` of the traces changed since `dependencies` last counted them; whether
+        none is left. A caller on an event loop counts in slices between other work (dependency_links)."""
+        return self._dependency_index.count_changed(self._dependency_view, budget)
+
     def _dependency_view(self, trace_key: str) -> tuple[int, Sequence[Span]]:
         """A trace's time as indexed, and its reports as they are when no span id has two: merging would only
         sort them (and set the longest trace id), which changes none of its calls; else its merged spans."""

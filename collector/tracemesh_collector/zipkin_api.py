@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from tracemesh_collector import params, zipkin_v1_json, zipkin_v1_thrift, zipkin_v2_json
+from tracemesh_collector.dependency_links import dependency_links
 from tracemesh_collector.params import ParameterError
 from tracemesh_collector.query import DEFAULT_LIMIT, DEFAULT_LOOKBACK_US, TraceQuery, parse_annotation_query
 from tracemesh_collector.request_body import BodyRefused, read_spans, refusal, refuse_oversized_expectation
@@ -135,7 +136,7 @@ class ZipkinApi:
             raise ParameterError("endTs", "is required: the end of the window in epoch milliseconds")
         lookback_ms = params.integer(request.query, "lookback", positive=True, what="milliseconds")
         lookback_us = lookback_ms * 1000 if lookback_ms else DEFAULT_LOOKBACK_US
-        links = self.store.dependencies(end_ms * 1000, lookback_us)
+        links = await dependency_links(self.store, end_ms * 1000, lookback_us)
         return web.json_response([
             {"parent": link.parent, "child": link.child, "callCount": link.call_count, "errorCount": link.error_count}
             for link in links

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from dataclasses import replace
 
+import aiohttp
+import pytest
 from collector_samples import NOW_US, bookinfo_trace, rpc, span, trace_id
 
+from tracemesh_collector import RunningCollector, dependency_links
 from tracemesh_collector.dependencies import DependencyLink, link_traces
 from tracemesh_collector.store import SpanStore
 from tracemesh_sidecar.spans.model import Endpoint
@@ -62,3 +67,48 @@ def test_the_store_links_only_traces_inside_the_window() -> None:
     store.add(bookinfo_trace(trace_id(2), NOW_US - MINUTE, with_ratings=False))
     assert [link.call_count for link in store.dependencies(NOW_US, 5 * MINUTE)] == [1, 1]
     assert [link.call_count for link in store.dependencies(NOW_US, 20 * MINUTE)] == [2, 2, 1]
+
+
+def test_traces_counted_a_slice_at_a_time_link_as_counted_at_once() -> None:
+    traces = [bookinfo_trace(trace_id(number), NOW_US - number * 1000) for number in range(10)]
+    sliced, whole = SpanStore(), SpanStore()
+    for spans in traces:
+        sliced.add(copy.deepcopy(spans))
+        whole.add(spans)
+    calls = 1
+    while not sliced.count_dependencies(3):
+        calls += 1
+    assert calls == 4  # 10 changed traces, 3 at a time
+    assert sliced.dependencies(NOW_US, 5 * MINUTE) == whole.dependencies(NOW_US, 5 * MINUTE) == link_traces(traces)
+
+
+async def test_the_collector_serves_other_requests_between_two_slices_of_a_count(
+        collector: RunningCollector, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dependency_links, "SLICE", 1)
+    traces = [bookinfo_trace(trace_id(number), NOW_US - number * 1000) for number in range(140)]
+    for spans in traces:
+        collector.store.add(spans)
+    counting = asyncio.Event()
+    count = collector.store.count_dependencies
+
+    def count_and_tell(budget: int) -> bool:
+        counting.set()
+        return count(budget)
+
+    monkeypatch.setattr(collector.store, "count_dependencies", count_and_tell)
+
+    async def dependencies() -> list[dict[str, object]]:
+        url = f"{collector.zipkin_url}/api/v2/dependencies?endTs={NOW_US // 1000}&lookback=300000"
+        async with http.get(url) as response:
+            links: list[dict[str, object]] = await response.json()
+            return links
+
+    asked = asyncio.create_task(dependencies())
+    started = asyncio.create_task(counting.wait())
+    await asyncio.wait([started, asked], return_when=asyncio.FIRST_COMPLETED)
+    assert counting.is_set(), "the dependencies were counted in one go"
+    async with http.get(f"{collector.zipkin_url}/health") as response:
+        assert response.status == 200
+    assert not asked.done()  # 140 traces, one a turn: still counting when /health was answered
+    assert await asked == [{"parent": link.parent, "child": link.child, "callCount": link.call_count,
+                            "errorCount": link.error_count} for link in link_traces(traces)]
