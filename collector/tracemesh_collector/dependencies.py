@@ -40,16 +40,11 @@ def link_traces(traces: Iterable[Sequence[Span]]) -> list[DependencyLink]:
 def trace_calls(spans: Sequence[Span]) -> Calls:
     """The calls one trace makes, summed per (parent, child) in the order first made."""
     counts: CallCounts = {}
-    for parent, child, is_error in _trace_calls(spans):
-        call = counts.get((parent, child))
-        if call is None:
-            call = counts[parent, child] = [0, 0]
-        call[0] += 1
-        call[1] += is_error
+    add_calls(counts, ((parent, child, 1, int(is_error)) for parent, child, is_error in _trace_calls(spans)))
     return tuple((parent, child, calls, errors) for (parent, child), (calls, errors) in counts.items())
 
 
-def add_calls(counts: CallCounts, calls: Calls, sign: int = 1) -> None:
+def add_calls(counts: CallCounts, calls: Iterable[tuple[str, str, int, int]], sign: int = 1) -> None:
     """Add (sign 1) or take back (sign -1) a trace's calls; a pair whose count comes back to 0 is gone."""
     for parent, child, call_count, error_count in calls:
         call = counts.get((parent, child))
@@ -98,7 +93,7 @@ def _caller_span(span: Span, first: dict[str, Span], more: dict[str, list[Span]]
         for candidate in [first[span.id], *more.get(span.id, [])]:
             if candidate.kind in _CALLERS:
                 return candidate
-    parent = first.get(span.parent_id) if span.parent_id is not None else None
+    parent = first.get(span.parent_id or "")  # no span id is empty
     if parent is None:
         return None
     later = more.get(parent.id)

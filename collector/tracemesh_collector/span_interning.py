@@ -15,8 +15,10 @@ through a table of the strings seen lately, emptied whenever it reaches `max_rec
 An OTLP span's typed attributes mostly repeat its tags (a text attribute becomes the tag of the same
 key): `compact` keeps only the typed values and the texts its tags lack, with the list of keys in
 order (shared by the spans of one shape) and a reference to the tags; `otlp_attributes` gives the
-whole dict back. Nothing shared is ever mutated: the store's spans are read-only after `add`, and merging builds new
-spans and dicts (trace_merge). Pure.
+whole dict back. Spans without annotations (links, events) share one empty list. `compact` also
+says how many bytes a span brought that nothing shared yet, for the store's byte bound. Nothing
+shared is ever mutated: the store's spans are read-only after `add`, and merging builds new spans
+and dicts (trace_merge). Pure.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ RELIST_AFTER_WALKING = 4096
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # a mesh span with its ~20 tags takes ~1 KB (bench.collector): ~500 000
 
 # What approximate_bytes counts for a report's fixed objects (CPython's sizes), and for its part in its trace's
-# dict and in the store's indexes (what tracemalloc shows beyond the reports' objects: tests/collector/test_bounds.py)
+# dict and in the store's indexes (what tracemalloc shows beyond the reports' objects:
+# tests/bench/test_collector_estimate.py)
 _INDEX_BYTES = 240
 _REPORT_BYTES = getsizeof(Span("", "", "", None, 0, 0, Endpoint())) + _INDEX_BYTES
 _ANNOTATION_BYTES = getsizeof(Annotation(0, ""))
@@ -358,8 +359,8 @@ def approximate_bytes(span: Span, unshared: int) -> int:
     span, its tags dict, annotations and OTLP detail), `unshared` (the bytes of the strings, endpoints and tag
     pairs SpanInterner.compact found no shared copy of) and its part in the store's tables and indexes.
 
-    `python -m bench.collector` prints it beside the RSS per stored span; tests/collector/test_bounds.py holds
-    it to what tracemalloc counts.
+    `python -m bench.collector` prints it beside the RSS per stored span; tests/bench/test_collector_estimate.py
+    holds it to what tracemalloc counts.
     """
     size = _REPORT_BYTES + getsizeof(span.tags) + unshared
     if span.annotations:
@@ -368,7 +369,7 @@ def approximate_bytes(span: Span, unshared: int) -> int:
     detail = span.otlp
     if detail is not None:
         # the resource dict is shared by the spans of one request; the attributes are what compact left it
-        size += _DETAIL_BYTES + _attributes_bytes(detail.attributes, own_text=False)
+        size += _DETAIL_BYTES + _attributes_bytes(detail.attributes, interned=True)
         size += sum(_EVENT_BYTES + getsizeof(event.name) + _attributes_bytes(event.attributes)
                     for event in detail.events)
         size += sum(_LINK_BYTES + 2 * getsizeof(link.span_id) + _attributes_bytes(link.attributes)
@@ -376,12 +377,15 @@ def approximate_bytes(span: Span, unshared: int) -> int:
     return size
 
 
-def _attributes_bytes(attributes: dict[str, AttributeValue], own_text: bool = True) -> int:
-    """A dict of attributes and its values; its text too when `own_text` (else interned: counted as unshared)."""
+def _attributes_bytes(attributes: dict[str, AttributeValue], interned: bool = False) -> int:
+    """A dict of attributes with its keys and values; when `interned` (what compact left an OTLP span), its keys
+    and text values are counted in `unshared` already: only the dict and its other values."""
     if not attributes:
         return 0
-    return getsizeof(attributes) + sum(getsizeof(key) + getsizeof(value) for key, value in attributes.items()
-                                       if own_text or value.__class__ is not str)
+    if interned:
+        return getsizeof(attributes) + sum(getsizeof(value) for value in attributes.values()
+                                           if value.__class__ is not str)
+    return getsizeof(attributes) + sum(getsizeof(key) + getsizeof(value) for key, value in attributes.items())
 
 
 def _service_key(endpoint: Endpoint | None) -> str | None:
