@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml setup.py
 	rm -f $(COMPILED)  # that install built pure Python: compile again where the compiled build is wanted
 	touch $(STAMP)
 
-# The sidecar's request path compiled by mypyc (setup.py), from the sources as they are now: without build
-# isolation, so that the type check sees the dependencies and stubs installed above. Where there is no C
-# compiler it stays pure Python (TRACEMESH_MYPYC=1 makes that an error, as in CI).
-$(COMPILED): $(STAMP) setup.py $(shell find sidecar/tracemesh_sidecar -name '*.py')
+# The sidecar's request path and the collector's store compiled by mypyc (setup.py), from the sources as they
+# are now: without build isolation, so that the type check sees the dependencies and stubs installed above.
+# Where there is no C compiler it stays pure Python (TRACEMESH_MYPYC=1 makes that an error, as in CI).
+$(COMPILED): $(STAMP) setup.py $(shell find sidecar/tracemesh_sidecar collector/tracemesh_collector -name '*.py')
 	$(BIN)/pip install --quiet --no-build-isolation --no-deps -e .
 	$(BIN)/python -c 'import tracemesh_sidecar; print("tracemesh sidecar:", tracemesh_sidecar.BUILD.describe())'
 	touch $(COMPILED)

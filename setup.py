@@ -1,9 +1,11 @@
-"""The build's one decision beyond pyproject.toml: compile the sidecar's request path with mypyc.
+"""The build's one decision beyond pyproject.toml: compile the sidecar's request path and the collector's
+store with mypyc.
 
 The proxy core, tracing, the span codecs, the config model, telemetry and stats are compiled into C
 extensions beside their sources (about 30% less CPU per proxied request: `python -m bench proxy` runs a
-pure pair beside the compiled one). Where mypyc, a C compiler or Python's headers are missing, or where
-compiling fails, the package builds as pure Python, which is also the fallback at run time
+pure pair beside the compiled one), and so are the collector's store, its indexes and its Zipkin decoding
+(`python -m bench.collector` measures its ingest). Where mypyc, a C compiler or Python's headers are missing,
+or where compiling fails, the package builds as pure Python, which is also the fallback at run time
 (`TRACEMESH_PURE_PYTHON=1`, or a source edited since the build: see tracemesh_sidecar/build.py).
 
 TRACEMESH_MYPYC: `auto` (the default: compile when possible), `1` (compile or fail: the images, CI),
@@ -28,8 +30,8 @@ from setuptools.command.build_ext import build_ext
 from setuptools.errors import CCompilerError, ExecError, PlatformError
 
 ROOT = Path(__file__).parent
-SIDECAR = ROOT / "sidecar"
-PACKAGE = SIDECAR / "tracemesh_sidecar"
+PACKAGE = ROOT / "sidecar" / "tracemesh_sidecar"  # where the manifest goes (build.py reads it there)
+COLLECTOR = ROOT / "collector" / "tracemesh_collector"
 # The request path, by package; the modules of each are compiled but for EXCLUDED.
 COMPILED_PACKAGES = ["proxy", "tracing", "spans", "config", "telemetry"]
 COMPILED_MODULES = ["stats.py"]
@@ -41,6 +43,10 @@ EXCLUDED = {
     # One syscall per connection; tests replace it on the modules that import it.
     "proxy/origdst.py",
 }
+# The collector's ingest and query path: what every reported span passes through (SpanStore.add), the searches
+# and the dependency count. Its HTTP and gRPC shells stay interpreted.
+COLLECTOR_MODULES = ["store.py", "span_interning.py", "term_index.py", "trace_index.py", "dependency_index.py",
+                     "dependencies.py", "query.py", "trace_merge.py", "zipkin_v2_json.py"]
 
 
 def _build_rules() -> ModuleType:
@@ -62,11 +68,15 @@ def compiled_sources() -> list[Path]:
     sources = [PACKAGE / name for name in COMPILED_MODULES]
     for package in COMPILED_PACKAGES:
         sources += sorted(path for path in (PACKAGE / package).rglob("*.py") if path.name != "__init__.py")
-    return [path for path in sources if path.relative_to(PACKAGE).as_posix() not in EXCLUDED]
+    sources = [path for path in sources if path.relative_to(PACKAGE).as_posix() not in EXCLUDED]
+    return sources + [COLLECTOR / name for name in COLLECTOR_MODULES]
 
 
 def write_manifest(sources: list[Path]) -> None:
-    hashes = {path.relative_to(PACKAGE).as_posix(): BUILD.source_digest(path) for path in sources}
+    hashes = {}
+    for path in sources:
+        package, package_dir = (BUILD.PACKAGE, PACKAGE) if PACKAGE in path.parents else (COLLECTOR.name, COLLECTOR)
+        hashes[BUILD.manifest_key(package, package_dir, path)] = BUILD.source_digest(path)
     (PACKAGE / MANIFEST).write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
 
 

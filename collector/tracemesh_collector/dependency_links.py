@@ -10,14 +10,22 @@ between two slices; the links are summed once nothing is left to count.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from tracemesh_collector.dependencies import DependencyLink
-from tracemesh_collector.store import SpanStore
 
 SLICE = 2048  # traces per turn of the event loop: about 15 ms of counting
 
 
-async def dependency_links(store: SpanStore, end_us: int, lookback_us: int) -> list[DependencyLink]:
+class CountedInSlices(Protocol):
+    """What this needs of the store (SpanStore)."""
+
+    def count_dependencies(self, budget: int) -> bool: ...
+
+    def dependencies(self, end_us: int, lookback_us: int) -> list[DependencyLink]: ...
+
+
+async def dependency_links(store: CountedInSlices, end_us: int, lookback_us: int) -> list[DependencyLink]:
     """`store.dependencies(end_us, lookback_us)`, the changed traces counted between turns of the event loop."""
     while not store.count_dependencies(SLICE):
         await asyncio.sleep(0)

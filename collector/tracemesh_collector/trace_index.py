@@ -15,20 +15,34 @@ A trace joins the index of each service a span names (local or remote endpoint) 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from sortedcontainers import SortedList
 
 IndexKey = tuple[str, str]
 EVERY_TRACE: IndexKey = ("", "")
-_Entry = tuple[int, str]  # (trace timestamp, trace key): one tuple per trace, shared by its indexes
+
+# The entry and key tuples are shared: one per trace in all its indexes, one per index key in all its traces'
+# memberships. Named tuples, because mypyc keeps a plain tuple[int, str] unboxed and boxes a new tuple wherever
+# it is stored (a compiled build held ~12x the tuples: tests/bench/test_collector_estimate.py).
+
+
+class _Entry(NamedTuple):
+    timestamp: int
+    trace_key: str
+
+
+class _SharedKey(NamedTuple):
+    service: str
+    span_name: str
 
 
 class TraceIndex:
     def __init__(self) -> None:
         self._ordered: dict[IndexKey, SortedList[_Entry]] = {}
-        self._canonical: dict[IndexKey, IndexKey] = {}  # one tuple per index key, shared by the traces in it
+        self._canonical: dict[IndexKey, _SharedKey] = {}
         self._entries: dict[str, _Entry] = {}
-        self._memberships: dict[str, tuple[IndexKey, ...]] = {}  # a tuple: a set costs ~10x the memory
+        self._memberships: dict[str, tuple[_SharedKey, ...]] = {}  # a tuple: a set costs ~10x the memory
 
     def __len__(self) -> int:
         return len(self._memberships)
@@ -40,14 +54,14 @@ class TraceIndex:
         memberships = old_memberships + joined
         self._memberships[trace_key] = memberships
         old_entry = self._entries.get(trace_key)
-        if old_entry is not None and old_entry[0] == timestamp:
+        if old_entry is not None and old_entry.timestamp == timestamp:
             self._insert(old_entry, joined)
             return
         if old_entry is not None:
             self._discard(old_entry, old_memberships)
             del self._entries[trace_key]
         if timestamp:
-            entry = self._entries[trace_key] = (timestamp, trace_key)
+            entry = self._entries[trace_key] = _Entry(timestamp, trace_key)
             self._insert(entry, memberships)
 
     def remove(self, trace_key: str) -> None:
@@ -63,7 +77,7 @@ class TraceIndex:
     def timestamp(self, trace_key: str) -> int:
         """The trace's timestamp as indexed; 0 when it has none (or is not held)."""
         entry = self._entries.get(trace_key)
-        return 0 if entry is None else entry[0]
+        return 0 if entry is None else entry.timestamp
 
     def newest(self, index_key: IndexKey, earliest_us: int, latest_us: int) -> Iterator[str]:
         """Trace keys in `index_key` whose timestamp is in `[earliest_us, latest_us]`, newest first."""
@@ -71,11 +85,15 @@ class TraceIndex:
         if ordered is None or latest_us < earliest_us:
             return iter(())
         # every key of a timestamp sorts after (t, "") and before (t + 1, "")
-        window = ordered.irange((earliest_us, ""), (latest_us + 1, ""), inclusive=(True, False), reverse=True)
+        window = ordered.irange(_Entry(earliest_us, ""), _Entry(latest_us + 1, ""), inclusive=(True, False),
+                                reverse=True)
         return (trace_key for _, trace_key in window)
 
-    def _intern(self, key: IndexKey) -> IndexKey:
-        return self._canonical.setdefault(key, key)
+    def _intern(self, key: IndexKey) -> _SharedKey:
+        shared = self._canonical.get(key)
+        if shared is None:
+            shared = self._canonical[key] = _SharedKey(*key)
+        return shared
 
     def _insert(self, entry: _Entry, index_keys: Iterable[IndexKey]) -> None:
         for key in index_keys:

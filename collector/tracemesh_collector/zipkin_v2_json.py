@@ -12,73 +12,38 @@ decode_spans, which names the field, or takes it. Pure.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import msgspec
 
+from tracemesh_collector import zipkin_v2_schema as schema
 from tracemesh_sidecar.spans import zipkin_json
 from tracemesh_sidecar.spans.addresses import address_version
 from tracemesh_sidecar.spans.ids import normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span
 
-_SpanId = Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{16}$")]
-_TraceId = Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{16}(?:[0-9a-fA-F]{16})?$")]
-# orjson reads an integer past 64 bits as a float, which decode_spans refuses; msgspec bounds fit 63 bits, and
-# decode_spans takes the 64th (orjson reads it as an integer)
-_Microseconds = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-_Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 _ZERO_SPAN_ID = "0" * 16
 
 
-class _Endpoint(msgspec.Struct, rename="camel", gc=False):
-    service_name: str | None = None
-    ipv4: str | None = None
-    ipv6: str | None = None
-    port: _Port | None = None
-
-
-class _Annotation(msgspec.Struct, gc=False):
-    timestamp: _Microseconds
-    value: str
-
-
-class _Span(msgspec.Struct, rename="camel", gc=False):
-    """A span of zipkin2-api.yaml's ListOfSpans, each field as decode_spans allows it."""
-
-    trace_id: _TraceId
-    id: _SpanId
-    parent_id: _SpanId | None = None
-    name: str | None = None
-    kind: Literal["CLIENT", "SERVER", "PRODUCER", "CONSUMER"] | None = None
-    timestamp: _Microseconds | None = None
-    duration: _Microseconds | None = None
-    local_endpoint: _Endpoint | None = None
-    remote_endpoint: _Endpoint | None = None
-    tags: dict[str, str] | None = None
-    annotations: list[_Annotation] | None = None
-    debug: bool | None = None
-    shared: bool | None = None
-
-
-_LIST_OF_SPANS = msgspec.json.Decoder(list[_Span])
-
-
-class _BeyondTheSchema(Exception):
+class BeyondTheSchema(Exception):
     """A value the schema's types allow and decode_spans refuses: an all-zero id, an address that is not one."""
 
 
 def decode_spans(body: bytes) -> list[Span]:
     """Spans from a `ListOfSpans` body; raises SpanDecodeError naming the span and the field, as decode_spans does."""
     try:
-        return [_span(received) for received in _LIST_OF_SPANS.decode(body)]
-    except (msgspec.DecodeError, _BeyondTheSchema):
+        return schema_decode(body)
+    except (msgspec.DecodeError, BeyondTheSchema):
         return zipkin_json.decode_spans(body)
 
 
-def _span(received: _Span) -> Span:
+def schema_decode(body: bytes) -> list[Span]:
+    """Spans from a `ListOfSpans` body the schema takes; raises msgspec.DecodeError or BeyondTheSchema otherwise."""
+    return [_span(received) for received in schema.LIST_OF_SPANS.decode(body)]
+
+
+def _span(received: schema.Span) -> Span:
     trace_id, span_id, parent_id = received.trace_id.lower(), received.id.lower(), received.parent_id
     if trace_id.count("0") == len(trace_id) or span_id == _ZERO_SPAN_ID:
-        raise _BeyondTheSchema
+        raise BeyondTheSchema
     if parent_id is not None:
         parent_id = None if parent_id == _ZERO_SPAN_ID else parent_id.lower()
     local, remote = received.local_endpoint, received.remote_endpoint
@@ -100,8 +65,8 @@ def _span(received: _Span) -> Span:
     )
 
 
-def _endpoint(received: _Endpoint) -> Endpoint:
+def _endpoint(received: schema.Endpoint) -> Endpoint:
     ipv4, ipv6 = received.ipv4, received.ipv6
     if (ipv4 is not None and address_version(ipv4) != 4) or (ipv6 is not None and address_version(ipv6) != 6):
-        raise _BeyondTheSchema
+        raise BeyondTheSchema
     return Endpoint(service_name=received.service_name, ipv4=ipv4, ipv6=ipv6, port=received.port or None)

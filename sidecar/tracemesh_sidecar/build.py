@@ -1,9 +1,11 @@
-"""Which build of the sidecar runs: its request path compiled by mypyc, or pure Python.
+"""Which build runs: the sidecar's request path and the collector's store compiled by mypyc, or pure Python.
 
-setup.py compiles the request path into C extensions beside their sources and records each source's
-hash in compiled.json. Python imports an extension before its source; the package's __init__ calls
-`select()` first, which puts the sources first instead, for every compiled module at once (compiled
-modules call each other's native classes directly, so a mix would not work), when:
+setup.py compiles them into C extensions beside their sources (one group: tracemesh_sidecar__mypyc)
+and records each source's hash in the sidecar's compiled.json. Python imports an extension before
+its source; the sidecar package's __init__ calls `select()` first (the collector's imports the
+sidecar before any module of its own), which puts the sources first instead, for every compiled
+module of both packages at once (compiled modules call each other's native classes directly, so a
+mix would not work), when:
 - TRACEMESH_PURE_PYTHON=1: for debugging, for profiles with Python frames, for monkeypatching;
 - a compiled module's source changed since the build (an edited checkout): a stale extension would
   silently run the old code. `make venv` compiles again.
@@ -17,7 +19,8 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from pathlib import Path
@@ -25,7 +28,10 @@ from types import ModuleType
 
 PURE_PYTHON_ENV = "TRACEMESH_PURE_PYTHON"
 PACKAGE = "tracemesh_sidecar"
-MANIFEST = "compiled.json"  # written by setup.py: {"proxy/exchange.py": sha256 of the source compiled, ...}
+# The packages setup.py compiles modules of; the manifest, in PACKAGE, names each module by its package:
+# {"tracemesh_sidecar/proxy/exchange.py": sha256 of the source compiled, "tracemesh_collector/store.py": ...}
+PACKAGES = (PACKAGE, "tracemesh_collector")
+MANIFEST = "compiled.json"
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,20 @@ def source_digest(source: Path) -> str:
     return hashlib.sha256(source.read_bytes()).hexdigest()
 
 
-def _module_name(package_dir: Path, source: Path) -> str:
-    return ".".join((PACKAGE, *source.relative_to(package_dir).with_suffix("").parts))
+def manifest_key(package: str, package_dir: Path, source: Path) -> str:
+    """How the manifest names a compiled source: its package, then its path in the package."""
+    return "/".join((package, *source.relative_to(package_dir).parts))
+
+
+def package_location(package: str) -> Path | None:
+    """Where an installed (or checked-out) top-level package's modules are, without importing it."""
+    spec = importlib.util.find_spec(package)
+    locations = spec.submodule_search_locations if spec is not None else None
+    return Path(locations[0]) if locations else None
+
+
+def _module_name(key: str) -> str:
+    return ".".join(Path(key).with_suffix("").parts)
 
 
 def _has_extension(source: Path) -> bool:
@@ -63,28 +81,40 @@ def _has_extension(source: Path) -> bool:
     return any(Path(f"{stem}{suffix}").exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
 
-def select(package_dir: Path, environ: Mapping[str, str] = os.environ) -> Build:
-    """Decide the build; for pure Python over a compiled one, put the sources first on sys.meta_path."""
+def select(package_dir: Path, environ: Mapping[str, str] = os.environ,
+           locate: Callable[[str], Path | None] = package_location) -> Build:
+    """Decide the build; for pure Python over a compiled one, put the sources first on sys.meta_path.
+    `package_dir` is PACKAGE's directory; `locate` finds the other PACKAGES'."""
     try:
         hashes: dict[str, str] = json.loads((package_dir / MANIFEST).read_text())
     except (OSError, ValueError):
         hashes = {}
-    sources = {_module_name(package_dir, path): path for path in
-               (package_dir / name for name in hashes) if _has_extension(path)}
+    package_dirs = {package: package_dir if package == PACKAGE else locate(package) for package in PACKAGES}
+    paths = {key: _source(package_dirs, key) for key in hashes}
+    sources = {_module_name(key): path for key, path in paths.items() if path is not None and _has_extension(path)}
     if not hashes or len(sources) < len(hashes):
         # Extensions without a complete manifest (left by an earlier build) are never run.
-        leftovers = {_module_name(package_dir, path): path
-                     for path in package_dir.rglob("*.py") if _has_extension(path)}
+        leftovers = {_module_name(manifest_key(package, directory, path)): path
+                     for package, directory in package_dirs.items() if directory is not None
+                     for path in directory.rglob("*.py") if _has_extension(path)}
         if leftovers:
             sys.meta_path.insert(0, SourcesFirst(leftovers))
         return Build(False, "built without mypyc")
     if environ.get(PURE_PYTHON_ENV) == "1":
         why = f"{PURE_PYTHON_ENV}=1"
     else:
-        changed = [name for name, digest in hashes.items() if source_digest(package_dir / name) != digest]
+        changed = [key for key, digest in hashes.items() if source_digest(sources[_module_name(key)]) != digest]
         if not changed:
-            return Build(True, f"{len(hashes)} modules of the request path")
+            counts = Counter(key.split("/", 1)[0] for key in hashes)
+            return Build(True, f"{counts[PACKAGE]} modules of the sidecar's request path, "
+                               f"{counts['tracemesh_collector']} of the collector's store")
         why = f"changed since the compiled build: {', '.join(changed)} (`make venv` compiles again)"
         print(f"tracemesh: running pure Python, {why}", file=sys.stderr)
     sys.meta_path.insert(0, SourcesFirst(sources))
     return Build(False, why)
+
+
+def _source(package_dirs: Mapping[str, Path | None], key: str) -> Path | None:
+    package, _, path = key.partition("/")
+    directory = package_dirs.get(package)
+    return None if directory is None else directory / path

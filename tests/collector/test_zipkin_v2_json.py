@@ -86,18 +86,15 @@ def test_bodies_decode_as_the_sidecar_codec_decodes_them(body: bytes) -> None:
     assert _outcome(zipkin_v2_json.decode_spans, body) == _outcome(zipkin_json.decode_spans, body)
 
 
-def test_a_mesh_batch_decodes_without_the_codec(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_mesh_batch_decodes_without_the_codec() -> None:
+    """The schema alone takes a mesh batch, in the compiled build too (where its structs once refused every kind,
+    and the fallback hid it: a patched codec is not what a compiled module calls, so this calls the schema)."""
     spans = [*bookinfo_trace(trace_id(2), NOW_US), *bookinfo_trace("00000000000000004e441824ec2b6a44", NOW_US)]
     spans[0].annotations = [Annotation(NOW_US, "ws")]
     body = zipkin_json.encode_spans(spans)
-    expected = zipkin_json.decode_spans(body)
-
-    def refuse(body: bytes) -> list[Span]:
-        raise AssertionError("the schema refused a well-formed batch")
-
-    monkeypatch.setattr(zipkin_json, "decode_spans", refuse)
-    decoded = zipkin_v2_json.decode_spans(body)
-    assert decoded == expected == spans[:7] + [_with_trace_id(span, "4e441824ec2b6a44") for span in spans[7:]]
+    decoded = zipkin_v2_json.schema_decode(body)
+    assert decoded == zipkin_json.decode_spans(body)
+    assert decoded == spans[:7] + [_with_trace_id(span, "4e441824ec2b6a44") for span in spans[7:]]
 
 
 def _with_trace_id(span: Span, trace: str) -> Span:
