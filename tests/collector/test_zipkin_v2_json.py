@@ -14,7 +14,7 @@ from collector_samples import NOW_US, bookinfo_trace, trace_id
 from tracemesh_collector import zipkin_v2_json
 from tracemesh_sidecar.spans import zipkin_json
 from tracemesh_sidecar.spans.errors import SpanDecodeError
-from tracemesh_sidecar.spans.model import Annotation, Span
+from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span
 
 _GOOD = zipkin_json.span_to_zipkin_dict(bookinfo_trace(trace_id(1), NOW_US)[1])
 _GOOD["annotations"] = [{"timestamp": NOW_US, "value": "ws"}]
@@ -101,3 +101,17 @@ def _with_trace_id(span: Span, trace: str) -> Span:
     copied = copy.copy(span)
     copied.trace_id = trace
     return copied
+
+
+def test_spans_naming_the_same_endpoint_share_one_and_endless_endpoints_keep_the_cache_bounded() -> None:
+    """Endpoints are built once per (service, address, port), and a client sending ever new ones (here one
+    address each) neither grows the decoder's cache past ENDPOINTS_KEPT nor gets a wrong endpoint back."""
+    spans = bookinfo_trace(trace_id(3), NOW_US)
+    decoded = zipkin_v2_json.schema_decode(zipkin_json.encode_spans(spans + spans))
+    assert decoded[0].local_endpoint is decoded[len(spans)].local_endpoint
+    addresses = [f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
+                 for number in range(zipkin_v2_json.ENDPOINTS_KEPT + 100)]
+    many = [Span(trace_id=trace_id(4), id=f"{number + 1:016x}", name="get", kind="SERVER", timestamp=NOW_US,
+                 duration=1, local_endpoint=Endpoint("svc", address)) for number, address in enumerate(addresses)]
+    assert zipkin_v2_json.schema_decode(zipkin_json.encode_spans(many)) == many
+    assert len(zipkin_v2_json._endpoints) <= zipkin_v2_json.ENDPOINTS_KEPT
