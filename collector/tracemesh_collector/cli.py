@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 
@@ -19,6 +20,12 @@ from tracemesh_collector.sqlite_archive import StorageError, open_sqlite_store, 
 from tracemesh_collector.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_SPANS, SpanStore
 
 _BYTE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+# A collector holds a few long-lived objects per stored span, and with CPython's default thresholds (700, 10, 10)
+# a full collection traverses all of them each time the heap grows by a quarter: timed with gc.callbacks over
+# 300 000 Zipkin spans posted to `tracemesh collector`, 1.24 of its 5.7 CPU-seconds (9 full collections), against
+# 0.49 s (1) with these. Young cycles are still collected within 10 000 allocations, and a full collection still
+# comes after at most 10 x 10 x 10 000 net allocations once the heap has grown by a quarter.
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    gc.set_threshold(*GC_THRESHOLDS)
     if (args.otlp_grpc_auth_port is None) != (args.bearer_token is None):
         print("tracemesh collector: --otlp-grpc-auth-port and --bearer-token go together: give both or neither",
               file=sys.stderr)
