@@ -10,7 +10,9 @@ connections. Ingest is reported as spans per CPU-second of the collector (its ut
 the ingest of that format: what a span costs it, whatever else runs on the machine), per second
 of wall time, and as the RSS growth over that ingest per span it brought. Memory is also the
 collector's RSS growth over what it had before any ingest, divided by the spans it then holds
-(next to the store's own estimate, which its byte bound uses).
+(next to the store's own estimate, which its byte bound uses). On a compiled build, two fresh
+collectors then ingest BUILD_SPANS spans the same way, one compiled and one on pure Python
+(TRACEMESH_PURE_PYTHON=1): what compiling the store and the codecs gains, in the same run.
 At each size every query runs `--queries` times against the store: p50 / p99 (the first `dependencies`
 after an ingest counts the calls of every trace added since, the next ones only what changed).
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +29,8 @@ from collections.abc import Iterator
 import aiohttp
 
 from bench.processes import cpu_seconds, free_port, percentile, save_results, started
+from tracemesh_sidecar import BUILD
+from tracemesh_sidecar.build import PURE_PYTHON_ENV
 from tracemesh_sidecar.spans import otlp, zipkin_json
 from tracemesh_sidecar.spans.model import Endpoint, Span
 
@@ -133,30 +138,24 @@ def queries(zipkin: str, jaeger: str, end_ms: int) -> dict[str, str]:
     }
 
 
+FORMATS = (("zipkin_json", "/api/v2/spans", "application/json", zipkin_json.encode_spans),
+           ("otlp_protobuf", "/v1/traces", "application/x-protobuf", otlp.encode_request))
+# Each build's ingest into a fresh collector, same run: what compiling the store and the codecs gains
+BUILD_SPANS = 100_000
+
+
 async def run(args: argparse.Namespace, pid: int, zipkin: str, otlp_url: str, jaeger: str) -> dict[str, object]:
-    connector = aiohttp.TCPConnector(limit=args.concurrency)
     # spans, CPU seconds, wall seconds, RSS growth in bytes over that format's ingest
-    ingested = {"zipkin_json": [0, 0.0, 0.0, 0.0], "otlp_protobuf": [0, 0.0, 0.0, 0.0]}
+    ingested = {name: [0, 0.0, 0.0, 0.0] for name, *_ in FORMATS}
     sizes: dict[str, object] = {}
     next_trace = 0
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as http:
+    async with _session(args.concurrency) as http:
         await latencies(http, f"{zipkin}/health", 3)
         rss_before = rss_bytes(pid)
         stored = 0
         for size in args.sizes:
-            for name, url, media_type, encode in (
-                    ("zipkin_json", f"{zipkin}/api/v2/spans", "application/json", zipkin_json.encode_spans),
-                    ("otlp_protobuf", f"{otlp_url}/v1/traces", "application/x-protobuf", otlp.encode_request)):
-                spans = (size - stored) // 2
-                bodies = (encode(batch) for batch in batches(next_trace, spans))
-                next_trace += spans // len(HOPS) + 1
-                cpu_before, rss_format_before = cpu_seconds([pid]), rss_bytes(pid)
-                wall = await ingest(http, url, media_type, bodies, args.concurrency)
-                totals = ingested[name]
-                totals[0] += spans
-                totals[1] += cpu_seconds([pid]) - cpu_before
-                totals[2] += wall
-                totals[3] += rss_bytes(pid) - rss_format_before
+            next_trace = await _ingest_formats(http, args.concurrency, pid, zipkin, otlp_url, (size - stored) // 2,
+                                               next_trace, ingested)
             async with http.get(f"{zipkin}/health") as response:
                 health = await response.json()
             stored = int(health["spans"])
@@ -171,12 +170,65 @@ async def run(args: argparse.Namespace, pid: int, zipkin: str, otlp_url: str, ja
                 "query_ms_p50_p99": {name: [percentile(values, 0.5), percentile(values, 0.99)]
                                      for name, values in query_ms.items()},
             }
-    return {
-        "ingest": {name: {"spans_per_cpu_s": spans / cpu if cpu else None, "spans_per_s": spans / wall,
-                          "rss_bytes_per_span": rss / spans}
-                   for name, (spans, cpu, wall, rss) in ingested.items()},
-        "sizes": sizes,
-    }
+    return {"ingest": _ingest_figures(ingested), "sizes": sizes}
+
+
+async def run_ingest_only(concurrency: int, pid: int, zipkin: str, otlp_url: str) -> dict[str, object]:
+    ingested = {name: [0, 0.0, 0.0, 0.0] for name, *_ in FORMATS}
+    async with _session(concurrency) as http:
+        await latencies(http, f"{zipkin}/health", 3)
+        # not counted: each format's first requests (imports, the protobuf descriptors' first use)
+        warmed = await _ingest_formats(http, concurrency, pid, zipkin, otlp_url, 10 * BATCH, 0,
+                                       {name: [0, 0.0, 0.0, 0.0] for name, *_ in FORMATS})
+        await _ingest_formats(http, concurrency, pid, zipkin, otlp_url, BUILD_SPANS // 2, warmed, ingested)
+    return {"ingest": _ingest_figures(ingested)}
+
+
+def _session(concurrency: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                                 timeout=aiohttp.ClientTimeout(total=3600))
+
+
+async def _ingest_formats(http: aiohttp.ClientSession, concurrency: int, pid: int, zipkin: str, otlp_url: str,
+                          spans: int, next_trace: int, ingested: dict[str, list[float]]) -> int:
+    """`spans` spans in each format, added to `ingested`'s totals; the next trace number."""
+    for name, path, media_type, encode in FORMATS:
+        bodies = (encode(batch) for batch in batches(next_trace, spans))
+        next_trace += spans // len(HOPS) + 1
+        cpu_before, rss_format_before = cpu_seconds([pid]), rss_bytes(pid)
+        wall = await ingest(http, f"{zipkin if name == 'zipkin_json' else otlp_url}{path}", media_type, bodies,
+                            concurrency)
+        totals = ingested[name]
+        totals[0] += spans
+        totals[1] += cpu_seconds([pid]) - cpu_before
+        totals[2] += wall
+        totals[3] += rss_bytes(pid) - rss_format_before
+    return next_trace
+
+
+def _ingest_figures(ingested: dict[str, list[float]]) -> dict[str, dict[str, float | None]]:
+    return {name: {"spans_per_cpu_s": spans / cpu if cpu else None, "spans_per_s": spans / wall,
+                   "rss_bytes_per_span": rss / spans}
+            for name, (spans, cpu, wall, rss) in ingested.items()}
+
+
+def _collector(max_spans: int, pure: bool) -> tuple[list[str], dict[str, str], int, int, int]:
+    """A `tracemesh collector` command on free ports, its environment, and its Zipkin, OTLP and query ports."""
+    zipkin_port, otlp_port, query_port, grpc_port = (free_port() for _ in range(4))
+    command = [sys.executable, "-m", "tracemesh_cli.main", "collector", "--zipkin-port", str(zipkin_port),
+               "--otlp-port", str(otlp_port), "--query-port", str(query_port), "--otlp-grpc-port", str(grpc_port),
+               "--max-spans", str(max_spans), "--max-bytes", "16G"]
+    env = {**os.environ, PURE_PYTHON_ENV: "1"} if pure else dict(os.environ)
+    return command, env, zipkin_port, otlp_port, query_port
+
+
+def _print_ingest(figures_by_format: object, build: str) -> None:
+    assert isinstance(figures_by_format, dict)
+    for name, figures in figures_by_format.items():
+        per_cpu = figures["spans_per_cpu_s"]
+        print(f"  ingest   {name:<14} {per_cpu or float('nan'):>9.0f} spans per CPU-second "
+              f"({figures['spans_per_s']:.0f} spans/s of wall time), {figures['rss_bytes_per_span']:.0f} bytes "
+              f"of RSS per span stored ({build})")
 
 
 def main(argv: list[str]) -> int:
@@ -188,21 +240,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--queries", type=int, default=20)
     args = parser.parse_args(argv)
     args.sizes = sorted(set(args.sizes) | ({1_000_000} if args.million else set()))
-    zipkin_port, otlp_port, query_port, grpc_port = (free_port() for _ in range(4))
-    command = [sys.executable, "-m", "tracemesh_cli.main", "collector", "--zipkin-port", str(zipkin_port),
-               "--otlp-port", str(otlp_port), "--query-port", str(query_port), "--otlp-grpc-port", str(grpc_port),
-               "--max-spans", str(args.sizes[-1] * 2), "--max-bytes", "16G"]
-    with started("collector", command, zipkin_port) as collector:
+    command, env, zipkin_port, otlp_port, query_port = _collector(args.sizes[-1] * 2, pure=False)
+    with started("collector", command, zipkin_port, env=env) as collector:
         result = asyncio.run(run(args, collector.process.pid, f"http://127.0.0.1:{zipkin_port}",
                                  f"http://127.0.0.1:{otlp_port}", f"http://127.0.0.1:{query_port}"))
-    print(f"{BATCH}-span batches, {args.concurrency} connections, collector on {sys.executable}")
-    ingest_figures = result["ingest"]
-    assert isinstance(ingest_figures, dict)
-    for name, figures in ingest_figures.items():
-        per_cpu = figures["spans_per_cpu_s"]
-        print(f"  ingest   {name:<14} {per_cpu or float('nan'):>9.0f} spans per CPU-second "
-              f"({figures['spans_per_s']:.0f} spans/s of wall time), {figures['rss_bytes_per_span']:.0f} bytes "
-              f"of RSS per span stored")
+    builds = {"compiled": False, "pure Python": True} if BUILD.compiled else {}
+    for name, pure in builds.items():
+        command, env, zipkin_port, otlp_port, _ = _collector(BUILD_SPANS * 2, pure)
+        with started("collector", command, zipkin_port, env=env) as collector:
+            result[name] = asyncio.run(run_ingest_only(args.concurrency, collector.process.pid,
+                                                       f"http://127.0.0.1:{zipkin_port}", f"http://127.0.0.1:{otlp_port}"))
+    print(f"{BATCH}-span batches, {args.concurrency} connections, collector on {sys.executable}, "
+          f"build: {BUILD.describe()}")
+    _print_ingest(result["ingest"], f"filled to {args.sizes[-1]}")
+    for name in builds:
+        figures = result[name]
+        assert isinstance(figures, dict)
+        _print_ingest(figures["ingest"], f"{name}, {BUILD_SPANS} spans into a fresh collector")
     sizes = result["sizes"]
     assert isinstance(sizes, dict)
     for stored, figures in sizes.items():

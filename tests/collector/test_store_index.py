@@ -9,6 +9,7 @@ untimed spans and evictions are queried through both.
 from __future__ import annotations
 
 import random
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -19,6 +20,7 @@ from tracemesh_collector.dependencies import link_traces
 from tracemesh_collector.query import TraceQuery, in_window, matches, trace_timestamp
 from tracemesh_collector.store import SpanStore
 from tracemesh_collector.term_index import TermIndex
+from tracemesh_collector.trace_index import EVERY_TRACE, TraceIndex
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span
 
 SERVICES = ["productpage.default", "Reviews.default", "ratings.default", "details.default", ""]
@@ -166,3 +168,21 @@ def test_dependency_links_are_those_of_a_pass_over_every_trace_in_the_window(see
             expected = link_traces(spans for spans in held
                                    if in_window(trace_timestamp(spans), end_us, lookback_us))
             assert store.dependencies(end_us, lookback_us) == expected, (end_us - BASE_US, lookback_us)
+
+
+def test_a_walk_takes_the_newest_traces_without_listing_the_window_first() -> None:
+    """A search that stops at its limit must not pay for the whole window: the walk is lazy. Measured in what it
+    allocates (a list of the window's 100 000 keys is ~800 KB), since a compiled build once turned the walk into
+    such a list and a search at a million spans took 17 ms for its 10 traces."""
+    index = TraceIndex()
+    for number in range(100_000):
+        index.update(f"{number:016x}", [EVERY_TRACE, ("ratings", "")], 1_000_000 + number)
+    tracemalloc.start()
+    try:
+        walk = index.newest(("ratings", ""), 0, 10**12)
+        newest = [next(walk) for _ in range(10)]
+        allocated = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert newest == [f"{number:016x}" for number in range(99_999, 99_989, -1)]
+    assert allocated < 100_000, allocated
