@@ -138,15 +138,15 @@ def queries(zipkin: str, jaeger: str, end_ms: int) -> dict[str, str]:
     }
 
 
-FORMATS = (("zipkin_json", "/api/v2/spans", "application/json", zipkin_json.encode_spans),
-           ("otlp_protobuf", "/v1/traces", "application/x-protobuf", otlp.encode_request))
+# each format: its media type and encoder (its URL: _urls)
+FORMATS = {"zipkin_json": ("application/json", zipkin_json.encode_spans),
+           "otlp_protobuf": ("application/x-protobuf", otlp.encode_request)}
 # Each build's ingest into a fresh collector, same run: what compiling the store and the codecs gains
 BUILD_SPANS = 100_000
 
 
 async def run(args: argparse.Namespace, pid: int, zipkin: str, otlp_url: str, jaeger: str) -> dict[str, object]:
-    # spans, CPU seconds, wall seconds, RSS growth in bytes over that format's ingest
-    ingested = {name: [0, 0.0, 0.0, 0.0] for name, *_ in FORMATS}
+    ingested = _totals()
     sizes: dict[str, object] = {}
     next_trace = 0
     async with _session(args.concurrency) as http:
@@ -154,8 +154,8 @@ async def run(args: argparse.Namespace, pid: int, zipkin: str, otlp_url: str, ja
         rss_before = rss_bytes(pid)
         stored = 0
         for size in args.sizes:
-            next_trace = await _ingest_formats(http, args.concurrency, pid, zipkin, otlp_url, (size - stored) // 2,
-                                               next_trace, ingested)
+            next_trace = await _ingest_formats(http, args.concurrency, pid, _urls(zipkin, otlp_url),
+                                               (size - stored) // 2, next_trace, ingested)
             async with http.get(f"{zipkin}/health") as response:
                 health = await response.json()
             stored = int(health["spans"])
@@ -174,14 +174,22 @@ async def run(args: argparse.Namespace, pid: int, zipkin: str, otlp_url: str, ja
 
 
 async def run_ingest_only(concurrency: int, pid: int, zipkin: str, otlp_url: str) -> dict[str, object]:
-    ingested = {name: [0, 0.0, 0.0, 0.0] for name, *_ in FORMATS}
+    ingested, urls = _totals(), _urls(zipkin, otlp_url)
     async with _session(concurrency) as http:
         await latencies(http, f"{zipkin}/health", 3)
         # not counted: each format's first requests (imports, the protobuf descriptors' first use)
-        warmed = await _ingest_formats(http, concurrency, pid, zipkin, otlp_url, 10 * BATCH, 0,
-                                       {name: [0, 0.0, 0.0, 0.0] for name, *_ in FORMATS})
-        await _ingest_formats(http, concurrency, pid, zipkin, otlp_url, BUILD_SPANS // 2, warmed, ingested)
+        warmed = await _ingest_formats(http, concurrency, pid, urls, 10 * BATCH, 0, _totals())
+        await _ingest_formats(http, concurrency, pid, urls, BUILD_SPANS // 2, warmed, ingested)
     return {"ingest": _ingest_figures(ingested)}
+
+
+def _totals() -> dict[str, list[float]]:
+    """Per format: spans, CPU seconds, wall seconds, RSS growth in bytes over its ingest."""
+    return {name: [0, 0.0, 0.0, 0.0] for name in FORMATS}
+
+
+def _urls(zipkin: str, otlp_url: str) -> dict[str, str]:
+    return {"zipkin_json": f"{zipkin}/api/v2/spans", "otlp_protobuf": f"{otlp_url}/v1/traces"}
 
 
 def _session(concurrency: int) -> aiohttp.ClientSession:
@@ -189,15 +197,14 @@ def _session(concurrency: int) -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=3600))
 
 
-async def _ingest_formats(http: aiohttp.ClientSession, concurrency: int, pid: int, zipkin: str, otlp_url: str,
+async def _ingest_formats(http: aiohttp.ClientSession, concurrency: int, pid: int, urls: dict[str, str],
                           spans: int, next_trace: int, ingested: dict[str, list[float]]) -> int:
     """`spans` spans in each format, added to `ingested`'s totals; the next trace number."""
-    for name, path, media_type, encode in FORMATS:
+    for name, (media_type, encode) in FORMATS.items():
         bodies = (encode(batch) for batch in batches(next_trace, spans))
         next_trace += spans // len(HOPS) + 1
         cpu_before, rss_format_before = cpu_seconds([pid]), rss_bytes(pid)
-        wall = await ingest(http, f"{zipkin if name == 'zipkin_json' else otlp_url}{path}", media_type, bodies,
-                            concurrency)
+        wall = await ingest(http, urls[name], media_type, bodies, concurrency)
         totals = ingested[name]
         totals[0] += spans
         totals[1] += cpu_seconds([pid]) - cpu_before

@@ -63,10 +63,8 @@ def _span(received: schema.Span) -> Span:
         kind=received.kind,
         timestamp=received.timestamp or 0,
         duration=received.duration or 0,
-        local_endpoint=_endpoint(None, None, None, None) if local is None else
-        _endpoint(local.service_name, local.ipv4, local.ipv6, local.port or None),
-        remote_endpoint=None if remote is None else
-        _endpoint(remote.service_name, remote.ipv4, remote.ipv6, remote.port or None),
+        local_endpoint=_endpoint(local),
+        remote_endpoint=None if remote is None else _endpoint(remote),
         tags={} if received.tags is None else received.tags,
         annotations=[] if not received.annotations else [Annotation(annotation.timestamp, annotation.value)
                                                           for annotation in received.annotations],
@@ -75,10 +73,13 @@ def _span(received: schema.Span) -> Span:
     )
 
 
-def _endpoint(service_name: str | None, ipv4: str | None, ipv6: str | None, port: int | None) -> Endpoint:
-    fields = (service_name, ipv4, ipv6, port)
+def _endpoint(received: schema.Endpoint | None) -> Endpoint:
+    """The Endpoint of a decoded one (an empty one for none), checked and built once per distinct fields."""
+    fields: _EndpointFields = (None, None, None, None) if received is None else \
+        (received.service_name, received.ipv4, received.ipv6, received.port or None)
     endpoint = _endpoints.get(fields)
     if endpoint is None:
+        service_name, ipv4, ipv6, port = fields
         if (ipv4 is not None and address_version(ipv4) != 4) or (ipv6 is not None and address_version(ipv6) != 6):
             raise BeyondTheSchema
         if len(_endpoints) >= ENDPOINTS_KEPT:
