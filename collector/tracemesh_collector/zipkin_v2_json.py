@@ -2,12 +2,13 @@
 
 The sidecar's `zipkin_json.decode_spans` checks each field by hand (orjson, then a walk over the
 dicts) and names the field that is wrong. msgspec decodes the body straight into typed structs,
-checking types, id patterns, kinds and ranges in C, for about half the cost per span (`python -m
-bench.collector` measures ingest). The schema is stricter than the codec, never looser: whatever it
-takes, decode_spans takes with the same spans (tests/collector/test_zipkin_v2_json.py holds them
-to that over mutated documents). A body it refuses, because it is wrong or beyond what the schema
-covers (an integer past 64 bits, an all-zero id, an address that is not one), goes to
-decode_spans, which names the field, or takes it. Pure.
+checking types, id lengths, kinds and ranges in C (this module checks that ids are hex), for about
+half the cost per span (`python -m bench.collector` measures ingest). The schema is stricter than
+the codec, never looser: whatever it takes, decode_spans takes with the same spans
+(tests/collector/test_zipkin_v2_json.py holds them to that over mutated documents). A body it
+refuses, because it is wrong or beyond what the schema covers (an integer past 64 bits, an id that
+is not hex or all zeros, an address that is not one), goes to decode_spans, which names the field,
+or takes it. Pure.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tracemesh_sidecar.spans.ids import normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span
 
 _ZERO_SPAN_ID = "0" * 16
+_HEX_DIGITS = "0123456789abcdef"
 
 # Endpoints decoded before, by their fields: a mesh's spans name the same few (service, address, port) over and
 # over, so each is checked and built once (building one was about a tenth of ingest: a py-spy profile of
@@ -32,7 +34,8 @@ _endpoints: dict[_EndpointFields, Endpoint] = {}
 
 
 class BeyondTheSchema(Exception):
-    """A value the schema's types allow and decode_spans refuses: an all-zero id, an address that is not one."""
+    """A value the schema's types allow and decode_spans refuses: an id that is not hex or is all zeros, an address
+    that is not one."""
 
 
 def decode_spans(body: bytes) -> list[Span]:
@@ -49,11 +52,12 @@ def schema_decode(body: bytes) -> list[Span]:
 
 
 def _span(received: schema.Span) -> Span:
-    trace_id, span_id, parent_id = received.trace_id.lower(), received.id.lower(), received.parent_id
-    if trace_id.count("0") == len(trace_id) or span_id == _ZERO_SPAN_ID:
+    trace_id, span_id, parent_id = _hex_id(received.trace_id), _hex_id(received.id), received.parent_id
+    if (len(trace_id) != 16 and len(trace_id) != 32) or trace_id.count("0") == len(trace_id) \
+            or span_id == _ZERO_SPAN_ID:
         raise BeyondTheSchema
     if parent_id is not None:
-        parent_id = None if parent_id == _ZERO_SPAN_ID else parent_id.lower()
+        parent_id = None if parent_id == _ZERO_SPAN_ID else _hex_id(parent_id)
     local, remote = received.local_endpoint, received.remote_endpoint
     return Span(
         trace_id=normalize_trace_id(trace_id),
@@ -71,6 +75,15 @@ def _span(received: schema.Span) -> Span:
         debug=bool(received.debug),
         shared=bool(received.shared),
     )
+
+
+def _hex_id(text: str) -> str:
+    """`text` as a lowercase hex id, lowered only when it is not one already (lowering always copies)."""
+    if text.strip(_HEX_DIGITS):  # empty when every character is a lowercase hex digit
+        text = text.lower()
+        if text.strip(_HEX_DIGITS):
+            raise BeyondTheSchema
+    return text
 
 
 def _endpoint(received: schema.Endpoint | None) -> Endpoint:

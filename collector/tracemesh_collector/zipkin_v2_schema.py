@@ -12,8 +12,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-_SpanId = Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{16}$")]
-_TraceId = Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{16}(?:[0-9a-fA-F]{16})?$")]
+# Ids bounded in length only: that they are hex is checked by zipkin_v2_json (a regular expression per id was
+# about a twentieth of a compiled collector's Zipkin ingest, py-spy --native)
+_SpanId = Annotated[str, msgspec.Meta(min_length=16, max_length=16)]
+_TraceId = Annotated[str, msgspec.Meta(min_length=16, max_length=32)]
 # orjson reads an integer past 64 bits as a float, which decode_spans refuses; msgspec bounds fit 63 bits, and
 # decode_spans takes the 64th (orjson reads it as an integer)
 _Microseconds = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]

@@ -34,7 +34,8 @@ _FIELDS: list[tuple[str | int, ...]] = [
 _VALUES: list[Any] = [
     None, 0, -1, 1, 1.0, 1.5, 65535, 65536, 2**63, 2**64, 2**70, -(2**70), True, False, "", "x", "0" * 16, "0" * 32,
     "0000000000000001", "A" * 16, "abcdef0123456789" * 2, "0" * 16 + "abcdef0123456789", "abcdef012345678",
-    "g" * 16, "CLIENT", "client", "PRODUCER", "10.0.0.1", "10.0.0.300", "2001:db8::c001", "::g", "\u0000",
+    "g" * 16, "0123456789abcdeg", "g123456789abcdef", "01234567 9abcdef", "0123456789ABCDEf", "ab" * 12,
+    "CLIENT", "client", "PRODUCER", "10.0.0.1", "10.0.0.300", "2001:db8::c001", "::g", "\u0000",
     "\u00e9t\u00e9", [], [1], {}, {"a": "b"}, {"a": 1}, {"timestamp": 1, "value": "v"}, {"value": "v"},
     [{"timestamp": 1, "value": "v"}], [{"value": "v"}], [{"timestamp": 1}], [None],
 ]

@@ -6,12 +6,22 @@ microseconds since the epoch, as Zipkin has them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 SpanKind = Literal["CLIENT", "SERVER", "PRODUCER", "CONSUMER"]
 # An OTLP attribute value with its type (string, bool, int64, float64, bytes); arrays and maps arrive as JSON text.
 AttributeValue = str | bool | int | float | bytes
+
+# The classes built once per span (Endpoint, Annotation, Span) write their `__init__` out: mypyc compiles one a
+# class defines, where the one @dataclass generates stays interpreted Python (a compiled Span took ~600 ns to
+# build, ~60 with its own). tests/packaging/test_explicit_inits.py holds each to its dataclass fields. A native
+# class with its own `__init__` is created only through it, so copy and pickle rebuild one from its fields.
+
+
+def rebuilt_from_fields(instance: Any) -> tuple[type[Any], tuple[object, ...]]:
+    """`__reduce__` of a dataclass whose `__init__` takes its fields in order: its class and its field values."""
+    return type(instance), tuple(getattr(instance, each.name) for each in fields(instance))
 
 
 @dataclass(slots=True)
@@ -21,11 +31,28 @@ class Endpoint:
     ipv6: str | None = None
     port: int | None = None
 
+    def __init__(self, service_name: str | None = None, ipv4: str | None = None, ipv6: str | None = None,
+                 port: int | None = None) -> None:
+        self.service_name = service_name
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+        self.port = port
+
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)
+
 
 @dataclass(slots=True)
 class Annotation:
     timestamp: int
     value: str
+
+    def __init__(self, timestamp: int, value: str) -> None:
+        self.timestamp = timestamp
+        self.value = value
+
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)
 
 
 @dataclass(slots=True)
@@ -84,3 +111,25 @@ class Span:
     shared: bool = False
     # set on spans decoded from OTLP; not compared: two spans are equal when their Zipkin fields are
     otlp: OtlpDetail | None = field(default=None, compare=False)
+
+    def __init__(self, trace_id: str, id: str, name: str, kind: SpanKind | None, timestamp: int, duration: int,
+                 local_endpoint: Endpoint, parent_id: str | None = None, remote_endpoint: Endpoint | None = None,
+                 tags: dict[str, str] | None = None, annotations: list[Annotation] | None = None,
+                 debug: bool = False, shared: bool = False, otlp: OtlpDetail | None = None) -> None:
+        self.trace_id = trace_id
+        self.id = id
+        self.name = name
+        self.kind = kind
+        self.timestamp = timestamp
+        self.duration = duration
+        self.local_endpoint = local_endpoint
+        self.parent_id = parent_id
+        self.remote_endpoint = remote_endpoint
+        self.tags = {} if tags is None else tags
+        self.annotations = [] if annotations is None else annotations
+        self.debug = debug
+        self.shared = shared
+        self.otlp = otlp
+
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)

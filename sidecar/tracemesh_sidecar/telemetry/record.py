@@ -7,7 +7,7 @@ the `Attributes` of the expressions (telemetry/expressions.py), by Envoy's attri
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 
 from tracemesh_sidecar.telemetry.peer import Peer
@@ -36,6 +36,9 @@ def address(pair: tuple[str, int] | None) -> str | None:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# Its own `__init__`, as the span model's classes have (mypyc compiles it; @dataclass's stays interpreted Python):
+# one is built per request. tests/packaging/test_explicit_inits.py holds it to the fields. Rebuilt from them by
+# copy and pickle, as spans.model's are (not imported from there: the operator imports this module's package).
 @dataclass(slots=True)
 class Record:
     """One HTTP request, or one opaque TCP connection (`tcp`: no method, path, headers or status)."""
@@ -61,6 +64,37 @@ class Record:
     downstream_remote: tuple[str, int] | None
     route_name: str | None
     peer: Peer  # the workload on the other end (source at the server, destination at the client)
+
+    def __init__(self, tcp: bool, method: str, path: str, authority: str, protocol: str,
+                 request_headers: Mapping[str, str], response_headers: Mapping[str, str], status: int, flags: str,
+                 bytes_received: int, bytes_sent: int, start_us: int, end_us: int,
+                 upstream_host: tuple[str, int] | None, upstream_local: tuple[str, int] | None, cluster: str | None,
+                 service_host: str | None, downstream_local: tuple[str, int] | None,
+                 downstream_remote: tuple[str, int] | None, route_name: str | None, peer: Peer) -> None:
+        self.tcp = tcp
+        self.method = method
+        self.path = path
+        self.authority = authority
+        self.protocol = protocol
+        self.request_headers = request_headers
+        self.response_headers = response_headers
+        self.status = status
+        self.flags = flags
+        self.bytes_received = bytes_received
+        self.bytes_sent = bytes_sent
+        self.start_us = start_us
+        self.end_us = end_us
+        self.upstream_host = upstream_host
+        self.upstream_local = upstream_local
+        self.cluster = cluster
+        self.service_host = service_host
+        self.downstream_local = downstream_local
+        self.downstream_remote = downstream_remote
+        self.route_name = route_name
+        self.peer = peer
+
+    def __reduce__(self) -> tuple[type[Record], tuple[object, ...]]:
+        return Record, tuple(getattr(self, each.name) for each in fields(self))
 
     @property
     def duration_ms(self) -> int:
