@@ -136,7 +136,8 @@ def mypyc_extensions() -> list[object]:
         extensions = mypycify([str(path.relative_to(ROOT)) for path in sources], group_name="tracemesh_sidecar",
                               opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3"))
     except SystemExit:  # mypyc's type check failed (it has printed why)
-        return pure_python("mypyc could not compile the request path", "fix the type errors it printed")
+        return pure_python("mypyc could not compile the request path and the collector's store",
+                           "fix the type errors it printed")
     write_manifest(sources)
     return list(extensions)
 

@@ -18,11 +18,10 @@ import msgspec
 from tracemesh_collector import zipkin_v2_schema as schema
 from tracemesh_sidecar.spans import zipkin_json
 from tracemesh_sidecar.spans.addresses import address_version
-from tracemesh_sidecar.spans.ids import normalize_trace_id
+from tracemesh_sidecar.spans.ids import is_lowercase_hex, normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span
 
 _ZERO_SPAN_ID = "0" * 16
-_HEX_DIGITS = "0123456789abcdef"
 
 # Endpoints decoded before, by their fields: a mesh's spans name the same few (service, address, port) over and
 # over, so each is checked and built once (building one was about a tenth of ingest: a py-spy profile of
@@ -79,9 +78,9 @@ def _span(received: schema.Span) -> Span:
 
 def _hex_id(text: str) -> str:
     """`text` as a lowercase hex id, lowered only when it is not one already (lowering always copies)."""
-    if text.strip(_HEX_DIGITS):  # empty when every character is a lowercase hex digit
+    if not is_lowercase_hex(text):
         text = text.lower()
-        if text.strip(_HEX_DIGITS):
+        if not is_lowercase_hex(text):
             raise BeyondTheSchema
     return text
 

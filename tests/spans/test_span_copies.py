@@ -1,5 +1,5 @@
 """Spans copy and pickle as equal spans in the compiled build too, where Span, Annotation and Endpoint are native
-classes that write their own `__init__` (created only through it: spans/model.py's `rebuilt_from_fields`)."""
+classes that write their own `__init__` (created only through it: native_dataclasses.py)."""
 
 from __future__ import annotations
 

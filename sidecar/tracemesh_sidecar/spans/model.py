@@ -6,22 +6,18 @@ microseconds since the epoch, as Zipkin has them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from tracemesh_sidecar.native_dataclasses import rebuilt_from_fields
 
 SpanKind = Literal["CLIENT", "SERVER", "PRODUCER", "CONSUMER"]
 # An OTLP attribute value with its type (string, bool, int64, float64, bytes); arrays and maps arrive as JSON text.
 AttributeValue = str | bool | int | float | bytes
 
-# The classes built once per span (Endpoint, Annotation, Span) write their `__init__` out: mypyc compiles one a
-# class defines, where the one @dataclass generates stays interpreted Python (a compiled Span took ~600 ns to
-# build, ~60 with its own). tests/packaging/test_explicit_inits.py holds each to its dataclass fields. A native
-# class with its own `__init__` is created only through it, so copy and pickle rebuild one from its fields.
-
-
-def rebuilt_from_fields(instance: Any) -> tuple[type[Any], tuple[object, ...]]:
-    """`__reduce__` of a dataclass whose `__init__` takes its fields in order: its class and its field values."""
-    return type(instance), tuple(getattr(instance, each.name) for each in fields(instance))
+# The classes built once per span (Endpoint, Annotation, Span) write their `__init__` out, which mypyc compiles
+# (a compiled Span took ~600 ns to build with the one @dataclass generates, ~60 with its own), and rebuild from
+# their fields for copy and pickle (native_dataclasses.py says why).
 
 
 @dataclass(slots=True)

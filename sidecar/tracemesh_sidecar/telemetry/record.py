@@ -7,9 +7,11 @@ the `Attributes` of the expressions (telemetry/expressions.py), by Envoy's attri
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+from tracemesh_sidecar.native_dataclasses import rebuilt_from_fields
 from tracemesh_sidecar.telemetry.peer import Peer
 
 # Envoy's %RESPONSE_CODE_DETAILS% for the local replies this proxy makes (by response flag), and for a response
@@ -37,8 +39,7 @@ def address(pair: tuple[str, int] | None) -> str | None:
 
 
 # Its own `__init__`, as the span model's classes have (mypyc compiles it; @dataclass's stays interpreted Python):
-# one is built per request. tests/packaging/test_explicit_inits.py holds it to the fields. Rebuilt from them by
-# copy and pickle, as spans.model's are (not imported from there: the operator imports this module's package).
+# one is built per request; rebuilt from its fields for copy and pickle (native_dataclasses.py).
 @dataclass(slots=True)
 class Record:
     """One HTTP request, or one opaque TCP connection (`tcp`: no method, path, headers or status)."""
@@ -93,8 +94,8 @@ class Record:
         self.route_name = route_name
         self.peer = peer
 
-    def __reduce__(self) -> tuple[type[Record], tuple[object, ...]]:
-        return Record, tuple(getattr(self, each.name) for each in fields(self))
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)
 
     @property
     def duration_ms(self) -> int:
