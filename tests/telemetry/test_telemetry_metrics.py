@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -12,6 +13,7 @@ from tracemesh_sidecar.config.model import NodeIdentity, ProxyConfig
 from tracemesh_sidecar.config.observability import MetricOverride, MetricsConfig, MetricsPolicy
 from tracemesh_sidecar.stats import Stats
 from tracemesh_sidecar.telemetry.metrics import STANDARD_LABELS, MetricStore
+from tracemesh_sidecar.telemetry.peer import Peer
 from tracemesh_sidecar.telemetry.recorder import DirectionTelemetry
 from tracemesh_sidecar.telemetry.sink import LogFiles
 
@@ -113,6 +115,34 @@ def test_a_tag_with_no_value_is_unknown(tmp_path: Path) -> None:
     recorder, store = telemetry(tmp_path, client=policy)
     recorder.record(http_record())
     assert samples(store.render())["istio_requests_total"][0][0]["user"] == "unknown"
+
+
+def test_requests_with_the_same_labels_add_to_one_series_whoever_holds_the_peer(tmp_path: Path) -> None:
+    """The recorder keeps each label set's series at hand, and each peer's labels by the peer object: an equal peer
+    that is another object (its metadata decoded again) and a new response code must still land where they belong."""
+    recorder, store = telemetry(tmp_path)
+    again = Peer(**{each.name: getattr(REVIEWS, each.name) for each in fields(REVIEWS)})
+    assert again == REVIEWS and again is not REVIEWS
+    for record in (http_record(peer=REVIEWS), http_record(peer=again), http_record(peer=REVIEWS, status=503),
+                   http_record(peer=REVIEWS, bytes_sent=10)):
+        recorder.record(record)
+    found = samples(store.render())
+    counts = {labels["response_code"]: count for labels, count in found["istio_requests_total"]}
+    assert counts == {"200": 3, "503": 1}
+    assert {labels["destination_workload"] for labels, _ in found["istio_requests_total"]} == {"reviews-v2"}
+    sums = {labels["response_code"]: value for labels, value in found["istio_response_bytes_sum"]}
+    assert sums == {"200": 2 * 5183 + 10, "503": 5183}
+
+
+def test_a_tag_computed_from_each_request_keeps_a_series_per_value(tmp_path: Path) -> None:
+    policy = MetricsPolicy(overrides=(MetricOverride(metric="REQUEST_COUNT",
+                                                     tag_set=(("user", "request.headers['x-user']"),)),))
+    recorder, store = telemetry(tmp_path, client=policy)
+    for user in ("ana", "bo", "ana"):
+        recorder.record(http_record(request_headers={"x-user": user}))
+    found = samples(store.render())
+    assert {labels["user"]: count for labels, count in found["istio_requests_total"]} == {"ana": 2, "bo": 1}
+    assert found["istio_request_duration_milliseconds_count"][0][1] == 3
 
 
 def test_a_direction_with_metrics_off_records_nothing_and_a_push_retires_its_series(tmp_path: Path) -> None:

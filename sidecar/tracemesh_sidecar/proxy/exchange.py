@@ -756,17 +756,19 @@ class Exchange:
             upstream_peer=self.upstream_peer))
 
     def _take_peer(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """The response without the metadata exchange headers; the peer they describe is kept."""
-        found = False
-        for name, value in headers:
-            if name.lower() == PEER_METADATA_BYTES:
-                self.upstream_peer = decode_peer(value.decode("latin-1"))
-                found = True
-            elif name.lower() in PEER_HEADER_BYTES:
-                found = True
-        if not found:
-            return headers
-        return [(name, value) for name, value in headers if name.lower() not in PEER_HEADER_BYTES]
+        """The response without the metadata exchange headers; the peer they describe is kept. One pass, each name
+        lowered once: the headers before the first metadata header are copied only if there is one."""
+        kept: list[tuple[bytes, bytes]] | None = None
+        for index, (name, value) in enumerate(headers):
+            lname = name.lower()
+            if lname in PEER_HEADER_BYTES:
+                if kept is None:
+                    kept = headers[:index]
+                if lname == PEER_METADATA_BYTES:
+                    self.upstream_peer = decode_peer(value.decode("latin-1"))
+            elif kept is not None:
+                kept.append((name, value))
+        return headers if kept is None else kept
 
     def _upstream_name(self) -> str:
         destination = self.plan.destination

@@ -9,8 +9,11 @@ is a str because the tracing core speaks str; values stay bytes so the forwarded
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import NamedTuple
+from typing import Any
+
+from tracemesh_sidecar.native_dataclasses import rebuilt_from_fields
 
 Header = tuple[str, bytes, bytes]
 
@@ -67,10 +70,21 @@ def forward_drop(base: frozenset[str], remove: frozenset[str], replaced: tuple[s
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 
 
-class ResponseHeaders(NamedTuple):
+# Built once per response: its own `__init__`, which mypyc compiles (a NamedTuple's is interpreted Python, as is the
+# one @dataclass generates), and rebuilt from its fields for copy and pickle (native_dataclasses.py).
+@dataclass(slots=True)
+class ResponseHeaders:
     lines: bytes  # the end-to-end header lines, each with CRLF, in the order received
     chunked: bool  # Transfer-Encoding: chunked
     has_length: bool  # Content-Length present (and not overridden by chunked)
+
+    def __init__(self, lines: bytes, chunked: bool, has_length: bool) -> None:
+        self.lines = lines
+        self.chunked = chunked
+        self.has_length = has_length
+
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})

@@ -40,26 +40,6 @@ def cluster_service(cluster: str) -> str:
     return f"{fqdn}:{port}"
 
 
-class _Endpoints:
-    """Round-robin over one service's endpoints."""
-
-    __slots__ = ("_addresses", "_next")
-
-    def __init__(self, endpoints: tuple[str, ...]) -> None:
-        self._addresses = [check_host_port(endpoint, "endpoint") for endpoint in endpoints]
-        self._next = 0
-
-    def pick(self) -> tuple[str, int] | None:
-        if not self._addresses:
-            return None
-        address = self._addresses[self._next % len(self._addresses)]
-        self._next += 1
-        return address
-
-    def __len__(self) -> int:
-        return len(self._addresses)
-
-
 class OutboundRouter:
     def __init__(self, config: ProxyConfig) -> None:
         self._namespace = config.node.namespace
@@ -74,13 +54,13 @@ class OutboundRouter:
         for service in config.outbound.services:
             fqdn, _ = normalize_host(service.host, self._namespace, self._domain)
             http2 = upstream_http2(service.protocol)
-            route = self.services[(fqdn, service.port)] = ServiceRoute(_Endpoints(service.endpoints),
-                                                                 *outbound_route(fqdn, service.port), http2)
+            route = self.services[(fqdn, service.port)] = ServiceRoute(service.endpoints,
+                                                                       *outbound_route(fqdn, service.port), http2)
             for address in service.addresses:
                 self.virtual[(address, service.port)] = route
             for subset in service.subsets:
                 self.subsets[(fqdn, service.port, subset.name)] = ServiceRoute(
-                    _Endpoints(subset.endpoints), *outbound_route(fqdn, service.port, subset.name), http2)
+                    subset.endpoints, *outbound_route(fqdn, service.port, subset.name), http2)
 
     def normalize(self, authority: str) -> tuple[str, int | None]:
         result = self._normalized.get(authority)
@@ -128,21 +108,26 @@ class OutboundRouter:
 
 
 class ServiceRoute:
-    """A Service port's endpoints, its route's constant strings and its upstream HTTP version, built once per config."""
+    """A Service port's endpoints, round-robin, each as the Destination a request to it gets: built once per config,
+    so that a request picks one and builds none."""
 
-    __slots__ = ("cluster", "endpoints", "http2", "operation")
+    __slots__ = ("_destinations", "_next", "cluster", "http2", "operation")
 
-    def __init__(self, endpoints: _Endpoints, operation: str, cluster: str, http2: bool | None = None) -> None:
-        self.endpoints = endpoints
+    def __init__(self, endpoints: tuple[str, ...], operation: str, cluster: str, http2: bool | None = None) -> None:
         self.operation = operation
         self.cluster = cluster
         self.http2 = http2
+        addresses = [check_host_port(endpoint, "endpoint") for endpoint in endpoints]
+        self._destinations = [Destination(host, port, operation, cluster, http2=http2) for host, port in addresses]
+        self._next = 0
 
     def destination(self) -> Destination | None:
-        address = self.endpoints.pick()
-        if address is None:
+        destinations = self._destinations
+        if not destinations:
             return None
-        return Destination(address[0], address[1], self.operation, self.cluster, http2=self.http2)
+        destination = destinations[self._next % len(destinations)]
+        self._next += 1
+        return destination
 
 
 class InboundRouter:

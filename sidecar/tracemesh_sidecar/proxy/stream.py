@@ -14,9 +14,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tracemesh_sidecar.config.routes import Route, WeightedDestination
+from tracemesh_sidecar.native_dataclasses import rebuilt_from_fields
 from tracemesh_sidecar.proxy.edge import edge_headers, edge_removals
 from tracemesh_sidecar.proxy.route_table import CompiledRouteTable, first_route, pick_destination, rewrite_path
 from tracemesh_sidecar.proxy.routing import Destination, cluster_service
@@ -54,6 +55,9 @@ class LocalReply(NamedTuple):
     body: str
 
 
+# RequestHead, StreamPlan and StreamOutcome are built once per request: each writes its `__init__` out, which mypyc
+# compiles (the one @dataclass generates stays interpreted Python), and rebuilds from its fields for copy and
+# pickle (native_dataclasses.py says why).
 @dataclass(slots=True)
 class RequestHead:
     """A request as every HTTP version sees it."""
@@ -64,6 +68,18 @@ class RequestHead:
     authority: str
     protocol: str  # "HTTP/1.1", "HTTP/1.0", "HTTP/2"
     fields: dict[str, str]  # lowercase names, repeated ones joined with ", "
+
+    def __init__(self, method: str, target: str, path: str, authority: str, protocol: str,
+                 fields: dict[str, str]) -> None:
+        self.method = method
+        self.target = target
+        self.path = path
+        self.authority = authority
+        self.protocol = protocol
+        self.fields = fields
+
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)
 
 
 @dataclass(slots=True)
@@ -80,6 +96,25 @@ class StreamPlan:
     remove_headers: frozenset[str] = frozenset()
     reply: LocalReply | None = None
     timeout_s: float | None = None  # the route's (all tries together) or the listener's
+
+    def __init__(self, destination: Destination | None = None, route: Route | None = None,
+                 weighted: WeightedDestination | None = None, hop: Hop | None = None, upstream_hop: Hop | None = None,
+                 path: str = "/", set_headers: Sequence[tuple[str, str]] = (),
+                 remove_headers: frozenset[str] = frozenset(), reply: LocalReply | None = None,
+                 timeout_s: float | None = None) -> None:
+        self.destination = destination
+        self.route = route
+        self.weighted = weighted
+        self.hop = hop
+        self.upstream_hop = upstream_hop
+        self.path = path
+        self.set_headers = set_headers
+        self.remove_headers = remove_headers
+        self.reply = reply
+        self.timeout_s = timeout_s
+
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)
 
     def upstream_address(self) -> tuple[str, int] | None:
         destination = self.destination
@@ -211,6 +246,24 @@ class StreamOutcome:
     grpc_message: str | None = None
     upstream_local: tuple[str, int] | None = None
     upstream_peer: Peer = UNKNOWN_PEER
+
+    def __init__(self, status: int, flag: str, request_size: int, response_size: int, end_us: int,
+                 response_headers: Mapping[str, str] | None = None, grpc_status: str | None = None,
+                 grpc_message: str | None = None, upstream_local: tuple[str, int] | None = None,
+                 upstream_peer: Peer = UNKNOWN_PEER) -> None:
+        self.status = status
+        self.flag = flag
+        self.request_size = request_size
+        self.response_size = response_size
+        self.end_us = end_us
+        self.response_headers = response_headers
+        self.grpc_status = grpc_status
+        self.grpc_message = grpc_message
+        self.upstream_local = upstream_local
+        self.upstream_peer = upstream_peer
+
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)
 
 
 def finish_stream(ctx: DirectionContext, info: DownstreamInfo, head: RequestHead, plan: StreamPlan, start_us: int,

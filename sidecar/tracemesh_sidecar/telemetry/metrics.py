@@ -16,7 +16,8 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 # Envoy's default histogram buckets (source/common/stats/histogram_impl.h, ConstSupportedBuckets).
 BUCKETS: tuple[float, ...] = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
@@ -64,34 +65,62 @@ ALL_SPECS: tuple[MetricSpec, ...] = (REQUEST_COUNT, REQUEST_DURATION, REQUEST_SI
 SeriesKey = tuple[tuple[str, ...], tuple[str, ...]]  # (label names, label values)
 
 
-@dataclass(slots=True)
+class Series(Protocol):
+    """One series of a metric, which a request adds to: a counter's amount, or a value a histogram observes."""
+
+    def record(self, value: float) -> None: ...
+
+
+class _Counter:
+    __slots__ = ("amount",)
+
+    def __init__(self) -> None:
+        self.amount = 0.0
+
+    def record(self, value: float) -> None:
+        self.amount += value
+
+
 class _Histogram:
-    buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))  # per bucket, then +Inf
-    total: float = 0.0
-    count: int = 0
+    __slots__ = ("buckets", "count", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(BUCKETS) + 1)  # per bucket, then +Inf
+        self.total = 0.0
+        self.count = 0
+
+    def record(self, value: float) -> None:
+        self.buckets[bisect.bisect_left(BUCKETS, value)] += 1
+        self.total += value
+        self.count += 1
 
 
 class MetricStore:
     """Every series of the standard metrics, across config pushes (a series stays once it exists, as Envoy's)."""
 
     def __init__(self) -> None:
-        self.counters: dict[str, dict[SeriesKey, float]] = {spec.name: {} for spec in ALL_SPECS
-                                                             if spec.kind == "counter"}
+        self.counters: dict[str, dict[SeriesKey, _Counter]] = {spec.name: {} for spec in ALL_SPECS
+                                                                if spec.kind == "counter"}
         self.histograms: dict[str, dict[SeriesKey, _Histogram]] = {spec.name: {} for spec in ALL_SPECS
                                                                    if spec.kind == "histogram"}
 
-    def add(self, spec: MetricSpec, key: SeriesKey, amount: float) -> None:
-        series = self.counters[spec.name]
-        series[key] = series.get(key, 0) + amount
-
-    def observe(self, spec: MetricSpec, key: SeriesKey, value: float) -> None:
-        series = self.histograms[spec.name]
-        histogram = series.get(key)
+    def series(self, spec: MetricSpec, key: SeriesKey) -> Series:
+        """The series of `spec` under `key`, created at its first request; a caller may keep it and record into it
+        (telemetry/recorder.py does, per label set): no lookup by its 25-label key per request."""
+        if spec.kind == "counter":
+            counters = self.counters[spec.name]
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = _Counter()
+            return counter
+        histograms = self.histograms[spec.name]
+        histogram = histograms.get(key)
         if histogram is None:
-            histogram = series[key] = _Histogram()
-        histogram.buckets[bisect.bisect_left(BUCKETS, value)] += 1
-        histogram.total += value
-        histogram.count += 1
+            histogram = histograms[key] = _Histogram()
+        return histogram
+
+    def add(self, spec: MetricSpec, key: SeriesKey, amount: float) -> None:
+        self.series(spec, key).record(amount)
 
     def forget(self, spec: MetricSpec, reporter: str) -> None:
         """Drop one reporter's series of a metric a config push disabled: a disabled metric is not exposed."""
@@ -103,9 +132,9 @@ class MetricStore:
         """The sum over the series of a counter (or a histogram's count) whose labels include `labels`."""
         total = 0.0
         if name in self.counters:
-            for (names, values), amount in self.counters[name].items():
+            for (names, values), counter in self.counters[name].items():
                 if _matches(names, values, labels):
-                    total += amount
+                    total += counter.amount
             return total
         for (names, values), histogram in self.histograms[name].items():
             if _matches(names, values, labels):
@@ -123,8 +152,8 @@ class MetricStore:
                     continue
                 family = spec.name.removesuffix("_total") if openmetrics else spec.name
                 lines += [f"# HELP {family} {spec.help}", f"# TYPE {family} counter"]
-                for (names, values), amount in series.items():
-                    lines.append(f"{spec.name}{{{_labels(names, values)}}} {_number(amount)}")
+                for (names, values), counter in series.items():
+                    lines.append(f"{spec.name}{{{_labels(names, values)}}} {_number(counter.amount)}")
             else:
                 histograms = self.histograms[spec.name]
                 if not histograms:

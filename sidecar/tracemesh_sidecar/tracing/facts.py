@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from tracemesh_sidecar.native_dataclasses import rebuilt_from_fields
 
 Direction = Literal["inbound", "outbound"]
+
+# Both are built once per request: each writes its `__init__` out, which mypyc compiles (the one @dataclass
+# generates stays interpreted Python), and rebuilds from its fields for copy and pickle (native_dataclasses.py).
 
 
 @dataclass(slots=True)
@@ -25,6 +30,21 @@ class RequestFacts:
     cluster: str
     decorated: bool = True
 
+    def __init__(self, method: str, target: str, authority: str, protocol: str, headers: Mapping[str, str],
+                 peer: tuple[str, int], operation: str, cluster: str, decorated: bool = True) -> None:
+        self.method = method
+        self.target = target
+        self.authority = authority
+        self.protocol = protocol
+        self.headers = headers
+        self.peer = peer
+        self.operation = operation
+        self.cluster = cluster
+        self.decorated = decorated
+
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)
+
 
 @dataclass(slots=True)
 class ResponseFacts:
@@ -37,3 +57,17 @@ class ResponseFacts:
     # Envoy's span tags carry it): the trailers' or, for a trailers-only response, the headers'; None: absent.
     grpc_status: str | None = None
     grpc_message: str | None = None
+
+    def __init__(self, status: int, request_size: int, response_size: int, response_flags: str,
+                 upstream: tuple[str, int] | None, grpc_status: str | None = None,
+                 grpc_message: str | None = None) -> None:
+        self.status = status
+        self.request_size = request_size
+        self.response_size = response_size
+        self.response_flags = response_flags
+        self.upstream = upstream
+        self.grpc_status = grpc_status
+        self.grpc_message = grpc_message
+
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)
