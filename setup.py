@@ -1,9 +1,9 @@
 """The build's one decision beyond pyproject.toml: compile the sidecar's request path and the collector's
 store with mypyc.
 
-The proxy core, tracing, the span codecs, the config model, telemetry and stats are compiled into C
-extensions beside their sources (about 30% less CPU per proxied request: `python -m bench proxy` runs a
-pure pair beside the compiled one), and so are the collector's store, its indexes and its Zipkin decoding
+The proxy core, tracing, the span codecs, the config model, telemetry, stats and the exporters' span queues are
+compiled into C extensions beside their sources (about 30% less CPU per proxied request: `python -m bench proxy`
+runs a pure pair beside the compiled one), and so are the collector's store, its indexes and its Zipkin decoding
 (`python -m bench.collector` measures its ingest). Where mypyc, a C compiler or Python's headers are missing,
 or where compiling fails, the package builds as pure Python, which is also the fallback at run time
 (`TRACEMESH_PURE_PYTHON=1`, or a source edited since the build: see tracemesh_sidecar/build.py).
@@ -34,7 +34,8 @@ PACKAGE = ROOT / "sidecar" / "tracemesh_sidecar"  # where the manifest goes (bui
 COLLECTOR = ROOT / "collector" / "tracemesh_collector"
 # The request path, by package; the modules of each are compiled but for EXCLUDED.
 COMPILED_PACKAGES = ["proxy", "tracing", "spans", "config", "telemetry"]
-COMPILED_MODULES = ["stats.py"]
+# Beside them: stats, and the exporters' span queues (every finished span is submitted on the request path).
+COMPILED_MODULES = ["stats.py", "export/exporter_set.py", "export/provider_exporter.py"]
 EXCLUDED = {
     # The shells that run once per config, not per request; runtime.py's ListenerError is an OSError,
     # and mypyc compiles exception classes derived from Exception only.

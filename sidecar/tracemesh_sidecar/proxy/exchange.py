@@ -352,8 +352,8 @@ class Exchange:
             drop = drop.difference(("upgrade",))
             tail = _UPGRADE_TAIL + b"\r\n"
         ctx = self.ctx
-        if ctx is not None and ctx.peer_headers:  # the metadata exchange: ours replaces anything the app sent
-            extra = [*extra, *ctx.peer_headers]
+        if ctx is not None and ctx.peer_lines:  # the metadata exchange: ours replaces anything the app sent
+            tail = ctx.peer_lines + tail
             drop = h.forward_drop(drop, PEER_HEADERS, ())
         elif self.fields is not None and not PEER_HEADERS.isdisjoint(self.fields):  # inbound: never shown to the app
             drop = h.forward_drop(drop, PEER_HEADERS, ())

@@ -111,6 +111,8 @@ class DirectionContext:
         self.telemetry: DirectionTelemetry | None = telemetry if telemetry.active else None
         # The metadata exchange's headers on every outbound request (a sidecar's and a gateway's).
         self.peer_headers = telemetry.exchange_headers if direction != "inbound" else ()
+        # The same as HTTP/1.1 header lines, encoded once (the value is a few hundred bytes of base64).
+        self.peer_lines = b"".join(line for _, line in telemetry.answer_lines) if direction != "inbound" else b""
         self.peer_answer = telemetry.answer_lines if direction == "inbound" else ()  # inbound: answers a peer's
         self.peer_answer_headers = telemetry.exchange_headers if direction == "inbound" else ()  # the same, HTTP/2
         # A gateway traces in Istio's CLIENT mode (telemetry.go workloadMode: ListenerClassGateway), with a

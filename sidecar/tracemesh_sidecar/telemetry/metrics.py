@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import bisect
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 # Envoy's default histogram buckets (source/common/stats/histogram_impl.h, ConstSupportedBuckets).
 BUCKETS: tuple[float, ...] = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
@@ -65,13 +65,18 @@ ALL_SPECS: tuple[MetricSpec, ...] = (REQUEST_COUNT, REQUEST_DURATION, REQUEST_SI
 SeriesKey = tuple[tuple[str, ...], tuple[str, ...]]  # (label names, label values)
 
 
-class Series(Protocol):
-    """One series of a metric, which a request adds to: a counter's amount, or a value a histogram observes."""
+class Series(ABC):
+    """One series of a metric, which a request adds to: a counter's amount, or a value a histogram observes.
+    A base class, not a Protocol: mypyc calls a native subclass's method through its vtable, where a Protocol's
+    method is looked up by name on every call."""
 
+    __slots__ = ()
+
+    @abstractmethod
     def record(self, value: float) -> None: ...
 
 
-class _Counter:
+class _Counter(Series):
     __slots__ = ("amount",)
 
     def __init__(self) -> None:
@@ -81,7 +86,7 @@ class _Counter:
         self.amount += value
 
 
-class _Histogram:
+class _Histogram(Series):
     __slots__ = ("buckets", "count", "total")
 
     def __init__(self) -> None:

@@ -87,21 +87,36 @@ def exchange_headers(node: NodeIdentity, proxy_type: str) -> tuple[tuple[str, st
     return ((PEER_METADATA_ID, node.node_id(proxy_type)), (PEER_METADATA, encoded))
 
 
-_decoded: dict[str, Peer] = {}
+class _DecodedPeers:
+    """Each value's peer, and the last one asked for: the same few callers send the same value on every request, and
+    comparing a value of a few hundred characters with the last one costs less than hashing it for the cache."""
+
+    def __init__(self) -> None:
+        self.by_value: dict[str, Peer] = {}
+        self.last_value = ""
+        self.last_peer = UNKNOWN_PEER
+
+    def peer(self, value: str) -> Peer:
+        if value == self.last_value:
+            return self.last_peer
+        peer = self.by_value.get(value)
+        if peer is None:
+            peer = _decode(value)
+            if len(self.by_value) >= _CACHE_LIMIT:
+                self.by_value.clear()
+            self.by_value[value] = peer
+        self.last_value, self.last_peer = value, peer
+        return peer
+
+
+_decoded = _DecodedPeers()
 
 
 def decode_peer(value: str | None) -> Peer:
-    """The peer an `x-envoy-peer-metadata` value describes (UNKNOWN_PEER when absent or unreadable); cached,
-    since the same few callers send the same value on every request."""
+    """The peer an `x-envoy-peer-metadata` value describes (UNKNOWN_PEER when absent or unreadable); cached."""
     if not value:
         return UNKNOWN_PEER
-    peer = _decoded.get(value)
-    if peer is None:
-        peer = _decode(value)
-        if len(_decoded) >= _CACHE_LIMIT:
-            _decoded.clear()
-        _decoded[value] = peer
-    return peer
+    return _decoded.peer(value)
 
 
 def _decode(value: str) -> Peer:
