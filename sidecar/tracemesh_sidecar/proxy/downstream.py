@@ -550,10 +550,11 @@ class DownstreamConnection(asyncio.Protocol):
         if self._head_split or len(self._headers) > MAX_HEADERS:
             self._check_head()
         parser = self.parser
-        if parser.should_upgrade() and self._accepts_h2c(parser):
+        upgrade: bool = parser.should_upgrade()
+        if upgrade and self._accepts_h2c(parser):
             return
         exchange = Exchange(self, parser.get_method(), b"".join(self._url), parser.get_http_version(),
-                            self._headers, parser.should_keep_alive() and not self.draining, parser.should_upgrade())
+                            self._headers, parser.should_keep_alive() and not self.draining, upgrade)
         self._url = []  # ready for the next request (instead of an on_message_begin callback)
         self._headers = []
         self._head_fed = 0

@@ -293,7 +293,8 @@ def stream_record(ctx: DirectionContext, info: DownstreamInfo, head: RequestHead
     fields = head.fields
     hop = plan.hop
     if hop is not None and hop.headers_to_set:  # the request as forwarded (a fresh x-request-id), as Envoy logs it
-        fields = {**fields, **dict(hop.headers_to_set)}
+        fields = dict(fields)
+        fields.update(hop.headers_to_set)
     destination = plan.destination
     route = plan.route
     inbound = ctx.direction == "inbound"

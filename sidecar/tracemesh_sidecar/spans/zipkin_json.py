@@ -50,7 +50,7 @@ def span_to_zipkin_dict(span: Span) -> dict[str, Any]:
     if span.annotations:
         result["annotations"] = [{"timestamp": a.timestamp, "value": a.value} for a in span.annotations]
     if span.tags:
-        result["tags"] = dict(span.tags)
+        result["tags"] = span.tags  # not copied: every caller serializes the document as it is
     if span.debug:
         result["debug"] = True
     if span.shared:
