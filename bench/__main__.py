@@ -15,6 +15,7 @@ BENCHMARKS = {
     "control_plane": "bench.control_plane",
     "operator_memory": "bench.operator_memory",
     "collector": "bench.collector",
+    "instructions": "bench.instructions",
 }
 
 

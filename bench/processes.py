@@ -113,12 +113,13 @@ class Measured:
 
 
 @contextlib.contextmanager
-def started(name: str, argv: Sequence[str], port: int, env: dict[str, str] | None = None) -> Iterator[Measured]:
+def started(name: str, argv: Sequence[str], port: int, env: dict[str, str] | None = None,
+            start_timeout_s: float = 15.0) -> Iterator[Measured]:
     process = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
     try:
         try:
-            wait_for_port(port)
+            wait_for_port(port, start_timeout_s)
         except RuntimeError:
             process.kill()
             _, stderr = process.communicate(timeout=5)
