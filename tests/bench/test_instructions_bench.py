@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.instructions import Counted, callgrind_totals
+from bench.instructions import Counted, callgrind_totals, succeeded_2xx
 
 # The head and tail of a dump made by `callgrind_control -d` (callgrind 3.19), cost lines elided.
 _DUMP = """# callgrind format
@@ -36,3 +36,13 @@ def test_the_count_is_the_totals_line_not_the_summary() -> None:
 def test_a_profile_without_totals_is_refused() -> None:
     with pytest.raises(ValueError, match="totals"):
         callgrind_totals(_DUMP.replace("totals: 431142121\n", ""))
+
+
+def test_the_load_counts_only_2xx_answers() -> None:
+    """h2load's summary as it prints it (nghttp2 1.52.0): every request done is not every request answered 2xx."""
+    answered = ("requests: 2048 total, 2048 started, 2048 done, 2048 succeeded, 0 failed, 0 errored, 0 timeout\n"
+                "status codes: 2048 2xx, 0 3xx, 0 4xx, 0 5xx\n")
+    refused = answered.replace("2048 2xx, 0 3xx, 0 4xx, 0 5xx", "0 2xx, 0 3xx, 0 4xx, 2048 5xx")
+    assert succeeded_2xx(answered) == 2048
+    assert succeeded_2xx(refused) == 0
+    assert succeeded_2xx("") == 0
