@@ -8,6 +8,8 @@ Three paths to the same nginx origin (1 KB request and response bodies):
                  -> origin: the gateway's cost (two spans per request: its SERVER and upstream CLIENT span)
                  beside the client sidecar's in the same run
   nginx pair     load generator -> nginx reverse proxy -> nginx reverse proxy -> origin
+  relay pair     load generator -> bare uvloop TCP relay -> bare uvloop TCP relay -> origin (bench/relay.py):
+                 the floor under any proxy on the sidecar's event loop, no HTTP work at all
 For each: saturated throughput and latency (wrk), then latency at a fixed 1000 requests/s
 (open loop), each proxy's CPU milliseconds per 1000 requests and peak RSS.
 
@@ -75,6 +77,8 @@ GATEWAY_PATH = "gateway hop"
 TELEMETRY_OFF_PATH, TELEMETRY_ON_PATH = "pair, telem off", "pair, telem on"
 PURE_PATH = "pair, pure Py"  # the pair again with TRACEMESH_PURE_PYTHON=1: the compiled build's gain, same run
 SECOND_INTERPRETER_PATH = "pair, 2nd Py"  # the pair again on BENCH_SECOND_PYTHON (bench/interpreter.py)
+RELAY_PATH = "relay pair"
+RELAY = [sys.executable, str(Path(__file__).with_name("relay.py"))]
 TRACEMESH = [sys.executable, "-m", "tracemesh_cli.main"]
 
 
@@ -300,6 +304,10 @@ def run(second: Interpreter | None) -> list[PathResult]:
                     started("nginx client proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "outer", outer,
                                                                                            inner)), outer) as b:
                 results.append(_measure("nginx pair", outer, "/", f"127.0.0.1:{outer}", [b, a], tmp))
+            inner, outer = free_port(), free_port()
+            with started("relay server side", [*RELAY, str(inner), str(origin_port)], inner) as a, \
+                    started("relay client side", [*RELAY, str(outer), str(inner)], outer) as b:
+                results.append(_measure(RELAY_PATH, outer, "/", f"127.0.0.1:{outer}", [b, a], tmp))
 
             with _collector() as (otlp_http, otlp_grpc):
                 variants: tuple[tuple[str, Transport, int], ...] = (
@@ -348,6 +356,7 @@ def report(results: list[PathResult], second: Interpreter | None = None) -> str:
         ]
         if mesh.notes:
             lines.append(mesh.notes)
+        lines += _floor_report(mesh, nginx, by_path.get(RELAY_PATH))
         pure = by_path.get(PURE_PATH)
         if pure:
             lines += [
@@ -376,6 +385,29 @@ def report(results: list[PathResult], second: Interpreter | None = None) -> str:
     lines += _exporter_report(by_path.get(OTLP_HTTP_PATH), by_path.get(OTLP_GRPC_PATH))
     lines += _telemetry_report(by_path.get(TELEMETRY_OFF_PATH), by_path.get(TELEMETRY_ON_PATH))
     return "\n".join(lines)
+
+
+def _floor_report(mesh: PathResult, nginx: PathResult, relay: PathResult | None) -> list[str]:
+    """Each sidecar's cost per request against nginx's and against a bare relay's on the same event loop: how much
+    of it the runtime sets (reads, writes, wake-ups) and how much the sidecar's own per-request work adds."""
+    if relay is None:
+        return []
+    lines = [f"CPU per request per proxy, ratio to nginx and to a bare uvloop relay (bench/relay.py, no HTTP work), "
+             f"saturated / at {FIXED_RATE}/s:"]
+    for index, side in ((0, "client"), (1, "server")):
+        own, reference, floor = mesh.proxies[index], nginx.proxies[index], relay.proxies[index]
+        lines.append(
+            f"  {side} sidecar: {_ratio(own.cpu_ms_per_1000_saturated, reference.cpu_ms_per_1000_saturated)} / "
+            f"{_ratio(own.cpu_ms_per_1000_at_fixed_rate, reference.cpu_ms_per_1000_at_fixed_rate)} nginx's, "
+            f"{_ratio(own.cpu_ms_per_1000_saturated, floor.cpu_ms_per_1000_saturated)} / "
+            f"{_ratio(own.cpu_ms_per_1000_at_fixed_rate, floor.cpu_ms_per_1000_at_fixed_rate)} the relay's; "
+            f"the relay: {_ratio(floor.cpu_ms_per_1000_saturated, reference.cpu_ms_per_1000_saturated)} / "
+            f"{_ratio(floor.cpu_ms_per_1000_at_fixed_rate, reference.cpu_ms_per_1000_at_fixed_rate)} nginx's")
+    return lines
+
+
+def _ratio(cost: float, baseline: float) -> str:
+    return f"{cost / baseline:.1f}x" if baseline > 0 else "n/a"
 
 
 def _telemetry_report(off: PathResult | None, on: PathResult | None) -> list[str]:
