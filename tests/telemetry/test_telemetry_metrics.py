@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import fields
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from telemetry_records import REVIEWS, http_record
 from tracemesh_sidecar.config.model import NodeIdentity, ProxyConfig
 from tracemesh_sidecar.config.observability import MetricOverride, MetricsConfig, MetricsPolicy
 from tracemesh_sidecar.stats import Stats
-from tracemesh_sidecar.telemetry.metrics import STANDARD_LABELS, MetricStore
+from tracemesh_sidecar.telemetry.metrics import BUCKETS, STANDARD_LABELS, MetricStore, bucket_index
 from tracemesh_sidecar.telemetry.peer import Peer
 from tracemesh_sidecar.telemetry.recorder import DirectionTelemetry
 from tracemesh_sidecar.telemetry.sink import LogFiles
@@ -180,3 +182,14 @@ def test_the_openmetrics_exposition_parses_with_prometheus_clients_openmetrics_p
     families = {family.name: family for family in parse_openmetrics(store.render(openmetrics=True) + "# EOF\n")}
     assert families["istio_requests"].type == "counter"
     assert families["istio_request_duration_milliseconds"].type == "histogram"
+
+
+def test_bucket_index_is_bisect_left_over_the_buckets() -> None:
+    """Each bound, each side of it, zero, negative, +Inf and NaN (bisect puts NaN in the first bucket), ints too."""
+    values: list[float] = [0, -1.0, math.inf, -math.inf, math.nan, 10**9]
+    for bound in BUCKETS:
+        values += [bound, bound - 0.001, bound + 0.001, math.nextafter(bound, 0), math.nextafter(bound, math.inf)]
+    for value in values:
+        assert bucket_index(value) == bisect.bisect_left(BUCKETS, value), value
+    assert bucket_index(1) == 1 and bucket_index(1.0) == 1  # le="1" holds a 1 ms request
+    assert bucket_index(3_600_001) == len(BUCKETS)  # +Inf

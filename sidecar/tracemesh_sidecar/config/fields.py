@@ -11,7 +11,7 @@ import contextlib
 import math
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from tracemesh_sidecar.durations import parse_duration_s
 
@@ -26,8 +26,8 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {problem}; {fix}")
 
 
-_BARE_SECONDS = re.compile(r"\d+(?:\.\d+)?")
-_MISSING: Any = object()
+_BARE_SECONDS: Final = re.compile(r"\d+(?:\.\d+)?")
+_MISSING: Final[Any] = object()
 
 
 def join(path: str, key: str | int) -> str:

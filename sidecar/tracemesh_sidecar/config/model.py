@@ -30,7 +30,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from tracemesh_sidecar.config.fields import ConfigError, Fields, format_duration
 from tracemesh_sidecar.config.fields import check_host_port as check_host_port  # its home before fields.py
@@ -61,33 +61,33 @@ from tracemesh_sidecar.config.routes import (
 ProviderKind = Literal["zipkin", "opentelemetry", "jaeger"]
 # "router": a gateway (no app, no capture), Istio's `pilot-agent proxy router`.
 ProxyType = Literal["sidecar", "router"]
-PROXY_TYPES: tuple[ProxyType, ...] = ("sidecar", "router")
-PROVIDER_KINDS: tuple[ProviderKind, ...] = ("zipkin", "opentelemetry", "jaeger")
+PROXY_TYPES: Final[tuple[ProxyType, ...]] = ("sidecar", "router")
+PROVIDER_KINDS: Final[tuple[ProviderKind, ...]] = ("zipkin", "opentelemetry", "jaeger")
 # How spans travel to a provider: Istio's `opentelemetry` exports OTLP over gRPC unless it has an `http` block.
 Transport = Literal["http", "grpc"]
-TRANSPORTS: tuple[Transport, ...] = ("http", "grpc")
+TRANSPORTS: Final[tuple[Transport, ...]] = ("http", "grpc")
 # OpenTelemetry resource detectors the proxy applies (Istio's `resourceDetectors`): `environment` reads
 # OTEL_RESOURCE_ATTRIBUTES from the proxy's environment, as Envoy's environment detector does.
-RESOURCE_DETECTORS = ("environment",)
-TRACE_CONTEXT_OPTIONS = ("USE_B3", "USE_B3_WITH_W3C_PROPAGATION")
+RESOURCE_DETECTORS: Final = ("environment",)
+TRACE_CONTEXT_OPTIONS: Final = ("USE_B3", "USE_B3_WITH_W3C_PROPAGATION")
 CustomTagKind = Literal["literal", "environment", "header"]
-CUSTOM_TAG_KINDS: tuple[CustomTagKind, ...] = ("literal", "environment", "header")
+CUSTOM_TAG_KINDS: Final[tuple[CustomTagKind, ...]] = ("literal", "environment", "header")
 # Formats the proxy can read besides the ones it always reads (B3 multi, B3 single, W3C).
-EXTRA_EXTRACT_FORMATS = ("jaeger", "ot")
+EXTRA_EXTRACT_FORMATS: Final = ("jaeger", "ot")
 # tracemesh's extensions of a provider, after Kong's Zipkin plugin (README "Coming from Kong"): how the proxy
 # reads and writes trace headers (`headerType`; unset: Istio's behaviour, each tracer its own formats), the
 # format written when none came in (`defaultHeaderType`), and the formats it can write.
-HEADER_FORMATS = ("b3", "b3-single", "w3c", "jaeger", "ot")
-HEADER_TYPES = ("preserve", "ignore", *HEADER_FORMATS)
-_HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-DEFAULT_TAGS_HEADER = "zipkin-tags"  # Kong's tags_header default (`Zipkin-Tags`), lowercase as headers are read
+HEADER_FORMATS: Final = ("b3", "b3-single", "w3c", "jaeger", "ot")
+HEADER_TYPES: Final = ("preserve", "ignore", *HEADER_FORMATS)
+_HEADER_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+DEFAULT_TAGS_HEADER: Final = "zipkin-tags"  # Kong's tags_header default (`Zipkin-Tags`), lowercase as headers are read
 
 # Envoy's `listener_filters_timeout` default: how long a captured connection may stay silent before the
 # proxy stops waiting to sniff HTTP and relays it as opaque TCP (server-speaks-first protocols: MySQL,
 # SMTP, SSH). Istio's MeshConfig calls it `protocolDetectionTimeout`; 0 waits for the client forever.
-DEFAULT_PROTOCOL_DETECTION_TIMEOUT_S = 15.0
-DEFAULT_ZIPKIN_PATH = "/api/v2/spans"
-DEFAULT_OTLP_PATH = "/v1/traces"
+DEFAULT_PROTOCOL_DETECTION_TIMEOUT_S: Final = 15.0
+DEFAULT_ZIPKIN_PATH: Final = "/api/v2/spans"
+DEFAULT_OTLP_PATH: Final = "/v1/traces"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ sidecar evaluates them with (telemetry/expressions.py), so a document that parse
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from tracemesh_sidecar.config.fields import ConfigError, Fields, join
 from tracemesh_sidecar.telemetry.expressions import ExpressionError, parse_expression
@@ -25,11 +25,11 @@ from tracemesh_sidecar.telemetry.logformat import FormatError, check_format
 # Telemetry's MetricSelector.IstioMetric values the sidecar reports (the gRPC message counts are not reported).
 IstioMetric = Literal["ALL_METRICS", "REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE",
                       "TCP_OPENED_CONNECTIONS", "TCP_CLOSED_CONNECTIONS", "TCP_SENT_BYTES", "TCP_RECEIVED_BYTES"]
-ISTIO_METRICS: tuple[IstioMetric, ...] = (
+ISTIO_METRICS: Final[tuple[IstioMetric, ...]] = (
     "ALL_METRICS", "REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE",
     "TCP_OPENED_CONNECTIONS", "TCP_CLOSED_CONNECTIONS", "TCP_SENT_BYTES", "TCP_RECEIVED_BYTES")
 AccessLogEncoding = Literal["TEXT", "JSON"]
-ACCESS_LOG_ENCODINGS: tuple[AccessLogEncoding, ...] = ("TEXT", "JSON")
+ACCESS_LOG_ENCODINGS: Final[tuple[AccessLogEncoding, ...]] = ("TEXT", "JSON")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +71,9 @@ class AccessLogConfig:
     server: tuple[AccessLogSink, ...] = ()
 
 
-ISTIO_DEFAULT_METRICS = MetricsConfig()  # both directions on, no overrides: Istio's prometheus provider by default
-NO_ACCESS_LOGS = AccessLogConfig()
+# Both directions on, no overrides: Istio's prometheus provider by default.
+ISTIO_DEFAULT_METRICS: Final = MetricsConfig()
+NO_ACCESS_LOGS: Final = AccessLogConfig()
 
 
 # ---------------------------------------------------------------------------------------------

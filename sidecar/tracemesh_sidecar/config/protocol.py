@@ -7,30 +7,32 @@ protocol is Istio's ClusterBuilder.setUpstreamProtocol (pilot/pkg/networking/cor
 
 from __future__ import annotations
 
-GRPC = "GRPC"
-GRPC_WEB = "GRPC-Web"
-HTTP = "HTTP"
-HTTP_PROXY = "HTTP_PROXY"
-HTTP2 = "HTTP2"
-HTTPS = "HTTPS"
-TCP = "TCP"
-TLS = "TLS"
-UDP = "UDP"
-MONGO = "Mongo"
-REDIS = "Redis"
-MYSQL = "MySQL"
+from typing import Final
+
+GRPC: Final = "GRPC"
+GRPC_WEB: Final = "GRPC-Web"
+HTTP: Final = "HTTP"
+HTTP_PROXY: Final = "HTTP_PROXY"
+HTTP2: Final = "HTTP2"
+HTTPS: Final = "HTTPS"
+TCP: Final = "TCP"
+TLS: Final = "TLS"
+UDP: Final = "UDP"
+MONGO: Final = "Mongo"
+REDIS: Final = "Redis"
+MYSQL: Final = "MySQL"
 # Istio's protocol.Unsupported: nothing declared, so the sidecar sniffs the protocol (auto-detection).
-UNSUPPORTED = "UnsupportedProtocol"
+UNSUPPORTED: Final = "UnsupportedProtocol"
 
 # What a Service port can declare (protocol.Parse's results; HBONE and DoubleHBONE are Istio-internal).
-PROTOCOLS = (TCP, UDP, GRPC, GRPC_WEB, HTTP, HTTP_PROXY, HTTP2, HTTPS, TLS, MONGO, REDIS, MYSQL)
-_BY_LOWER_NAME = {protocol.lower(): protocol for protocol in PROTOCOLS}
+PROTOCOLS: Final = (TCP, UDP, GRPC, GRPC_WEB, HTTP, HTTP_PROXY, HTTP2, HTTPS, TLS, MONGO, REDIS, MYSQL)
+_BY_LOWER_NAME: Final = {protocol.lower(): protocol for protocol in PROTOCOLS}
 
 # Kubernetes' standard appProtocol names, honoured only in appProtocol (a port name cannot hold a `/`).
-_KUBERNETES_APP_PROTOCOLS = {"kubernetes.io/h2c": HTTP2, "kubernetes.io/ws": HTTP, "kubernetes.io/wss": HTTPS}
+_KUBERNETES_APP_PROTOCOLS: Final = {"kubernetes.io/h2c": HTTP2, "kubernetes.io/ws": HTTP, "kubernetes.io/wss": HTTPS}
 # Ports whose undeclared protocol is TCP, not sniffed: their servers speak first or break under sniffing
 # (SMTP, DNS, MySQL, MongoDB: conversion.go wellKnownPorts).
-_WELL_KNOWN_TCP_PORTS = frozenset({25, 53, 3306, 27017})
+_WELL_KNOWN_TCP_PORTS: Final = frozenset({25, 53, 3306, 27017})
 
 
 def _parse(text: str) -> str:

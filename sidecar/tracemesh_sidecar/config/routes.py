@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from tracemesh_sidecar.config.fields import ConfigError, Fields, check_host_port, format_duration
 
 StringMatchKind = Literal["exact", "prefix", "regex", "present"]
-STRING_MATCH_KINDS: tuple[StringMatchKind, ...] = ("exact", "prefix", "regex", "present")
+STRING_MATCH_KINDS: Final[tuple[StringMatchKind, ...]] = ("exact", "prefix", "regex", "present")
 # The sidecar's table for mesh VirtualServices (gateways: [mesh] or none).
-OUTBOUND_ROUTE_TABLE = "outbound"
+OUTBOUND_ROUTE_TABLE: Final = "outbound"
 # Envoy's x-envoy-retry-on conditions (router/retry_state_impl.cc) plus the gRPC ones
 # (x-envoy-retry-grpc-on); a number in retryOn is a retriable status code, as Istio's retry.go reads it.
-RETRY_ON_CONDITIONS = (
+RETRY_ON_CONDITIONS: Final = (
     "5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "envoy-ratelimited",
     "retriable-4xx", "refused-stream", "retriable-status-codes", "retriable-headers",
     "http3-post-connect-failure", "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",

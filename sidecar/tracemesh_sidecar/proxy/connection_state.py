@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 
 class ConnectionState(IntEnum):
@@ -33,8 +34,8 @@ class ConnectionState(IntEnum):
     CLOSED = 6
 
 
-_S = ConnectionState
-TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
+_S: Final = ConnectionState
+TRANSITIONS: Final[dict[ConnectionState, frozenset[ConnectionState]]] = {
     _S.SNIFF: frozenset({_S.HTTP, _S.WAIT, _S.HANDED_OVER, _S.LINGER, _S.CLOSED}),
     _S.HTTP: frozenset({_S.WAIT, _S.REFUSED, _S.HANDED_OVER, _S.LINGER, _S.CLOSED}),
     _S.WAIT: frozenset({_S.HTTP, _S.HANDED_OVER, _S.LINGER, _S.CLOSED}),

@@ -15,7 +15,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import httptools
 
@@ -47,21 +47,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tracemesh.proxy")
 
-# Module names for the states (proxy/connection_state.py): the hot path compares them per read.
-_SNIFF, _HTTP, _WAIT, _REFUSED, _LINGER, _HANDED_OVER, _CLOSED = ConnectionState
-_PAUSE_PIPELINE, _PAUSE_UPSTREAM, _PAUSE_BUFFER = 1, 2, 4
-_PAUSE_REFUSED = 8
+# Module names for the states (proxy/connection_state.py): the hot path compares them per read. Final, as every
+# constant of a compiled module: compiled, a Final name is a static read, not a lookup in the module's dict.
+_SNIFF: Final = ConnectionState.SNIFF
+_HTTP: Final = ConnectionState.HTTP
+_WAIT: Final = ConnectionState.WAIT
+_REFUSED: Final = ConnectionState.REFUSED
+_LINGER: Final = ConnectionState.LINGER
+_HANDED_OVER: Final = ConnectionState.HANDED_OVER
+_CLOSED: Final = ConnectionState.CLOSED
+_PAUSE_PIPELINE: Final = 1
+_PAUSE_UPSTREAM: Final = 2
+_PAUSE_BUFFER: Final = 4
+_PAUSE_REFUSED: Final = 8
 # Lingering close as nginx does it: wait while the client keeps sending, 1 s idle, 5 s at most.
-_LINGER_IDLE_S = 1.0
-_LINGER_MAX_S = 5.0
-_HELD_LIMIT = 256 * 1024
+_LINGER_IDLE_S: Final = 1.0
+_LINGER_MAX_S: Final = 5.0
+_HELD_LIMIT: Final = 256 * 1024
 # Pipelined requests parsed ahead of the one being answered, at most (give or take one parse step).
-_PIPELINE_DEPTH = 16
-_PARSE_STEP = 8192
+_PIPELINE_DEPTH: Final = 16
+_PARSE_STEP: Final = 8192
 # A head's wire size may exceed MAX_HEAD_BYTES (names and values) by its request line and each
 # header's ": " and CRLF; past this, it is over the limit however it is counted.
-_MAX_RAW_HEAD = MAX_HEAD_BYTES + 4 * MAX_HEADERS + 1024
-_SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+_MAX_RAW_HEAD: Final = MAX_HEAD_BYTES + 4 * MAX_HEADERS + 1024
+_SWITCHING_TO_H2C: Final = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 
 
 class _HeadTooLarge(Exception):

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from typing import Final
 
 from tracemesh_sidecar.tracing.ids import new_request_id
 from tracemesh_sidecar.tracing.request_id import REQUEST_ID
 
-FORWARDED_FOR = "x-forwarded-for"
-FORWARDED_PROTO = "x-forwarded-proto"
-EXTERNAL_ADDRESS = "x-envoy-external-address"
-INTERNAL = "x-envoy-internal"
-EDGE_HEADERS = (FORWARDED_FOR, FORWARDED_PROTO, EXTERNAL_ADDRESS, INTERNAL)
+FORWARDED_FOR: Final = "x-forwarded-for"
+FORWARDED_PROTO: Final = "x-forwarded-proto"
+EXTERNAL_ADDRESS: Final = "x-envoy-external-address"
+INTERNAL: Final = "x-envoy-internal"
+EDGE_HEADERS: Final = (FORWARDED_FOR, FORWARDED_PROTO, EXTERNAL_ADDRESS, INTERNAL)
 
 
 def is_internal_address(address: str) -> bool:
@@ -38,9 +39,9 @@ def is_internal_address(address: str) -> bool:
     return ip.is_loopback or ip in _V6_INTERNAL
 
 
-_V4_INTERNAL = (ipaddress.IPv4Network("10.0.0.0/8"), ipaddress.IPv4Network("172.16.0.0/12"),
-                ipaddress.IPv4Network("192.168.0.0/16"))
-_V6_INTERNAL = ipaddress.IPv6Network("fd00::/8")
+_V4_INTERNAL: Final = (ipaddress.IPv4Network("10.0.0.0/8"), ipaddress.IPv4Network("172.16.0.0/12"),
+                       ipaddress.IPv4Network("192.168.0.0/16"))
+_V6_INTERNAL: Final = ipaddress.IPv6Network("fd00::/8")
 
 
 def edge_headers(peer_ip: str, headers: Mapping[str, str], scheme: str = "http") -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
@@ -55,18 +55,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("tracemesh.proxy")
 
 # Request body held while the upstream connection is being opened, before reading pauses.
-CONNECT_BUFFER_LIMIT = 256 * 1024
+CONNECT_BUFFER_LIMIT: Final = 256 * 1024
 # A request's first write waits for the end of the client's read (head and body in one writev, one TCP segment
 # for a small request: an upstream that answers after the head alone would find the body late), up to this much.
-DEFERRED_WRITE_LIMIT = 64 * 1024
+DEFERRED_WRITE_LIMIT: Final = 64 * 1024
 
-BAD_HOST_BODY = "bad request: an HTTP/1.1 request needs exactly one Host header"
-CONNECT_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
-_UPGRADE_TAIL = b"connection: upgrade\r\n"
+BAD_HOST_BODY: Final = "bad request: an HTTP/1.1 request needs exactly one Host header"
+CONNECT_ESTABLISHED: Final = b"HTTP/1.1 200 Connection established\r\n\r\n"
+_UPGRADE_TAIL: Final = b"connection: upgrade\r\n"
 
 
-_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
-_UNPLANNED = StreamPlan()  # never changed: an exchange's own plan replaces it before anything is routed
+_PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+# The lengths of the metadata exchange headers' names: a response header of another length is not one of them.
+_PEER_NAME_LENGTHS: Final = frozenset(len(name) for name in PEER_HEADER_BYTES)
+_UNPLANNED: Final = StreamPlan()  # never changed: an exchange's own plan replaces it before anything is routed
 
 
 class Exchange:
@@ -169,7 +171,7 @@ class Exchange:
             return
         sent = self.sent
         if sent is not None:
-            self.sent_size += sum(map(len, pieces))
+            self.sent_size += _length(pieces)
             if self.sent_size > RETRY_BUFFER_LIMIT:
                 self.sent = None
             else:
@@ -181,7 +183,7 @@ class Exchange:
                 upstream.transport.writelines(pieces)
             return
         pending.extend(pieces)
-        self.pending_size += sum(map(len, pieces))
+        self.pending_size += _length(pieces)
         if self.deferred:
             if self.pending_size > DEFERRED_WRITE_LIMIT:
                 self.send_deferred()
@@ -760,6 +762,10 @@ class Exchange:
         lowered once: the headers before the first metadata header are copied only if there is one."""
         kept: list[tuple[bytes, bytes]] | None = None
         for index, (name, value) in enumerate(headers):
+            if len(name) not in _PEER_NAME_LENGTHS:  # most names: no lower() to see they are not a peer header
+                if kept is not None:
+                    kept.append((name, value))
+                continue
             lname = name.lower()
             if lname in PEER_HEADER_BYTES:
                 if kept is None:
@@ -773,6 +779,15 @@ class Exchange:
     def _upstream_name(self) -> str:
         destination = self.plan.destination
         return f"{destination.host}:{destination.port}" if destination else "?"
+
+
+def _length(pieces: tuple[bytes, ...]) -> int:
+    """`sum(map(len, pieces))` as a compiled loop: from compiled code, map and sum are two generic calls (callgrind:
+    ~1k instructions a send, two sends a request)."""
+    total = 0
+    for piece in pieces:
+        total += len(piece)
+    return total
 
 
 def _grpc_status(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -16,6 +16,7 @@ therefore reports such a reply with ResponseFacts(status=200, grpc_status=..., g
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from tracemesh_sidecar.tracing.grpc import GRPC_CONTENT_TYPE, is_grpc_request
 
@@ -23,16 +24,16 @@ __all__ = ["grpc_local_reply", "grpc_status_for_http", "grpc_timeout_s", "is_grp
 
 # TimeoutValue: "positive integer as ASCII string of at most 8 digits" (gRPC's PROTOCOL-HTTP2.md); Envoy parses
 # it with absl::SimpleAtoi, which also takes surrounding ASCII whitespace and a sign (a negative is refused).
-_TIMEOUT_VALUE = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)[ \t\n\v\f\r]*")
-_MAX_GRPC_TIMEOUT_VALUE = 99_999_999  # Envoy's MAX_GRPC_TIMEOUT_VALUE
+_TIMEOUT_VALUE: Final = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)[ \t\n\v\f\r]*")
+_MAX_GRPC_TIMEOUT_VALUE: Final = 99_999_999  # Envoy's MAX_GRPC_TIMEOUT_VALUE
 # Milliseconds per unit; Envoy rounds microseconds and nanoseconds up to the next whole millisecond.
-_MS_PER_UNIT = {"H": 3_600_000, "M": 60_000, "S": 1_000, "m": 1}
-_PER_MS = {"u": 1_000, "n": 1_000_000}
+_MS_PER_UNIT: Final = {"H": 3_600_000, "M": 60_000, "S": 1_000, "m": 1}
+_PER_MS: Final = {"u": 1_000, "n": 1_000_000}
 
 # Envoy's Grpc::Utility::httpToGrpcStatus (source/common/grpc/status.cc), after gRPC's
 # http-grpc-status-mapping.md; every other HTTP code is UNKNOWN (2).
-_GRPC_STATUS_FOR_HTTP = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
-_UNKNOWN = 2
+_GRPC_STATUS_FOR_HTTP: Final = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
+_UNKNOWN: Final = 2
 
 
 def grpc_timeout_s(value: str) -> float | None:

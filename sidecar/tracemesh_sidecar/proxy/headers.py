@@ -11,23 +11,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 from tracemesh_sidecar.native_dataclasses import rebuilt_from_fields
 
 Header = tuple[str, bytes, bytes]
 
 # RFC 9110 section 7.6.1 plus the proxy-specific ones Envoy also strips.
-HOP_BY_HOP = frozenset({
+HOP_BY_HOP: Final = frozenset({
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
     "proxy-authorization", "proxy-authenticate",
 })
-CRLF = b"\r\n"
+CRLF: Final = b"\r\n"
 # Envoy's defaults for a message head (max_request_headers_kb, max_headers_count), requests and
 # responses alike: URL, header names and values count, as in Envoy's header map byte size.
-MAX_HEAD_BYTES = 60 * 1024
-MAX_HEADERS = 100
-LAST_CHUNK = b"0\r\n\r\n"
+MAX_HEAD_BYTES: Final = 60 * 1024
+MAX_HEADERS: Final = 100
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
 def hop_by_hop_names(connection: str | None) -> frozenset[str]:
@@ -53,7 +53,7 @@ def stand_in_head(headers: Iterable[Header]) -> bytes:
     return b"".join((b"PUT / HTTP/1.1\r\n", *framing, CRLF))
 
 
-_DROP_CACHE: dict[tuple[frozenset[str], frozenset[str], tuple[str, ...]], frozenset[str]] = {}
+_DROP_CACHE: Final[dict[tuple[frozenset[str], frozenset[str], tuple[str, ...]], frozenset[str]]] = {}
 
 
 def forward_drop(base: frozenset[str], remove: frozenset[str], replaced: tuple[str, ...]) -> frozenset[str]:
@@ -67,7 +67,7 @@ def forward_drop(base: frozenset[str], remove: frozenset[str], replaced: tuple[s
     return drop
 
 
-_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+_HOP_BY_HOP_BYTES: Final = frozenset(name.encode() for name in HOP_BY_HOP)
 
 
 # Built once per response: its own `__init__`, which mypyc compiles (a NamedTuple's is interpreted Python, as is the
@@ -87,7 +87,7 @@ class ResponseHeaders:
         return rebuilt_from_fields(self)
 
 
-_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+_PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
 
 
 def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = False) -> ResponseHeaders:
@@ -145,16 +145,23 @@ def build_head(first_line: bytes, headers: Iterable[Header], drop: frozenset[str
                extra: Sequence[tuple[str, str]], tail: bytes) -> bytes:
     """`first_line` (with CRLF), the headers not in `drop`, `extra`, then `tail` (extra raw lines + CRLF)."""
     parts = [first_line]
+    # One append per piece: `parts += (name, b": ", value, CRLF)` builds a tuple per header (measured, callgrind).
     for lname, name, value in headers:
         if lname not in drop:
-            parts += (name, b": ", value, CRLF)
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(value)
+            parts.append(CRLF)
     for name_text, value_text in extra:
-        parts += (name_text.encode("latin-1"), b": ", value_text.encode("latin-1"), CRLF)
+        parts.append(name_text.encode("latin-1"))
+        parts.append(b": ")
+        parts.append(value_text.encode("latin-1"))
+        parts.append(CRLF)
     parts.append(tail)
     return b"".join(parts)
 
 
-_STATUS_LINES: dict[int, bytes] = {}
+_STATUS_LINES: Final[dict[int, bytes]] = {}
 
 
 def status_line(status: int) -> bytes:

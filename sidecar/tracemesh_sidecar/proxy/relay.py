@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tracemesh_sidecar.proxy.grpc import grpc_local_reply, grpc_timeout_s, is_grpc_request
 from tracemesh_sidecar.proxy.headers import HOP_BY_HOP
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tracemesh.proxy")
 
 # Connection-specific fields are malformed in HTTP/2 (RFC 9113 section 8.2.2); `te` may only say "trailers".
-_CONNECTION_SPECIFIC = frozenset(name.encode() for name in HOP_BY_HOP if name != "te")
+_CONNECTION_SPECIFIC: Final = frozenset(name.encode() for name in HOP_BY_HOP if name != "te")
 
 
 class Relay:

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Literal
+from typing import Final, Literal
 
 from tracemesh_sidecar.config.routes import RetryPolicy
 
 Failure = Literal["connect-failure", "reset", "per-try-timeout"]
-_RESET_CONDITIONS = frozenset({"5xx", "gateway-error", "reset"})
-_GRPC_CONDITIONS = {"1": "cancelled", "4": "deadline-exceeded", "8": "resource-exhausted", "13": "internal",
-                    "14": "unavailable"}
-BASE_INTERVAL_S = 0.025
-MAX_INTERVAL_S = 0.25
+_RESET_CONDITIONS: Final = frozenset({"5xx", "gateway-error", "reset"})
+_GRPC_CONDITIONS: Final = {"1": "cancelled", "4": "deadline-exceeded", "8": "resource-exhausted", "13": "internal",
+                           "14": "unavailable"}
+BASE_INTERVAL_S: Final = 0.025
+MAX_INTERVAL_S: Final = 0.25
 
 
 def retries_failure(policy: RetryPolicy, failure: Failure) -> bool:

@@ -6,14 +6,14 @@ cached because the same few hosts repeat on every request.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from tracemesh_sidecar.config.model import ProxyConfig, check_host_port
 from tracemesh_sidecar.config.protocol import upstream_http2
 from tracemesh_sidecar.config.routes import WeightedDestination
 from tracemesh_sidecar.tracing.hosts import normalize_host
 
-_CACHE_LIMIT = 4096
+_CACHE_LIMIT: Final = 4096
 
 
 class Destination(NamedTuple):  # a tuple: built per request, and cheaper to build than a frozen dataclass
@@ -183,7 +183,7 @@ def split_absolute_target(target: bytes) -> tuple[str, bytes] | None:
     return authority.decode("latin-1"), path
 
 
-_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"})
+_LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"})
 
 
 def is_own_address(local: tuple[str, int], host: str, port: int) -> bool:

@@ -10,7 +10,7 @@ map whatever the version.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 from tracemesh_sidecar.proxy.state import DownstreamInfo
 
@@ -18,7 +18,7 @@ HeaderList = list[tuple[bytes, bytes]]
 Key = tuple[str, int]
 
 # The RFC 9113 section 7 error code a relay resets a stream with.
-INTERNAL_ERROR = 0x2
+INTERNAL_ERROR: Final = 0x2
 
 
 class DownstreamStream(Protocol):

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Final, Literal
 
 Protocol = Literal["http1", "http2", "opaque", "undecided"]
 
 # The HTTP/2 client connection preface (RFC 9113 section 3.4): h2c with prior knowledge starts with it.
-HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+HTTP2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # A request line: method token SP request-target SP HTTP/1.x CRLF (RFC 9112 section 3).
-_REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/1\.[0-9]\r?\n")
+_REQUEST_LINE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/1\.[0-9]\r?\n")
 # The start of one: a long request target may arrive in several reads, and must still be parsed (and
 # refused past the head limit) as HTTP rather than passed through unparsed.
-_REQUEST_START = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ (?:/|\*|https?://)")
-_TOKEN_START = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_REQUEST_START: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ (?:/|\*|https?://)")
+_TOKEN_START: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 # Past this many bytes without a newline, only what starts like a request line is still HTTP/1.
-MAX_REQUEST_LINE = 16384
+MAX_REQUEST_LINE: Final = 16384
 
 
 def classify(first_bytes: bytes) -> Protocol:

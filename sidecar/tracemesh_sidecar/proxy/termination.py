@@ -18,19 +18,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from tracemesh_sidecar.config.fields import ConfigError
 from tracemesh_sidecar.durations import UNITS_HELP, parse_duration_s
 
-ENV_PROXY_CONFIG = "PROXY_CONFIG"
-ENV_EXIT_ON_ZERO_ACTIVE_CONNECTIONS = "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"
-ENV_MINIMUM_DRAIN_DURATION = "MINIMUM_DRAIN_DURATION"
-DEFAULT_TERMINATION_DRAIN_S = 5.0  # pkg/config/mesh/mesh.go DefaultProxyConfig
-DEFAULT_MINIMUM_DRAIN_S = 5.0  # pilot/cmd/pilot-agent/options/options.go minimumDrainDurationEnv
-ACTIVE_CONNECTION_CHECK_S = 1.0  # pkg/envoy/agent.go activeConnectionCheckDelay
+ENV_PROXY_CONFIG: Final = "PROXY_CONFIG"
+ENV_EXIT_ON_ZERO_ACTIVE_CONNECTIONS: Final = "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"
+ENV_MINIMUM_DRAIN_DURATION: Final = "MINIMUM_DRAIN_DURATION"
+DEFAULT_TERMINATION_DRAIN_S: Final = 5.0  # pkg/config/mesh/mesh.go DefaultProxyConfig
+DEFAULT_MINIMUM_DRAIN_S: Final = 5.0  # pilot/cmd/pilot-agent/options/options.go minimumDrainDurationEnv
+ACTIVE_CONNECTION_CHECK_S: Final = 1.0  # pkg/envoy/agent.go activeConnectionCheckDelay
 # Go's strconv.ParseBool, as Istio's env.Register reads booleans.
-_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 @dataclass(frozen=True, slots=True)

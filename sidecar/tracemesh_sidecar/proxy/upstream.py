@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import httptools
 
@@ -23,7 +23,7 @@ from tracemesh_sidecar.stats import Stats
 log = logging.getLogger("tracemesh.proxy")
 
 # A greeting held for the owner of a fresh connection; past this, reading pauses until it is attached.
-EARLY_LIMIT = 64 * 1024
+EARLY_LIMIT: Final = 64 * 1024
 
 
 class FlowControlled(Protocol):

@@ -10,6 +10,7 @@ flow control: response bytes the client has not taken past RESPONSE_WINDOW pause
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 import httptools
 
@@ -19,8 +20,8 @@ from tracemesh_sidecar.proxy.upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger("tracemesh.proxy")
 
-RESPONSE_WINDOW = 65535  # as an HTTP/2 stream's: what a relayed response may hold before the upstream waits
-_NOT_FORWARDED = frozenset({b"host", b"te", b"http2-settings", *(name.encode() for name in h.HOP_BY_HOP)})
+RESPONSE_WINDOW: Final = 65535  # as an HTTP/2 stream's: what a relayed response may hold before the upstream waits
+_NOT_FORWARDED: Final = frozenset({b"host", b"te", b"http2-settings", *(name.encode() for name in h.HOP_BY_HOP)})
 
 
 class Http1UpstreamStream:

@@ -7,8 +7,9 @@ so a stream of distinct addresses costs a parse each, never memory. Pure.
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
 
-MAX_REMEMBERED = 4096
+MAX_REMEMBERED: Final = 4096
 _versions: dict[str, int] = {}
 
 

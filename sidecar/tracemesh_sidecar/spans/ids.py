@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from tracemesh_sidecar.spans.errors import SpanDecodeError
 
-_HEX_DIGITS = "0123456789abcdef"
-_ZERO_HIGH_HALF = "0" * 16
+_HEX_DIGITS: Final = "0123456789abcdef"
+_ZERO_HIGH_HALF: Final = "0" * 16
 
 
 def check_hex_id(value: object, field: str, lengths: tuple[int, ...], what: str) -> str:

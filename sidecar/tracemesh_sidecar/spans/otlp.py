@@ -28,7 +28,7 @@ import binascii
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -54,19 +54,19 @@ from tracemesh_sidecar.spans.model import (
 )
 from tracemesh_sidecar.spans.otlp_wire import span_attributes
 
-SERVICE_NAME = "service.name"
+SERVICE_NAME: Final = "service.name"
 PEER_IP, PEER_PORT, PEER_SERVICE = "net.peer.ip", "net.peer.port", "peer.service"
 HOST_IP, HOST_PORT = "net.host.ip", "net.host.port"
-SCOPE_NAME = "tracemesh"
+SCOPE_NAME: Final = "tracemesh"
 
-_KIND_TO_OTLP: dict[SpanKind | None, int] = {
+_KIND_TO_OTLP: Final[dict[SpanKind | None, int]] = {
     None: OtlpSpan.SPAN_KIND_INTERNAL,
     "SERVER": OtlpSpan.SPAN_KIND_SERVER,
     "CLIENT": OtlpSpan.SPAN_KIND_CLIENT,
     "PRODUCER": OtlpSpan.SPAN_KIND_PRODUCER,
     "CONSUMER": OtlpSpan.SPAN_KIND_CONSUMER,
 }
-_KIND_FROM_OTLP: dict[int, SpanKind | None] = {
+_KIND_FROM_OTLP: Final[dict[int, SpanKind | None]] = {
     value: kind for kind, value in _KIND_TO_OTLP.items()} | {OtlpSpan.SPAN_KIND_UNSPECIFIED: None}
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ class PartialSuccess:
     error_message: str = ""
 
 
-ACCEPTED_WHOLE = PartialSuccess()
+ACCEPTED_WHOLE: Final = PartialSuccess()
 
 
 def decode_partial_success(body: bytes) -> PartialSuccess:

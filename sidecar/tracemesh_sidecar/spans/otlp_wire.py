@@ -13,14 +13,15 @@ fraction of the accessors' time (`python -m bench.collector`, tests/spans/test_o
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from tracemesh_sidecar.spans.model import AttributeValue
 
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
-_SPAN_ATTRIBUTES = 9  # opentelemetry.proto.trace.v1.Span.attributes: repeated KeyValue
+_SPAN_ATTRIBUTES: Final = 9  # opentelemetry.proto.trace.v1.Span.attributes: repeated KeyValue
 _KEY, _VALUE = 1, 2  # KeyValue
 _STRING, _BOOL, _INT, _DOUBLE, _BYTES = 1, 2, 3, 4, 7  # AnyValue's scalar members (5 and 6: array, map)
-_DOUBLE_FORMAT = struct.Struct("<d")
+_DOUBLE_FORMAT: Final = struct.Struct("<d")
 
 
 class _NotScalar(Exception):

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Final
 from urllib.parse import unquote_to_bytes
 
-ENVIRONMENT_VARIABLE = "OTEL_RESOURCE_ATTRIBUTES"
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+ENVIRONMENT_VARIABLE: Final = "OTEL_RESOURCE_ATTRIBUTES"
+_BAD_PERCENT: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def detect_resource(detectors: Iterable[str], environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

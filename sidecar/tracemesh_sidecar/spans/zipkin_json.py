@@ -9,7 +9,7 @@ absent, unknown fields are ignored, an all-zero `parentId` means no parent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, get_args
+from typing import Any, Final, get_args
 
 import orjson
 
@@ -18,10 +18,10 @@ from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.ids import check_hex_id, normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
 
-SPAN_KINDS: tuple[SpanKind, ...] = get_args(SpanKind)
-TRACE_ID = "16 or 32 lowercase hex characters"
-SPAN_ID = "16 lowercase hex characters"
-_ZERO_SPAN_ID = "0" * 16
+SPAN_KINDS: Final[tuple[SpanKind, ...]] = get_args(SpanKind)
+TRACE_ID: Final = "16 or 32 lowercase hex characters"
+SPAN_ID: Final = "16 lowercase hex characters"
+_ZERO_SPAN_ID: Final = "0" * 16
 
 # ---------------------------------------------------------------------------------------------
 # Encoding

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
@@ -20,11 +20,11 @@ from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.ids import id_from_bytes, normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
 
-_FIELD = descriptor_pb2.FieldDescriptorProto
+_FIELD: Final = descriptor_pb2.FieldDescriptorProto
 _OPTIONAL, _REPEATED = _FIELD.LABEL_OPTIONAL, _FIELD.LABEL_REPEATED
-_PACKAGE = "zipkin.proto3"
+_PACKAGE: Final = "zipkin.proto3"
 # Span.Kind numbers; 0 (SPAN_KIND_UNSPECIFIED) is a span without kind.
-_KINDS: tuple[SpanKind | None, ...] = (None, "CLIENT", "SERVER", "PRODUCER", "CONSUMER")
+_KINDS: Final[tuple[SpanKind | None, ...]] = (None, "CLIENT", "SERVER", "PRODUCER", "CONSUMER")
 
 
 def _message(name: str, fields: list[tuple[str, int, int, str | None, int]]) -> descriptor_pb2.DescriptorProto:
@@ -79,7 +79,7 @@ def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
 
 # A private pool: classes generated from the official zipkin.proto (as in the tests, or in an
 # application embedding the sidecar) register the same full names in the default pool.
-_POOL = descriptor_pool.DescriptorPool()
+_POOL: Final = descriptor_pool.DescriptorPool()
 _POOL.Add(_file_descriptor())
 ListOfSpans: Any = message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"{_PACKAGE}.ListOfSpans"))
 

@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 from tracemesh_sidecar.durations import parse_duration_s
 
@@ -55,8 +55,8 @@ class Attributes(Protocol):
 
 
 # Attribute name -> whether it is a map (indexed by ['key'] or .key).
-PEER_FIELDS = ("workload", "namespace", "cluster", "service", "revision", "app", "version", "name", "labels")
-ATTRIBUTES: dict[str, bool] = {
+PEER_FIELDS: Final = ("workload", "namespace", "cluster", "service", "revision", "app", "version", "name", "labels")
+ATTRIBUTES: Final[dict[str, bool]] = {
     **{f"request.{name}": False for name in (
         "host", "path", "url_path", "method", "scheme", "protocol", "id", "useragent", "referer", "query",
         "size", "total_size", "duration")},
@@ -71,8 +71,8 @@ ATTRIBUTES: dict[str, bool] = {
     "xds.cluster_name": False, "xds.route_name": False,
     **{f"{peer}.{name}": name == "labels" for peer in ("upstream_peer", "downstream_peer") for name in PEER_FIELDS},
 }
-_FUNCTIONS = ("string", "int", "has", "size", "duration")
-_METHODS = ("startsWith", "endsWith", "contains", "matches")
+_FUNCTIONS: Final = ("string", "int", "has", "size", "duration")
+_METHODS: Final = ("startsWith", "endsWith", "contains", "matches")
 
 Evaluator = Callable[[Attributes], object]
 
@@ -124,14 +124,14 @@ def to_string(value: object) -> str:
 # ---------------------------------------------------------------------------------------------
 # Tokens
 
-_TOKEN = re.compile(r"""
+_TOKEN: Final = re.compile(r"""
     \s*(?:
       (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
     | (?P<number>\d+)
     | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<op>==|!=|<=|>=|&&|\|\||[<>!?:.,()\[\]])
     )""", re.VERBOSE)
-_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
+_ESCAPES: Final = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,7 +421,7 @@ def _contained(a: object, b: object) -> bool:
     raise TypeError
 
 
-_COMPARISONS: dict[str, Callable[[object, object], bool]] = {
+_COMPARISONS: Final[dict[str, Callable[[object, object], bool]]] = {
     "==": _equal,
     "!=": lambda a, b: not _equal(a, b),
     "<": _ordered(lambda sign: sign < 0),
@@ -464,9 +464,9 @@ def _matches(text: str, pattern: str) -> bool:
         raise EvaluationError(f"bad regular expression {pattern!r}") from None
 
 
-_CONVERSIONS: dict[str, Callable[[object], object]] = {
+_CONVERSIONS: Final[dict[str, Callable[[object], object]]] = {
     "string": to_string, "int": _to_int, "size": _size, "duration": _duration,
 }
-_STRING_METHODS: dict[str, Callable[[str, str], bool]] = {
+_STRING_METHODS: Final[dict[str, Callable[[str, str], bool]]] = {
     "startsWith": str.startswith, "endsWith": str.endswith, "contains": str.__contains__, "matches": _matches,
 }

@@ -13,11 +13,12 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Final
 
 from tracemesh_sidecar.telemetry.record import Record, address
 
 # Byte for byte Istio's EnvoyTextLogFormat (pilot/pkg/model/telemetry_logging.go), the default TEXT line.
-ISTIO_TEXT_FORMAT = (
+ISTIO_TEXT_FORMAT: Final = (
     "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% "
     "%PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% "
     "%RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
@@ -28,7 +29,7 @@ ISTIO_TEXT_FORMAT = (
     "%DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
 )
 # Istio's EnvoyJSONLogFormatIstio, the default JSON fields.
-ISTIO_JSON_LABELS: tuple[tuple[str, str], ...] = (
+ISTIO_JSON_LABELS: Final[tuple[tuple[str, str], ...]] = (
     ("start_time", "%START_TIME%"),
     ("route_name", "%ROUTE_NAME%"),
     ("method", "%REQ(:METHOD)%"),
@@ -71,7 +72,7 @@ def _without_port(pair: tuple[str, int] | None) -> str | None:
     return pair[0] if pair is not None and pair[0] else None
 
 
-_SIMPLE: dict[str, Getter] = {
+_SIMPLE: Final[dict[str, Getter]] = {
     "PROTOCOL": lambda r: None if r.tcp else r.protocol,
     "RESPONSE_CODE": lambda r: r.status,
     "RESPONSE_FLAGS": lambda r: r.flags,
@@ -96,8 +97,8 @@ _SIMPLE: dict[str, Getter] = {
     "ROUTE_NAME": lambda r: r.route_name,
     "HOSTNAME": lambda r: socket.gethostname(),
 }
-_OPERATOR = re.compile(r"%([A-Z_]+)(?:\(([^)]*)\))?(?::(\d+))?%")
-_PSEUDO: dict[str, Getter] = {
+_OPERATOR: Final = re.compile(r"%([A-Z_]+)(?:\(([^)]*)\))?(?::(\d+))?%")
+_PSEUDO: Final[dict[str, Getter]] = {
     ":method": lambda r: r.method or None,
     ":path": lambda r: r.path or None,
     ":authority": lambda r: r.authority or None,

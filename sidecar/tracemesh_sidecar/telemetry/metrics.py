@@ -6,25 +6,27 @@ the `sidecar.istio.io/statsHistogramBuckets` annotation changes them).
 
 Own store, not prometheus_client's: recording one request (a counter and three histograms under one
 25-label tuple) measured 9.3 µs with prometheus_client 0.26 (`labels(*values)` looks up and locks per
-metric) against 1.5 µs here (one dict lookup per series, bisect into fixed buckets, no lock: the event
+metric) against 1.5 µs here (one dict lookup per series, a binary search of fixed buckets, no lock: the event
 loop is the only writer), on the same machine, 100k requests each. prometheus_client's parsers are what
 the tests read the exposition with.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 # Envoy's default histogram buckets (source/common/stats/histogram_impl.h, ConstSupportedBuckets).
-BUCKETS: tuple[float, ...] = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
-                              300000, 600000, 1800000, 3600000)
+BUCKETS: Final[tuple[float, ...]] = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+                                     300000, 600000, 1800000, 3600000)
+# The same bounds as floats, for bucket_index's compares (compiled, each is a native compare of two doubles).
+_BOUNDS: Final[tuple[float, ...]] = tuple(float(bound) for bound in BUCKETS)
 
 # The standard labels, in the order Istio's stats extension writes them.
-STANDARD_LABELS: tuple[str, ...] = (
+STANDARD_LABELS: Final[tuple[str, ...]] = (
     "reporter", "source_workload", "source_workload_namespace", "source_principal", "source_app",
     "source_version", "source_canonical_service", "source_canonical_revision", "source_cluster",
     "destination_workload", "destination_workload_namespace", "destination_principal", "destination_app",
@@ -33,8 +35,8 @@ STANDARD_LABELS: tuple[str, ...] = (
     "request_protocol", "response_code", "grpc_response_status", "response_flags", "connection_security_policy",
 )
 # The TCP metrics have no response_code and grpc_response_status (Istio's TCP label set).
-TCP_LABELS: tuple[str, ...] = tuple(name for name in STANDARD_LABELS
-                                    if name not in ("response_code", "grpc_response_status"))
+TCP_LABELS: Final[tuple[str, ...]] = tuple(name for name in STANDARD_LABELS
+                                           if name not in ("response_code", "grpc_response_status"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,21 +48,22 @@ class MetricSpec:
     tcp: bool = False
 
 
-REQUEST_COUNT = MetricSpec("REQUEST_COUNT", "istio_requests_total", "counter", "Requests handled by an Istio proxy.")
-REQUEST_DURATION = MetricSpec("REQUEST_DURATION", "istio_request_duration_milliseconds", "histogram",
-                              "Request durations in milliseconds.")
-REQUEST_SIZE = MetricSpec("REQUEST_SIZE", "istio_request_bytes", "histogram", "HTTP request body sizes.")
-RESPONSE_SIZE = MetricSpec("RESPONSE_SIZE", "istio_response_bytes", "histogram", "HTTP response body sizes.")
-TCP_SENT = MetricSpec("TCP_SENT_BYTES", "istio_tcp_sent_bytes_total", "counter",
-                      "Bytes sent during response in case of a TCP connection.", tcp=True)
-TCP_RECEIVED = MetricSpec("TCP_RECEIVED_BYTES", "istio_tcp_received_bytes_total", "counter",
-                          "Bytes received during request in case of a TCP connection.", tcp=True)
-TCP_OPENED = MetricSpec("TCP_OPENED_CONNECTIONS", "istio_tcp_connections_opened_total", "counter",
-                        "TCP connections opened.", tcp=True)
-TCP_CLOSED = MetricSpec("TCP_CLOSED_CONNECTIONS", "istio_tcp_connections_closed_total", "counter",
-                        "TCP connections closed.", tcp=True)
-ALL_SPECS: tuple[MetricSpec, ...] = (REQUEST_COUNT, REQUEST_DURATION, REQUEST_SIZE, RESPONSE_SIZE,
-                                     TCP_SENT, TCP_RECEIVED, TCP_OPENED, TCP_CLOSED)
+REQUEST_COUNT: Final = MetricSpec("REQUEST_COUNT", "istio_requests_total", "counter",
+                                  "Requests handled by an Istio proxy.")
+REQUEST_DURATION: Final = MetricSpec("REQUEST_DURATION", "istio_request_duration_milliseconds", "histogram",
+                                     "Request durations in milliseconds.")
+REQUEST_SIZE: Final = MetricSpec("REQUEST_SIZE", "istio_request_bytes", "histogram", "HTTP request body sizes.")
+RESPONSE_SIZE: Final = MetricSpec("RESPONSE_SIZE", "istio_response_bytes", "histogram", "HTTP response body sizes.")
+TCP_SENT: Final = MetricSpec("TCP_SENT_BYTES", "istio_tcp_sent_bytes_total", "counter",
+                             "Bytes sent during response in case of a TCP connection.", tcp=True)
+TCP_RECEIVED: Final = MetricSpec("TCP_RECEIVED_BYTES", "istio_tcp_received_bytes_total", "counter",
+                                 "Bytes received during request in case of a TCP connection.", tcp=True)
+TCP_OPENED: Final = MetricSpec("TCP_OPENED_CONNECTIONS", "istio_tcp_connections_opened_total", "counter",
+                               "TCP connections opened.", tcp=True)
+TCP_CLOSED: Final = MetricSpec("TCP_CLOSED_CONNECTIONS", "istio_tcp_connections_closed_total", "counter",
+                               "TCP connections closed.", tcp=True)
+ALL_SPECS: Final[tuple[MetricSpec, ...]] = (REQUEST_COUNT, REQUEST_DURATION, REQUEST_SIZE, RESPONSE_SIZE,
+                                            TCP_SENT, TCP_RECEIVED, TCP_OPENED, TCP_CLOSED)
 
 SeriesKey = tuple[tuple[str, ...], tuple[str, ...]]  # (label names, label values)
 
@@ -86,6 +89,23 @@ class _Counter(Series):
         self.amount += value
 
 
+def bucket_index(value: float) -> int:
+    """The bucket `value` falls in: `bisect.bisect_left(BUCKETS, value)`, the first bound not below it (a value on a
+    bound counts in that bound's bucket, as Prometheus's `le`), len(BUCKETS) for +Inf.
+
+    Written out because from compiled code the call to `bisect` (a module attribute, generic arguments, an object
+    compare per step) cost ~1.6k instructions per record, three records per request (callgrind); this loop is a
+    few native compares."""
+    low, high = 0, len(_BOUNDS)
+    while low < high:
+        middle = (low + high) // 2
+        if _BOUNDS[middle] < value:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
 class _Histogram(Series):
     __slots__ = ("buckets", "count", "total")
 
@@ -95,7 +115,7 @@ class _Histogram(Series):
         self.count = 0
 
     def record(self, value: float) -> None:
-        self.buckets[bisect.bisect_left(BUCKETS, value)] += 1
+        self.buckets[bucket_index(value)] += 1
         self.total += value
         self.count += 1
 

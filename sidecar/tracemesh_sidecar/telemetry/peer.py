@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
@@ -21,16 +21,16 @@ from google.protobuf.message import DecodeError
 if TYPE_CHECKING:  # the config model imports this package's pure modules to check expressions and formats
     from tracemesh_sidecar.config.model import NodeIdentity
 
-PEER_METADATA = "x-envoy-peer-metadata"
-PEER_METADATA_ID = "x-envoy-peer-metadata-id"
-PEER_HEADERS = frozenset({PEER_METADATA, PEER_METADATA_ID})
+PEER_METADATA: Final = "x-envoy-peer-metadata"
+PEER_METADATA_ID: Final = "x-envoy-peer-metadata-id"
+PEER_HEADERS: Final = frozenset({PEER_METADATA, PEER_METADATA_ID})
 # The same names as the proxy's codecs meet them, bytes straight from the parser.
-PEER_METADATA_BYTES = PEER_METADATA.encode()
-PEER_HEADER_BYTES = frozenset(name.encode() for name in PEER_HEADERS)
-UNKNOWN = "unknown"
-CANONICAL_NAME = "service.istio.io/canonical-name"
-CANONICAL_REVISION = "service.istio.io/canonical-revision"
-_CACHE_LIMIT = 1024
+PEER_METADATA_BYTES: Final = PEER_METADATA.encode()
+PEER_HEADER_BYTES: Final = frozenset(name.encode() for name in PEER_HEADERS)
+UNKNOWN: Final = "unknown"
+CANONICAL_NAME: Final = "service.istio.io/canonical-name"
+CANONICAL_REVISION: Final = "service.istio.io/canonical-revision"
+_CACHE_LIMIT: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class Peer:
     labels: tuple[tuple[str, str], ...] = ()
 
 
-UNKNOWN_PEER = Peer()
+UNKNOWN_PEER: Final = Peer()
 
 
 def workload_name(node: NodeIdentity) -> str:

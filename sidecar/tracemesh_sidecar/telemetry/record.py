@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from tracemesh_sidecar.native_dataclasses import rebuilt_from_fields
 from tracemesh_sidecar.telemetry.peer import Peer
 
 # Envoy's %RESPONSE_CODE_DETAILS% for the local replies this proxy makes (by response flag), and for a response
 # relayed from upstream (`via_upstream`).
-VIA_UPSTREAM = "via_upstream"
-FLAG_DETAILS = {
+VIA_UPSTREAM: Final = "via_upstream"
+FLAG_DETAILS: Final = {
     "UF": "upstream_reset_before_response_started{connection_failure}",
     "UC": "upstream_reset_before_response_started{connection_termination}",
     "UH": "no_healthy_upstream",
@@ -144,7 +144,7 @@ def _query(record: Record) -> str:
     return record.path.partition("?")[2]
 
 
-_ATTRIBUTES: dict[str, Callable[[Record], object]] = {
+_ATTRIBUTES: Final[dict[str, Callable[[Record], object]]] = {
     "request.host": lambda r: r.authority,
     "request.path": lambda r: r.path,
     "request.url_path": _path_only,

@@ -9,6 +9,7 @@ tuple (the peer's half cached per peer) and touches one series per enabled metri
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from tracemesh_sidecar.config.model import ProxyConfig
 from tracemesh_sidecar.config.observability import AccessLogSink, MetricsPolicy
@@ -33,8 +34,9 @@ from tracemesh_sidecar.telemetry.peer import UNKNOWN, Peer, exchange_headers, ow
 from tracemesh_sidecar.telemetry.record import Record
 from tracemesh_sidecar.telemetry.sink import LogFile, LogFiles
 
-# Label sets whose series are kept at hand (DirectionTelemetry._series); past it the cache starts again.
-_SERIES_CACHE_LIMIT = 1024
+# Entries kept by each of DirectionTelemetry's caches (a peer's labels, a label set's series); past it, a cache
+# starts again.
+_CACHE_LIMIT: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,7 @@ class DirectionTelemetry:
         # by its labels (not one per metric by the metric's 25 names and values). Only where no metric adds a tag
         # computed from the request: there the labels do not say the series.
         self._plain = not any(schema.added for schema in self._http)
-        self._series: dict[tuple[str, ...], list[Series]] = {}
+        self._series: dict[tuple[str, ...], list[tuple[MetricSpec, Series]]] = {}
         self._tcp = {schema.spec.name: schema for schema in _schemas(policy, tcp=True) if schema is not None}
         self._disabled = tuple(spec for spec in ALL_SPECS
                                if spec not in (schema.spec for schema in self._http)
@@ -105,7 +107,7 @@ class DirectionTelemetry:
         if cached is not None and cached[0] is peer:
             halves = cached[1]
         else:
-            if len(self._peer_cache) > 1024:
+            if len(self._peer_cache) >= _CACHE_LIMIT:
                 self._peer_cache.clear()
             source, destination = (peer, self._own) if self.server else (self._own, peer)
             halves = (self._reporter, *_peer_half(source), *_canonical_half(source), *_peer_half(destination))
@@ -132,13 +134,13 @@ class DirectionTelemetry:
             standard = self._labels(record, tcp=False)
             series = self._series.get(standard) if self._plain else None
             if series is None:
-                series = [self._store.series(schema.spec, _key(schema, standard, record)) for schema in self._http]
+                series = [(schema.spec, self._store.series(schema.spec, _key(schema, standard, record)))
+                          for schema in self._http]
                 if self._plain:
-                    if len(self._series) >= _SERIES_CACHE_LIMIT:
+                    if len(self._series) >= _CACHE_LIMIT:
                         self._series.clear()
                     self._series[standard] = series
-            for schema, each in zip(self._http, series, strict=True):
-                spec = schema.spec
+            for spec, each in series:
                 if spec is REQUEST_COUNT:
                     each.record(1)
                 elif spec is REQUEST_DURATION:

@@ -13,15 +13,16 @@ import collections
 import logging
 import os
 import threading
+from typing import Final
 
 from tracemesh_sidecar.stats import Stats
 
 log = logging.getLogger("tracemesh.proxy")
 
-BUFFER_LINES = 16384
-WAKE_LINES = 1024
-FLUSH_INTERVAL_S = 0.25
-_STANDARD_STREAMS = {"/dev/stdout": 1, "/dev/stderr": 2}
+BUFFER_LINES: Final = 16384
+WAKE_LINES: Final = 1024
+FLUSH_INTERVAL_S: Final = 0.25
+_STANDARD_STREAMS: Final = {"/dev/stdout": 1, "/dev/stderr": 2}
 
 
 class LogFile:

@@ -7,22 +7,23 @@ parsers do) and passed on lowercase; a 64-bit trace id stays 16 characters on th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_id, trace_id
 
-TRACE_ID = "x-b3-traceid"
-SPAN_ID = "x-b3-spanid"
-PARENT_SPAN_ID = "x-b3-parentspanid"
-SAMPLED = "x-b3-sampled"
-FLAGS = "x-b3-flags"
-MULTI_HEADERS: tuple[str, ...] = (TRACE_ID, SPAN_ID, PARENT_SPAN_ID, SAMPLED, FLAGS)
-SINGLE = "b3"
+TRACE_ID: Final = "x-b3-traceid"
+SPAN_ID: Final = "x-b3-spanid"
+PARENT_SPAN_ID: Final = "x-b3-parentspanid"
+SAMPLED: Final = "x-b3-sampled"
+FLAGS: Final = "x-b3-flags"
+MULTI_HEADERS: Final[tuple[str, ...]] = (TRACE_ID, SPAN_ID, PARENT_SPAN_ID, SAMPLED, FLAGS)
+SINGLE: Final = "b3"
 
 # "true"/"false" are what early Zipkin clients sent; the spec's values are "1"/"0".
-_MULTI_SAMPLED = {"1": True, "0": False, "true": True, "false": False}
-_MULTI_DEBUG = {"1": True, "0": False}
-_SINGLE_SAMPLED = {"1": True, "0": False}
-_SINGLE_DEBUG = "d"
+_MULTI_SAMPLED: Final = {"1": True, "0": False, "true": True, "false": False}
+_MULTI_DEBUG: Final = {"1": True, "0": False}
+_SINGLE_SAMPLED: Final = {"1": True, "0": False}
+_SINGLE_DEBUG: Final = "d"
 
 
 def extract_multi(headers: Mapping[str, str]) -> TraceContext | None:

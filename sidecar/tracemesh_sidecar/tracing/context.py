@@ -12,7 +12,7 @@ trace (a stale header left over from an unrelated request must not steer this on
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from tracemesh_sidecar.tracing import b3, jaeger, ot, w3c
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext
@@ -20,22 +20,22 @@ from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext
 Extractor = Callable[[Mapping[str, str]], TraceContext | None]
 
 # Format names as they appear in stats (`tracing.malformed.<name>`) and in ExtractResult.malformed.
-B3_MULTI = "b3"
-B3_SINGLE = "b3_single"
-W3C = "w3c"
-JAEGER = "jaeger"
-OT = "ot"
+B3_MULTI: Final = "b3"
+B3_SINGLE: Final = "b3_single"
+W3C: Final = "w3c"
+JAEGER: Final = "jaeger"
+OT: Final = "ot"
 # Every format the proxy can read, in reading order.
-FORMATS: dict[str, Extractor] = {
+FORMATS: Final[dict[str, Extractor]] = {
     B3_MULTI: b3.extract_multi, B3_SINGLE: b3.extract_single, W3C: w3c.extract, JAEGER: jaeger.extract, OT: ot.extract,
 }
 # The headers of each format: what a hop that owns the format must not forward stale.
-FORMAT_HEADERS: dict[str, frozenset[str]] = {
+FORMAT_HEADERS: Final[dict[str, frozenset[str]]] = {
     B3_MULTI: frozenset(b3.MULTI_HEADERS), B3_SINGLE: frozenset((b3.SINGLE,)), W3C: frozenset(w3c.HEADERS),
     JAEGER: frozenset((jaeger.HEADER,)), OT: frozenset(ot.HEADERS),
 }
 # Every header that carries trace context in some format (baggage is not context and passes).
-TRACE_HEADERS = frozenset().union(*FORMAT_HEADERS.values())
+TRACE_HEADERS: Final = frozenset().union(*FORMAT_HEADERS.values())
 
 
 class ExtractResult(NamedTuple):

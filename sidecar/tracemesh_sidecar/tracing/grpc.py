@@ -8,21 +8,21 @@ other way round (.importlinter: the cores never import the proxy).
 from __future__ import annotations
 
 import re
-from typing import TypeGuard
+from typing import Final, TypeGuard
 
-GRPC_CONTENT_TYPE = "application/grpc"
-_SUFFIX_AT = len(GRPC_CONTENT_TYPE)
+GRPC_CONTENT_TYPE: Final = "application/grpc"
+_SUFFIX_AT: Final = len(GRPC_CONTENT_TYPE)
 
 # absl::SimpleAtoi into an unsigned integer, as Envoy's Grpc::Common::getGrpcStatus parses grpc-status:
 # surrounding ASCII whitespace and a leading '+' are accepted, a '-' is not.
-_UNSIGNED = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+)[ \t\n\v\f\r]*")
+_UNSIGNED: Final = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+)[ \t\n\v\f\r]*")
 
 # The codes Envoy counts as the server's fault (source/common/tracing/http_tracer_impl.cc addGrpcResponseTags,
 # after envoy issue 18877): UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL,
 # UNAVAILABLE, DATA_LOSS. OK and the client-side codes (CANCELLED, INVALID_ARGUMENT, NOT_FOUND,
 # ALREADY_EXISTS, PERMISSION_DENIED, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, UNAUTHENTICATED) do not
 # make a span an error, nor does a grpc-status that is not a number from 0 to 16 (Envoy's InvalidCode).
-_SERVER_ERROR_CODES = frozenset({2, 4, 8, 12, 13, 14, 15})
+_SERVER_ERROR_CODES: Final = frozenset({2, 4, 8, 12, 13, 14, 15})
 
 
 def is_grpc_request(content_type: str | None) -> TypeGuard[str]:

@@ -20,16 +20,16 @@ built once and cached (at most 2^5 of them): the request path only looks it up.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from tracemesh_sidecar.tracing import b3, jaeger, ot, w3c
 from tracemesh_sidecar.tracing.context import B3_MULTI, B3_SINGLE, FORMAT_HEADERS, FORMATS, JAEGER, OT, W3C
 
 # (out, trace id, span id, parent span id, sampled, debug, tracestate): appends the format's headers.
 Writer = Callable[[list[tuple[str, str]], str, str, "str | None", bool, bool, "str | None"], None]
-MISMATCH_TOTAL = "tracing.header_type_mismatch"
+MISMATCH_TOTAL: Final = "tracing.header_type_mismatch"
 # A provider's `headerType`/`defaultHeaderType` names (Kong's) -> the format names of context.py.
-HEADER_TYPE_FORMATS = {"b3": B3_MULTI, "b3-single": B3_SINGLE, "w3c": W3C, "jaeger": JAEGER, "ot": OT}
+HEADER_TYPE_FORMATS: Final = {"b3": B3_MULTI, "b3-single": B3_SINGLE, "w3c": W3C, "jaeger": JAEGER, "ot": OT}
 # A format's own writer: (out, trace id, span id, parent span id, sampled, debug).
 FormatWriter = Callable[[list[tuple[str, str]], str, str, "str | None", bool, bool], None]
 
@@ -47,9 +47,9 @@ def _write_w3c(out: list[tuple[str, str]], trace: str, span: str, parent: str | 
     w3c.inject(out, trace, span, sampled, tracestate)
 
 
-WRITERS: dict[str, Writer] = {B3_MULTI: _ignoring_tracestate(b3.inject_multi),
-                              B3_SINGLE: _ignoring_tracestate(b3.inject_single), W3C: _write_w3c,
-                              JAEGER: _ignoring_tracestate(jaeger.inject), OT: _ignoring_tracestate(ot.inject)}
+WRITERS: Final[dict[str, Writer]] = {B3_MULTI: _ignoring_tracestate(b3.inject_multi),
+                                     B3_SINGLE: _ignoring_tracestate(b3.inject_single), W3C: _write_w3c,
+                                     JAEGER: _ignoring_tracestate(jaeger.inject), OT: _ignoring_tracestate(ot.inject)}
 
 
 class WritePlan(NamedTuple):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Final
 
 from tracemesh_sidecar.config.model import ProviderConfig, ProxyConfig, TracingPolicy
 from tracemesh_sidecar.spans.model import Span
@@ -37,12 +38,12 @@ from tracemesh_sidecar.tracing.request_id import (
 from tracemesh_sidecar.tracing.sampling import decide
 from tracemesh_sidecar.tracing.spanbuilder import SpanBuilder
 
-MALFORMED_TOTAL = "tracing.malformed_trace_headers"
+MALFORMED_TOTAL: Final = "tracing.malformed_trace_headers"
 # Envoy's route decorator header: an outbound hop sets it to its route's operation, the inbound hop
 # names its SERVER span after it and removes it (ConnectionManagerImpl::ActiveStream::traceRequest).
-DECORATOR_OPERATION = "x-envoy-decorator-operation"
+DECORATOR_OPERATION: Final = "x-envoy-decorator-operation"
 # Removed from every forwarded request: an Istio sidecar never takes a request for internal (see request_id.py).
-_ALWAYS_REMOVED = frozenset({FORCE_TRACE})
+_ALWAYS_REMOVED: Final = frozenset({FORCE_TRACE})
 
 
 def provider_formats(provider: ProviderConfig) -> tuple[str, ...]:

@@ -10,11 +10,12 @@ int (`f"{value:032x}"`: 235 against 803 ns for a 128-bit id, timeit on CPython 3
 from __future__ import annotations
 
 from random import getrandbits
+from typing import Final
 
-_HIGH_64 = 1 << 64
+_HIGH_64: Final = 1 << 64
 # The version nibble (4) and the two RFC 4122 variant bits (10) of a UUID held as a 128-bit int.
-_UUID_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
-_UUID4_BITS = (0x4 << 76) | (0x2 << 62)
+_UUID_CLEAR: Final = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID4_BITS: Final = (0x4 << 76) | (0x2 << 62)
 
 
 def new_span_id() -> str:

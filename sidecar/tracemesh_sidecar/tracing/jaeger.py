@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Final
 
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_id, trace_id
 
-HEADER = "uber-trace-id"
+HEADER: Final = "uber-trace-id"
 
-_UBER_TRACE_ID = re.compile(r"([0-9a-fA-F]{1,32}):([0-9a-fA-F]{1,16}):([0-9a-fA-F]{1,16}):([0-9a-fA-F]{1,2})")
-_SAMPLED_FLAG = 0x01
-_DEBUG_FLAG = 0x02
+_UBER_TRACE_ID: Final = re.compile(r"([0-9a-fA-F]{1,32}):([0-9a-fA-F]{1,16}):([0-9a-fA-F]{1,16}):([0-9a-fA-F]{1,2})")
+_SAMPLED_FLAG: Final = 0x01
+_DEBUG_FLAG: Final = 0x02
 
 
 def extract(headers: Mapping[str, str]) -> TraceContext | None:

@@ -7,15 +7,16 @@ writes them (sampled as "1"/"0"; the basic tracer's "true"/"false" is read too).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_id, trace_id
 
-TRACE_ID = "ot-tracer-traceid"
-SPAN_ID = "ot-tracer-spanid"
-SAMPLED = "ot-tracer-sampled"
-HEADERS: tuple[str, ...] = (TRACE_ID, SPAN_ID, SAMPLED)
+TRACE_ID: Final = "ot-tracer-traceid"
+SPAN_ID: Final = "ot-tracer-spanid"
+SAMPLED: Final = "ot-tracer-sampled"
+HEADERS: Final[tuple[str, ...]] = (TRACE_ID, SPAN_ID, SAMPLED)
 
-_SAMPLED = {"true": True, "false": False, "1": True, "0": False}
+_SAMPLED: Final = {"true": True, "false": False, "1": True, "0": False}
 
 
 def extract(headers: Mapping[str, str]) -> TraceContext | None:

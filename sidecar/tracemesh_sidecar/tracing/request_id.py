@@ -16,15 +16,17 @@ by default, so cleanInternalHeaders strips the header before the decision (see h
 
 from __future__ import annotations
 
-REQUEST_ID = "x-request-id"
-CLIENT_TRACE_ID = "x-client-trace-id"
-FORCE_TRACE = "x-envoy-force-trace"
+from typing import Final
 
-_UUID_LENGTH = 36
-_TRACE_BYTE = 14
-_SAMPLED = "9"
-_CLIENT_FORCED = "b"
-_TRACED = frozenset({_SAMPLED, "a", _CLIENT_FORCED})  # "a": forced by x-envoy-force-trace upstream
+REQUEST_ID: Final = "x-request-id"
+CLIENT_TRACE_ID: Final = "x-client-trace-id"
+FORCE_TRACE: Final = "x-envoy-force-trace"
+
+_UUID_LENGTH: Final = 36
+_TRACE_BYTE: Final = 14
+_SAMPLED: Final = "9"
+_CLIENT_FORCED: Final = "b"
+_TRACED: Final = frozenset({_SAMPLED, "a", _CLIENT_FORCED})  # "a": forced by x-envoy-force-trace upstream
 
 
 def sampling_numerator(percentage: float) -> int:

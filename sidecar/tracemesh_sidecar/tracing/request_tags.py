@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from typing import Final
 from urllib.parse import unquote
 
-MAX_TAGS_HEADER_BYTES = 1024
-MAX_REQUEST_TAGS = 16
-MAX_TAG_NAME = 64
-MAX_TAG_VALUE = 256
-MAX_BAGGAGE_BYTES = 8192
-MAX_BAGGAGE_MEMBERS = 64
-BAGGAGE = "baggage"
+MAX_TAGS_HEADER_BYTES: Final = 1024
+MAX_REQUEST_TAGS: Final = 16
+MAX_TAG_NAME: Final = 64
+MAX_TAG_VALUE: Final = 256
+MAX_BAGGAGE_BYTES: Final = 8192
+MAX_BAGGAGE_MEMBERS: Final = 64
+BAGGAGE: Final = "baggage"
 
-_TAG = re.compile(r"\s*(\S+)\s*=\s*(.*\S)\s*", re.DOTALL)
+_TAG: Final = re.compile(r"\s*(\S+)\s*=\s*(.*\S)\s*", re.DOTALL)
 
 
 def parse_tags_header(value: str) -> tuple[dict[str, str], int]:

@@ -8,6 +8,7 @@ sampled request.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from tracemesh_sidecar.config.model import CustomTag, NodeIdentity, ProviderConfig, TracingPolicy
 from tracemesh_sidecar.spans.model import Endpoint, Span, SpanKind
@@ -17,13 +18,13 @@ from tracemesh_sidecar.tracing.grpc import is_grpc_request, is_grpc_server_error
 from tracemesh_sidecar.tracing.request_id import CLIENT_TRACE_ID
 from tracemesh_sidecar.tracing.request_tags import BAGGAGE, baggage_values, parse_tags_header
 
-MALFORMED_REQUEST_TAGS = "tracing.malformed_request_tags"  # tags-header pieces and baggage members ignored
+MALFORMED_REQUEST_TAGS: Final = "tracing.malformed_request_tags"  # tags-header pieces and baggage members ignored
 
 # Envoy's max_path_tag_length default; Istio passes a provider's maxTagLength only when it is not 0
 # (pilot/pkg/networking/core/tracing.go buildHCMTracing). It caps the path in the http.url tag, nothing
 # else (HttpTracerUtility's buildUrl, source/common/tracing/http_tracer_impl.cc).
-DEFAULT_MAX_PATH_TAG_LENGTH = 256
-_ABSOLUTE_FORM = ("http://", "https://")
+DEFAULT_MAX_PATH_TAG_LENGTH: Final = 256
+_ABSOLUTE_FORM: Final = ("http://", "https://")
 
 
 class SpanBuilder:

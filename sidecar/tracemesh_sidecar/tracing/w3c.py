@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Final
 
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_id, trace_id
 
-TRACEPARENT = "traceparent"
-TRACESTATE = "tracestate"
-HEADERS: tuple[str, ...] = (TRACEPARENT, TRACESTATE)
+TRACEPARENT: Final = "traceparent"
+TRACESTATE: Final = "tracestate"
+HEADERS: Final[tuple[str, ...]] = (TRACEPARENT, TRACESTATE)
 
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL)
-_SAMPLED_FLAG = 0x01
+_TRACEPARENT: Final = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL)
+_SAMPLED_FLAG: Final = 0x01
 
 
 def extract(headers: Mapping[str, str]) -> TraceContext | None:

@@ -7,15 +7,15 @@ not all zeros. A failed check raises MalformedHeader, which never leaves `contex
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from tracemesh_sidecar.spans.ids import normalize_trace_id
 
 # Precompiled single-pass checks (length and alphabet at once): they run on every request, which is
 # why headers do not go through spans.ids.check_hex_id (built for decoders' field-path errors).
-_HEX_TRACE_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
-_HEX_SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
-_ZERO_ID = "0" * 16
+_HEX_TRACE_ID: Final = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
+_HEX_SPAN_ID: Final = re.compile(r"[0-9a-fA-F]{16}")
+_ZERO_ID: Final = "0" * 16
 
 
 class MalformedHeader(Exception):

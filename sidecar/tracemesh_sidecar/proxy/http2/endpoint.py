@@ -12,7 +12,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from typing import cast
+from typing import Final, cast
 
 import h2.config
 import h2.connection
@@ -34,8 +34,8 @@ from tracemesh_sidecar.proxy.http2.limits import (
 log = logging.getLogger("tracemesh.proxy")
 
 HeaderList = list[tuple[bytes, bytes]]
-_TRAILERS = 1
-_DATA = 0
+_TRAILERS: Final = 1
+_DATA: Final = 0
 
 
 class _RefusingConnection(h2.connection.H2Connection):
@@ -57,7 +57,7 @@ class _RefusingConnection(h2.connection.H2Connection):
         return super()._receive_headers_frame(frame)
 
 
-_NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+_NEVER_INDEXED: Final = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 
 
 class _PlainEncoding:

@@ -7,16 +7,18 @@ HTTP/2's default 64 KiB (Envoy: 256 MiB), so that a relayed stream holds at most
 
 from __future__ import annotations
 
+from typing import Final
+
 from h2.settings import SettingCodes
 
-MAX_CONCURRENT_STREAMS = 100
-INITIAL_WINDOW_SIZE = 65535
-MAX_FRAME_SIZE = 16384
+MAX_CONCURRENT_STREAMS: Final = 100
+INITIAL_WINDOW_SIZE: Final = 65535
+MAX_FRAME_SIZE: Final = 16384
 # Envoy's max_request_headers_kb default (60 KiB) and max_headers_count (100), as for HTTP/1.1.
-MAX_HEADER_LIST_SIZE = 60 * 1024
-MAX_HEADERS = 100
+MAX_HEADER_LIST_SIZE: Final = 60 * 1024
+MAX_HEADERS: Final = 100
 
-LOCAL_SETTINGS = {
+LOCAL_SETTINGS: Final = {
     SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
     SettingCodes.INITIAL_WINDOW_SIZE: INITIAL_WINDOW_SIZE,
     SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
@@ -26,8 +28,8 @@ LOCAL_SETTINGS = {
 
 # Rapid reset (CVE-2023-44487), as Envoy's ConnectionManagerImpl::maybeDrainDueToPrematureResets: a stream the
 # client resets within this long of its start is premature (overload.premature_reset_min_stream_lifetime_seconds).
-PREMATURE_RESET_LIFETIME_S = 1.0
-PREMATURE_RESET_TOTAL_STREAM_COUNT = 500  # overload.premature_reset_total_stream_count
+PREMATURE_RESET_LIFETIME_S: Final = 1.0
+PREMATURE_RESET_TOTAL_STREAM_COUNT: Final = 500  # overload.premature_reset_total_stream_count
 
 
 class PrematureResets:
