@@ -139,6 +139,25 @@ async def test_http10_request_gets_its_response_and_the_connection_closes(origin
     assert json.loads(response.body)["path"] == "/echo"
 
 
+async def test_each_http_version_is_answered_and_traced_as_itself_with_or_without_a_connection_header(
+        origin: Origin) -> None:
+    # The version is read from the parser only where llhttp's keep-alive does not tell it (downstream.py): each
+    # combination of version and Connection header, kept alive or not, on one connection while it stays open.
+    async with sidecar(server_config(origin.port)) as server_side:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
+        for version, connection in (("1.1", ""), ("1.1", "keep-alive"), ("1.0", "keep-alive"), ("1.1", "close")):
+            line = f"Connection: {connection}\r\n" if connection else ""
+            writer.write(f"GET /echo HTTP/{version}\r\nHost: r\r\n{line}\r\n".encode())
+            response = await asyncio.wait_for(read_response(reader), 5)
+            assert response.status == 200
+            expected = {"close": "close"}.get(connection, "keep-alive" if version == "1.0" else None)
+            assert response.header("connection") == expected
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed after the last, as it asked
+        writer.close()
+        spans = await server_side.exporters.wait_spans(4)
+    assert [span.tags["http.protocol"] for span in spans] == ["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/1.1"]
+
+
 async def test_head_and_204_responses_have_no_body_and_keep_the_connection(origin: Origin) -> None:
     async with pair(origin.port) as (client_side, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", client_side.outbound_port)

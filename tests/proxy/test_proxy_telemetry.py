@@ -200,3 +200,33 @@ async def test_opaque_tcp_connections_are_counted_with_their_bytes(tmp_path: Pat
     assert series(text, "istio_tcp_received_bytes_total")[0][1] == 12
     assert series(text, "istio_tcp_sent_bytes_total")[0][1] == 24
     assert log.read_text().split('" ', 1)[0].endswith('"- - -')
+
+
+async def _answer_with_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while await reader.readuntil(b"\r\n\r\n"):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Answer: 42\r\nGrpc-Status: 7\r\n\r\nok")
+        await writer.drain()
+
+
+async def test_the_response_headers_telemetry_reads_reach_it(tmp_path: Path) -> None:
+    # With the standard metrics alone, an exchange keeps only grpc-status of the response's headers (the label that
+    # reads it); an access log or an expression tag reads any of them. Each, through a real sidecar.
+    log = tmp_path / "reviews.log"
+    logs = AccessLogConfig(server=(AccessLogSink(path=str(log), format="%RESP(X-ANSWER)% %RESP(GRPC-STATUS)%\n"),))
+    tagged = MetricsConfig(server=MetricsPolicy(overrides=(
+        MetricOverride(metric="REQUEST_COUNT", tag_set=(("answer", "response.headers['x-answer']"),)),)))
+    async with RawOrigin(_answer_with_headers) as app:
+        async with sidecar(reviews_side(app.port)) as server:
+            await request(server.inbound_port, GET_ECHO)
+            _, text = await scrape(server, "prometheus")
+        [(labels, _)] = series(text, "istio_requests_total")
+        assert labels["grpc_response_status"] == "7"
+        async with sidecar(reviews_side(app.port, access_logs=logs)) as server:
+            await request(server.inbound_port, GET_ECHO)
+            server.runtime.log_files.flush()
+        assert log.read_text() == "42 7\n"
+        async with sidecar(reviews_side(app.port, metrics=tagged)) as server:
+            await request(server.inbound_port, GET_ECHO)
+            _, text = await scrape(server, "prometheus")
+        [(labels, _)] = series(text, "istio_requests_total")
+        assert (labels["answer"], labels["grpc_response_status"]) == ("42", "7")

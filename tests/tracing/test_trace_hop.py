@@ -549,6 +549,22 @@ def test_custom_tags() -> None:
     }
 
 
+@pytest.mark.parametrize("name", ["http.method", "http.status_code", "peer.address", "guid:x-request-id",
+                                  "guid:x-client-trace-id", "node_id", "istio.namespace"])
+def test_a_literal_custom_tag_replaces_the_tag_of_its_name(name: str) -> None:
+    # Envoy sets the custom tags after the standard ones (the span builder's template of static tags must not be
+    # written over by the standard values).
+    custom = (CustomTag(name=name, kind="literal", source="custom"),)
+    hop = tracer(config(provider(), custom_tags=custom)).start(
+        outbound_request({"x-client-trace-id": "client-1"}), START)
+    span = hop.finish(response(), START + 1)
+    assert span is not None and span.tags[name] == "custom"
+    plain = tracer(config(provider())).start(outbound_request({"x-client-trace-id": "client-1"}), START)
+    plain_span = plain.finish(response(), START + 1)
+    assert plain_span is not None
+    assert set(span.tags) == set(plain_span.tags) | {name}  # nothing else added or lost
+
+
 def test_custom_tags_apply_to_their_direction_only() -> None:
     base = config(provider())
     tagged = type(base.tracing.client)(provider="my-zipkin", sampling_percentage=100.0, custom_tags=CUSTOM_TAGS[:1])

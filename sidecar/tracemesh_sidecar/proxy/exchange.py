@@ -45,6 +45,7 @@ from tracemesh_sidecar.telemetry.peer import (
     Peer,
     decode_peer,
 )
+from tracemesh_sidecar.tracing.grpc import GRPC_STATUS, GRPC_STATUS_BYTES
 
 if TYPE_CHECKING:
     from tracemesh_sidecar.proxy.downstream import DownstreamConnection
@@ -68,6 +69,7 @@ _UPGRADE_TAIL: Final = b"connection: upgrade\r\n"
 _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 # The lengths of the metadata exchange headers' names: a response header of another length is not one of them.
 _PEER_NAME_LENGTHS: Final = frozenset(len(name) for name in PEER_HEADER_BYTES)
+_GRPC_STATUS_LENGTH: Final = len(GRPC_STATUS_BYTES)
 _UNPLANNED: Final = StreamPlan()  # never changed: an exchange's own plan replaces it before anything is routed
 
 
@@ -750,8 +752,14 @@ class Exchange:
         if head is None:
             return
         end = now_us() if end_us is None else end_us
-        response = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.response_head} \
-            if self.response_head and ctx.telemetry is not None else {}
+        telemetry = ctx.telemetry
+        response_head = self.response_head
+        response: dict[str, str] = {}
+        if response_head and telemetry is not None:
+            if telemetry.reads_headers:
+                response = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response_head}
+            elif (grpc_status := _grpc_status(response_head)) is not None:  # the one header the labels read
+                response = {GRPC_STATUS: grpc_status}
         finish_stream(ctx, self.conn, head, self.plan, self.start_us, StreamOutcome(
             status=self.status, flag=flag, request_size=self.request_size, response_size=self.response_size,
             end_us=end, response_headers=response, upstream_local=self.upstream_local,
@@ -792,7 +800,7 @@ def _length(pieces: tuple[bytes, ...]) -> int:
 
 def _grpc_status(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
-        if name.lower() == b"grpc-status":
+        if len(name) == _GRPC_STATUS_LENGTH and name.lower() == GRPC_STATUS_BYTES:  # most names: no lower()
             return value.decode("latin-1")
     return None
 

@@ -17,9 +17,11 @@ from tracemesh_sidecar.native_dataclasses import rebuilt_from_fields
 
 Header = tuple[str, bytes, bytes]
 
+CONNECTION: Final = "connection"
+HTTP_11: Final = "1.1"  # the version as httptools' get_http_version() gives it
 # RFC 9110 section 7.6.1 plus the proxy-specific ones Envoy also strips.
 HOP_BY_HOP: Final = frozenset({
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+    CONNECTION, "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
     "proxy-authorization", "proxy-authenticate",
 })
 CRLF: Final = b"\r\n"
@@ -88,6 +90,9 @@ class ResponseHeaders:
 
 
 _PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
+_CONTENT_LENGTH: Final = b"content-length"
+# The lengths of the names response_headers looks at (hop-by-hop ones and content-length).
+_SCANNED_LENGTHS: Final = frozenset(len(name) for name in (*_HOP_BY_HOP_BYTES, _CONTENT_LENGTH))
 
 
 def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = False) -> ResponseHeaders:
@@ -100,21 +105,22 @@ def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = Fa
     chunked = has_length = False
     named: set[bytes] | None = None
     for name, value in headers:
-        lname = name.lower()
-        if lname in _HOP_BY_HOP_BYTES:
-            if lname == b"transfer-encoding":
-                chunked = chunked or b"chunked" in value.lower()
-            elif lname == b"connection":
-                tokens = value.lower()
-                if tokens not in _PLAIN_CONNECTION:
-                    named = named or set()
-                    named.update(token.strip() for token in tokens.split(b","))
-            elif keep_upgrade and lname == b"upgrade":
-                parts += (name, b": ", value, CRLF)
-            continue
-        if lname == b"content-length":
-            has_length = True
-        parts += (name, b": ", value, CRLF)
+        if len(name) in _SCANNED_LENGTHS:  # most names (Date, Server, Content-Type): no lower() to pass them on
+            lname = name.lower()
+            if lname in _HOP_BY_HOP_BYTES:
+                if lname == b"transfer-encoding":
+                    chunked = chunked or b"chunked" in value.lower()
+                elif lname == b"connection":
+                    tokens = value.lower()
+                    if tokens not in _PLAIN_CONNECTION:
+                        named = named or set()
+                        named.update(token.strip() for token in tokens.split(b","))
+                elif keep_upgrade and lname == b"upgrade":
+                    _add_line(parts, name, value)
+                continue
+            if lname == _CONTENT_LENGTH:
+                has_length = True
+        _add_line(parts, name, value)
     if named or (chunked and has_length):
         drop = set(_HOP_BY_HOP_BYTES).union(named or ())
         if keep_upgrade:
@@ -124,9 +130,17 @@ def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = Fa
         parts = []
         for name, value in headers:
             if name.lower() not in drop:
-                parts += (name, b": ", value, CRLF)
+                _add_line(parts, name, value)
         has_length = has_length and not chunked
     return ResponseHeaders(b"".join(parts), chunked, has_length)
+
+
+def _add_line(parts: list[bytes], name: bytes, value: bytes) -> None:
+    """One append per piece: `parts += (name, b": ", value, CRLF)` builds a tuple per header (measured, callgrind)."""
+    parts.append(name)
+    parts.append(b": ")
+    parts.append(value)
+    parts.append(CRLF)
 
 
 def header_fields(headers: Iterable[Header]) -> dict[str, str]:
@@ -145,13 +159,9 @@ def build_head(first_line: bytes, headers: Iterable[Header], drop: frozenset[str
                extra: Sequence[tuple[str, str]], tail: bytes) -> bytes:
     """`first_line` (with CRLF), the headers not in `drop`, `extra`, then `tail` (extra raw lines + CRLF)."""
     parts = [first_line]
-    # One append per piece: `parts += (name, b": ", value, CRLF)` builds a tuple per header (measured, callgrind).
     for lname, name, value in headers:
         if lname not in drop:
-            parts.append(name)
-            parts.append(b": ")
-            parts.append(value)
-            parts.append(CRLF)
+            _add_line(parts, name, value)
     for name_text, value_text in extra:
         parts.append(name_text.encode("latin-1"))
         parts.append(b": ")

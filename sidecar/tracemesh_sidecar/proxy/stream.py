@@ -292,7 +292,10 @@ def stream_record(ctx: DirectionContext, info: DownstreamInfo, head: RequestHead
     """What metrics and access logs read about a request, once it is over."""
     fields = head.fields
     hop = plan.hop
-    if hop is not None and hop.headers_to_set:  # the request as forwarded (a fresh x-request-id), as Envoy logs it
+    telemetry = ctx.telemetry
+    # The request as forwarded (a fresh x-request-id), as Envoy logs it, where a log or an expression reads it (the
+    # headers a hop sets are none of those the standard labels read).
+    if hop is not None and hop.headers_to_set and telemetry is not None and telemetry.reads_headers:
         fields = dict(fields)
         for name, value in hop.headers_to_set:  # not update(): from a list of pairs, a generic call (~1k instructions)
             fields[name] = value

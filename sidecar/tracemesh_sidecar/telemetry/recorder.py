@@ -97,6 +97,14 @@ class DirectionTelemetry:
             self._store.forget(spec, self._reporter)
 
     @property
+    def reads_headers(self) -> bool:
+        """Whether anything here reads headers beyond the few the standard labels read (the request's content-type
+        and peer metadata, the response's grpc-status): an access log (%REQ(...)%, %RESP(...)%, filters) or a tag
+        set by an expression. Where nothing does, a request need not copy its forwarded headers nor build the
+        response's header dict (~6k instructions a request)."""
+        return bool(self._logs) or not self._plain
+
+    @property
     def active(self) -> bool:
         """Anything to record for a request of this direction."""
         return bool(self._http or self._tcp or self._logs)

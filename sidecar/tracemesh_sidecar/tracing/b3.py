@@ -6,7 +6,6 @@ parsers do) and passed on lowercase; a 64-bit trace id stays 16 characters on th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_id, trace_id
@@ -26,7 +25,7 @@ _SINGLE_SAMPLED: Final = {"1": True, "0": False}
 _SINGLE_DEBUG: Final = "d"
 
 
-def extract_multi(headers: Mapping[str, str]) -> TraceContext | None:
+def extract_multi(headers: dict[str, str]) -> TraceContext | None:
     """The `x-b3-*` headers, None when none is present; MalformedHeader when unusable."""
     raw_trace = headers.get(TRACE_ID)
     raw_span = headers.get(SPAN_ID)
@@ -52,7 +51,7 @@ def extract_multi(headers: Mapping[str, str]) -> TraceContext | None:
     return TraceContext(trace_id(raw_trace), span_id(raw_span), sampled, debug)
 
 
-def extract_single(headers: Mapping[str, str]) -> TraceContext | None:
+def extract_single(headers: dict[str, str]) -> TraceContext | None:
     """`b3: {traceid}-{spanid}[-{sampled}[-{parentspanid}]]` or `b3: {sampled}` (0, 1 or d)."""
     value = headers.get(SINGLE)
     if value is None:
@@ -74,7 +73,7 @@ def _single_decision(value: str) -> TraceContext:
     return TraceContext(None, None, _lookup(_SINGLE_SAMPLED, value, SINGLE))
 
 
-def _lookup(choices: Mapping[str, bool], value: str, header: str) -> bool:
+def _lookup(choices: dict[str, bool], value: str, header: str) -> bool:
     found = choices.get(value)
     if found is None:
         raise MalformedHeader(f"{header} is {value!r}; expected one of {', '.join(choices)}")

@@ -11,13 +11,50 @@ trace (a stale header left over from an unrelated request must not steer this on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
-from typing import Final, NamedTuple
+from abc import ABC, abstractmethod
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Final
 
+from tracemesh_sidecar.native_dataclasses import rebuilt_from_fields
 from tracemesh_sidecar.tracing import b3, jaeger, ot, w3c
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext
 
-Extractor = Callable[[Mapping[str, str]], TraceContext | None]
+
+class Extractor(ABC):
+    """One format's reader. A native class, so that compiled code calls `read` through mypyc's vtable: a module
+    function held as a Python callable is called generically, its arguments parsed (~1k instructions a format a
+    request)."""
+
+    @abstractmethod
+    def read(self, headers: dict[str, str]) -> TraceContext | None:
+        """The format's context, None when none of its headers is present; MalformedHeader when unusable."""
+
+
+class _B3Multi(Extractor):
+    def read(self, headers: dict[str, str]) -> TraceContext | None:
+        return b3.extract_multi(headers)
+
+
+class _B3Single(Extractor):
+    def read(self, headers: dict[str, str]) -> TraceContext | None:
+        return b3.extract_single(headers)
+
+
+class _W3C(Extractor):
+    def read(self, headers: dict[str, str]) -> TraceContext | None:
+        return w3c.extract(headers)
+
+
+class _Jaeger(Extractor):
+    def read(self, headers: dict[str, str]) -> TraceContext | None:
+        return jaeger.extract(headers)
+
+
+class _OT(Extractor):
+    def read(self, headers: dict[str, str]) -> TraceContext | None:
+        return ot.extract(headers)
+
 
 # Format names as they appear in stats (`tracing.malformed.<name>`) and in ExtractResult.malformed.
 B3_MULTI: Final = "b3"
@@ -27,7 +64,7 @@ JAEGER: Final = "jaeger"
 OT: Final = "ot"
 # Every format the proxy can read, in reading order.
 FORMATS: Final[dict[str, Extractor]] = {
-    B3_MULTI: b3.extract_multi, B3_SINGLE: b3.extract_single, W3C: w3c.extract, JAEGER: jaeger.extract, OT: ot.extract,
+    B3_MULTI: _B3Multi(), B3_SINGLE: _B3Single(), W3C: _W3C(), JAEGER: _Jaeger(), OT: _OT(),
 }
 # The headers of each format: what a hop that owns the format must not forward stale.
 FORMAT_HEADERS: Final[dict[str, frozenset[str]]] = {
@@ -38,21 +75,31 @@ FORMAT_HEADERS: Final[dict[str, frozenset[str]]] = {
 TRACE_HEADERS: Final = frozenset().union(*FORMAT_HEADERS.values())
 
 
-class ExtractResult(NamedTuple):
+@dataclass(slots=True)
+class ExtractResult:
+    """Built per request: its own `__init__` (compiled), as TraceContext."""
+
     context: TraceContext | None
     malformed: tuple[str, ...]  # names of formats present but unusable, in reading order
+
+    def __init__(self, context: TraceContext | None, malformed: tuple[str, ...]) -> None:
+        self.context = context
+        self.malformed = malformed
+
+    def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
+        return rebuilt_from_fields(self)
 
 
 def readers(names: Collection[str]) -> tuple[tuple[str, Extractor], ...]:
     """The formats named, in reading order; unknown names are ignored."""
-    return tuple((name, read) for name, read in FORMATS.items() if name in names)
+    return tuple((name, extractor) for name, extractor in FORMATS.items() if name in names)
 
 
-def extract(headers: Mapping[str, str], formats: Collection[str] = FORMATS.keys()) -> ExtractResult:
+def extract(headers: dict[str, str], formats: Collection[str] = FORMATS.keys()) -> ExtractResult:
     return extract_with(headers, readers(formats))
 
 
-def extract_with(headers: Mapping[str, str], formats: tuple[tuple[str, Extractor], ...],
+def extract_with(headers: dict[str, str], formats: tuple[tuple[str, Extractor], ...],
                  found_formats: list[str] | None = None) -> ExtractResult:
     """`extract` with the reader list already built (the hop tracer builds it once per config); `found_formats`,
     when given, gets the name of every format present and well-formed, in reading order (header_modes.py)."""
@@ -60,9 +107,9 @@ def extract_with(headers: Mapping[str, str], formats: tuple[tuple[str, Extractor
     decision: TraceContext | None = None
     tracestate: str | None = None
     malformed: tuple[str, ...] = ()  # grown only on the rare malformed path
-    for name, read in formats:
+    for name, extractor in formats:
         try:
-            found = read(headers)
+            found = extractor.read(headers)
         except MalformedHeader:
             malformed += (name,)
             continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,7 +20,7 @@ class RequestFacts:
     target: str
     authority: str  # Host header (or the absolute-form authority; HTTP/2's :authority)
     protocol: str  # "HTTP/1.1", "HTTP/1.0" or "HTTP/2"
-    headers: Mapping[str, str]  # lowercase names; repeated headers joined with ", "
+    headers: dict[str, str]  # lowercase names; repeated headers joined with ", "
     peer: tuple[str, int]  # the downstream address
     # The route's: the span's name (`reviews.default.svc.cluster.local:9080/*`, Istio's route decorator),
     # the upstream cluster (`outbound|9080||reviews.default.svc.cluster.local`, `inbound|9080||`), and
@@ -30,7 +29,7 @@ class RequestFacts:
     cluster: str
     decorated: bool = True
 
-    def __init__(self, method: str, target: str, authority: str, protocol: str, headers: Mapping[str, str],
+    def __init__(self, method: str, target: str, authority: str, protocol: str, headers: dict[str, str],
                  peer: tuple[str, int], operation: str, cluster: str, decorated: bool = True) -> None:
         self.method = method
         self.target = target

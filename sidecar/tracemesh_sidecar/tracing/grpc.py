@@ -11,6 +11,8 @@ import re
 from typing import Final, TypeGuard
 
 GRPC_CONTENT_TYPE: Final = "application/grpc"
+GRPC_STATUS: Final = "grpc-status"  # the response header (or trailer) carrying a gRPC status code
+GRPC_STATUS_BYTES: Final = b"grpc-status"
 _SUFFIX_AT: Final = len(GRPC_CONTENT_TYPE)
 
 # absl::SimpleAtoi into an unsigned integer, as Envoy's Grpc::Common::getGrpcStatus parses grpc-status:

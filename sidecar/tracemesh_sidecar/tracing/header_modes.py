@@ -19,37 +19,60 @@ built once and cached (at most 2^5 of them): the request path only looks it up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Final, NamedTuple
 
 from tracemesh_sidecar.tracing import b3, jaeger, ot, w3c
 from tracemesh_sidecar.tracing.context import B3_MULTI, B3_SINGLE, FORMAT_HEADERS, FORMATS, JAEGER, OT, W3C
 
-# (out, trace id, span id, parent span id, sampled, debug, tracestate): appends the format's headers.
-Writer = Callable[[list[tuple[str, str]], str, str, "str | None", bool, bool, "str | None"], None]
 MISMATCH_TOTAL: Final = "tracing.header_type_mismatch"
 # A provider's `headerType`/`defaultHeaderType` names (Kong's) -> the format names of context.py.
 HEADER_TYPE_FORMATS: Final = {"b3": B3_MULTI, "b3-single": B3_SINGLE, "w3c": W3C, "jaeger": JAEGER, "ot": OT}
-# A format's own writer: (out, trace id, span id, parent span id, sampled, debug).
-FormatWriter = Callable[[list[tuple[str, str]], str, str, "str | None", bool, bool], None]
 
 
-def _ignoring_tracestate(write: FormatWriter) -> Writer:
-    """The writer of a format without `tracestate` (all but W3C)."""
-    def writer(out: list[tuple[str, str]], trace: str, span: str, parent: str | None, sampled: bool, debug: bool,
-               tracestate: str | None) -> None:
-        write(out, trace, span, parent, sampled, debug)
-    return writer
+class Writer(ABC):
+    """One format's writer. A native class, as context.py's Extractor: compiled code calls `write` through mypyc's
+    vtable, where a closure held as a Python callable was called generically, its seven arguments parsed."""
+
+    @abstractmethod
+    def write(self, out: list[tuple[str, str]], trace: str, span: str, parent: str | None, sampled: bool,
+              debug: bool, tracestate: str | None) -> None:
+        """Append the format's headers carrying this context to `out`."""
 
 
-def _write_w3c(out: list[tuple[str, str]], trace: str, span: str, parent: str | None, sampled: bool,
-               debug: bool, tracestate: str | None) -> None:
-    w3c.inject(out, trace, span, sampled, tracestate)
+class _B3MultiWriter(Writer):
+    def write(self, out: list[tuple[str, str]], trace: str, span: str, parent: str | None, sampled: bool,
+              debug: bool, tracestate: str | None) -> None:
+        b3.inject_multi(out, trace, span, parent, sampled, debug)
 
 
-WRITERS: Final[dict[str, Writer]] = {B3_MULTI: _ignoring_tracestate(b3.inject_multi),
-                                     B3_SINGLE: _ignoring_tracestate(b3.inject_single), W3C: _write_w3c,
-                                     JAEGER: _ignoring_tracestate(jaeger.inject), OT: _ignoring_tracestate(ot.inject)}
+class _B3SingleWriter(Writer):
+    def write(self, out: list[tuple[str, str]], trace: str, span: str, parent: str | None, sampled: bool,
+              debug: bool, tracestate: str | None) -> None:
+        b3.inject_single(out, trace, span, parent, sampled, debug)
+
+
+class _W3CWriter(Writer):
+    def write(self, out: list[tuple[str, str]], trace: str, span: str, parent: str | None, sampled: bool,
+              debug: bool, tracestate: str | None) -> None:
+        w3c.inject(out, trace, span, sampled, tracestate)  # the one format with a tracestate
+
+
+class _JaegerWriter(Writer):
+    def write(self, out: list[tuple[str, str]], trace: str, span: str, parent: str | None, sampled: bool,
+              debug: bool, tracestate: str | None) -> None:
+        jaeger.inject(out, trace, span, parent, sampled, debug)
+
+
+class _OTWriter(Writer):
+    def write(self, out: list[tuple[str, str]], trace: str, span: str, parent: str | None, sampled: bool,
+              debug: bool, tracestate: str | None) -> None:
+        ot.inject(out, trace, span, parent, sampled, debug)
+
+
+WRITERS: Final[dict[str, Writer]] = {B3_MULTI: _B3MultiWriter(), B3_SINGLE: _B3SingleWriter(), W3C: _W3CWriter(),
+                                     JAEGER: _JaegerWriter(), OT: _OTWriter()}
 
 
 class WritePlan(NamedTuple):
@@ -71,8 +94,8 @@ def write_plan(formats: Iterable[str], droppable: frozenset[str], always_removed
     for number in range(8):
         has_parent, debug, has_tracestate = bool(number & 1), bool(number & 2), bool(number & 4)
         written: list[tuple[str, str]] = []
-        for write in writers:
-            write(written, "", "", "" if has_parent else None, True, debug, "" if has_tracestate else None)
+        for writer in writers:
+            writer.write(written, "", "", "" if has_parent else None, True, debug, "" if has_tracestate else None)
         removals.append(droppable.difference(name for name, _ in written).union(always_removed))
     return WritePlan(writers, tuple(removals), mismatch)
 

@@ -136,8 +136,8 @@ class HopTracer:
             tracestate = context.tracestate
         span_id = new_span_id()
         plan = self._plan if mode is None or came is None else self._mode_plan(mode, came)
-        for write in plan.writers:
-            write(to_set, trace_id, span_id, parent_id, sampled, debug, tracestate)
+        for writer in plan.writers:
+            writer.write(to_set, trace_id, span_id, parent_id, sampled, debug, tracestate)
         operation = request.operation
         if self._outbound:
             if request.decorated:

@@ -1,29 +1,64 @@
 """New ids: span ids, trace ids and x-request-id values, as lowercase hex / UUID4 strings.
 
-These ids only need to be unique, not unguessable: nothing is authorised by them. So they come
-from `random.getrandbits` (a Mersenne Twister, ~50 ns a call, and re-seeded in forked children by
-the random module itself) rather than `secrets`/`os.urandom`, which costs a system call per id on
-the request path. The hex comes from `int.to_bytes(...).hex()`: about a third of the cost of formatting the
-int (`f"{value:032x}"`: 235 against 803 ns for a 128-bit id, timeit on CPython 3.11), with the same digits.
+The random bytes come from the kernel's generator (`os.urandom`) 2048 at a time, and each id takes
+the next 8 or 16 of them, as Envoy does: its RandomGeneratorImpl prefetches 2048 bytes of RAND_bytes
+for random() and uuid() alike (source/common/common/random_generator.cc), since a system call per id
+would cost more than the id. Per id that is one bytes slice and its `.hex()`: less than half the
+instructions of the Mersenne Twister's `getrandbits` with the big-int arithmetic and formatting
+around it (callgrind). A forked child drops the bytes it inherited, so that it never repeats its
+parent's ids. Ids are made on the event loop's thread only (one buffer, no lock).
 """
 
 from __future__ import annotations
 
-from random import getrandbits
+import os
 from typing import Final
 
-_HIGH_64: Final = 1 << 64
-# The version nibble (4) and the two RFC 4122 variant bits (10) of a UUID held as a 128-bit int.
-_UUID_CLEAR: Final = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
-_UUID4_BITS: Final = (0x4 << 76) | (0x2 << 62)
+# Envoy's prefetch for uuid() (and 256 uint64s for random()): past it, the gain per doubling is a few percent.
+_PREFETCH: Final = 2048
+_ZERO_64: Final = bytes(8)
+# A UUID's variant digit: the RFC 4122 variant's two bits (10) over the two low bits of a random digit.
+_VARIANT_DIGIT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+class _RandomBytes:
+    """The buffer ids are cut from."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._at = 0
+
+    def take(self, size: int) -> bytes:
+        at = self._at
+        end = at + size
+        if end > len(self._buffer):
+            self._buffer = os.urandom(_PREFETCH)
+            at, end = 0, size
+        self._at = end
+        return self._buffer[at:end]
+
+    def drop(self) -> None:
+        self._buffer = b""
+        self._at = 0
+
+
+_RANDOM: Final = _RandomBytes()
+
+
+def drop_fetched() -> None:
+    """Forget the random bytes fetched and not yet used: the next id fetches new ones (in a forked child)."""
+    _RANDOM.drop()
+
+
+os.register_at_fork(after_in_child=drop_fetched)
 
 
 def new_span_id() -> str:
     """A random non-zero 64-bit id as 16 lowercase hex characters."""
-    value = getrandbits(64)
-    while not value:
-        value = getrandbits(64)
-    return value.to_bytes(8, "big").hex()
+    value = _RANDOM.take(8)
+    while value == _ZERO_64:
+        value = _RANDOM.take(8)
+    return value.hex()
 
 
 def new_trace_id(bits64: bool = False) -> str:
@@ -34,17 +69,17 @@ def new_trace_id(bits64: bool = False) -> str:
     """
     if bits64:
         return new_span_id()
-    value = getrandbits(128)
-    while value < _HIGH_64:
-        value = getrandbits(128)
-    return value.to_bytes(16, "big").hex()
+    value = _RANDOM.take(16)
+    while not value[0] and value[:8] == _ZERO_64:  # the first byte alone tells all but 1 in 256
+        value = _RANDOM.take(16)
+    return value.hex()
 
 
 def new_request_id() -> str:
     """A random (version 4, RFC 4122 variant) UUID string for `x-request-id`.
 
-    Built by hand from one getrandbits call: uuid.uuid4() reads os.urandom (a system call) and
-    builds a UUID object, about three times the cost, for a value only ever used as a string.
+    Built from 16 random bytes' hex, the version digit and the variant's bits written over their places:
+    uuid.uuid4() makes a system call and a UUID object, for a value only ever used as a string.
     """
-    digits = ((getrandbits(128) & _UUID_CLEAR) | _UUID4_BITS).to_bytes(16, "big").hex()
-    return "-".join((digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:]))
+    digits = _RANDOM.take(16).hex()
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{_VARIANT_DIGIT[digits[16]]}{digits[17:20]}-{digits[20:]}"

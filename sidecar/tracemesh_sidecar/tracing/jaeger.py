@@ -8,7 +8,6 @@ written under a provider's `headerType` (as Kong's jaeger injector writes it: a 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Final
 
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_id, trace_id
@@ -20,7 +19,7 @@ _SAMPLED_FLAG: Final = 0x01
 _DEBUG_FLAG: Final = 0x02
 
 
-def extract(headers: Mapping[str, str]) -> TraceContext | None:
+def extract(headers: dict[str, str]) -> TraceContext | None:
     value = headers.get(HEADER)
     if value is None:
         return None

@@ -6,7 +6,6 @@ writes them (sampled as "1"/"0"; the basic tracer's "true"/"false" is read too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_id, trace_id
@@ -19,7 +18,7 @@ HEADERS: Final[tuple[str, ...]] = (TRACE_ID, SPAN_ID, SAMPLED)
 _SAMPLED: Final = {"true": True, "false": False, "1": True, "0": False}
 
 
-def extract(headers: Mapping[str, str]) -> TraceContext | None:
+def extract(headers: dict[str, str]) -> TraceContext | None:
     raw_trace = headers.get(TRACE_ID)
     raw_span = headers.get(SPAN_ID)
     raw_sampled = headers.get(SAMPLED)

@@ -24,6 +24,31 @@ MALFORMED_REQUEST_TAGS: Final = "tracing.malformed_request_tags"  # tags-header 
 # (pilot/pkg/networking/core/tracing.go buildHCMTracing). It caps the path in the http.url tag, nothing
 # else (HttpTracerUtility's buildUrl, source/common/tracing/http_tracer_impl.cc).
 DEFAULT_MAX_PATH_TAG_LENGTH: Final = 256
+
+# The standard tags of every span (Envoy's HttpTracerUtility::finalizeDownstreamSpan and Istio's), in the order
+# they are set.
+HTTP_METHOD: Final = "http.method"
+HTTP_URL: Final = "http.url"
+HTTP_PROTOCOL: Final = "http.protocol"
+HTTP_STATUS_CODE: Final = "http.status_code"
+REQUEST_SIZE: Final = "request_size"
+RESPONSE_SIZE: Final = "response_size"
+RESPONSE_FLAGS: Final = "response_flags"
+UPSTREAM_CLUSTER: Final = "upstream_cluster"
+REQUEST_ID_TAG: Final = "guid:x-request-id"
+USER_AGENT: Final = "user_agent"
+PEER_ADDRESS: Final = "peer.address"
+_STANDARD_TAGS: Final = (HTTP_METHOD, HTTP_URL, HTTP_PROTOCOL, HTTP_STATUS_CODE, REQUEST_SIZE, RESPONSE_SIZE,
+                         RESPONSE_FLAGS, UPSTREAM_CLUSTER, REQUEST_ID_TAG, USER_AGENT, PEER_ADDRESS)
+# The tags set only for some requests before the custom ones (Envoy's addGrpcRequestTags among them).
+CLIENT_TRACE_ID_TAG: Final = "guid:x-client-trace-id"
+GRPC_PATH: Final = "grpc.path"
+GRPC_AUTHORITY: Final = "grpc.authority"
+GRPC_CONTENT_TYPE_TAG: Final = "grpc.content_type"
+GRPC_TIMEOUT: Final = "grpc.timeout"
+# What a static custom tag of the same name replaces: a span template cannot hold such a tag.
+_SET_BEFORE_STATIC: Final = frozenset((*_STANDARD_TAGS, CLIENT_TRACE_ID_TAG, GRPC_PATH, GRPC_AUTHORITY,
+                                       GRPC_CONTENT_TYPE_TAG, GRPC_TIMEOUT))
 _ABSOLUTE_FORM: Final = ("http://", "https://")
 
 
@@ -62,6 +87,14 @@ class SpanBuilder:
                 static[tag.name] = value
         self._static_tags = static
         self._header_tags = tuple(header_tags)
+        # The tags every span starts from: the static ones, with a slot for each standard tag. Copying it and
+        # setting the standard values in place costs a third of building the dict and updating it with the static
+        # tags (callgrind: ~3k instructions a span). Only where no static tag has the name of one set before them
+        # (a custom tag may replace a standard one, which then must not be written over it), and no tags header or
+        # baggage adds tags the standard ones replace.
+        self._template: dict[str, str] | None = None
+        if static.keys().isdisjoint(_SET_BEFORE_STATIC) and self._tags_header is None and not self._baggage_keys:
+            self._template = dict.fromkeys(_STANDARD_TAGS, "") | static
 
     def build(self, trace_id: str, span_id: str, parent_id: str | None, debug: bool, request_id: str, name: str,
               request: RequestFacts, response: ResponseFacts, start_us: int, end_us: int) -> Span:
@@ -69,31 +102,32 @@ class SpanBuilder:
         flags = response.response_flags
         headers = request.headers
         scheme, path = _origin_form(request.target)
-        tags = {
-            "http.method": request.method,
-            "http.url": _url(scheme, request.authority, path, self._path_limit),
-            "http.protocol": request.protocol,
-            "http.status_code": str(status),
-            "request_size": str(response.request_size),
-            "response_size": str(response.response_size),
-            "response_flags": flags,
-            "upstream_cluster": request.cluster,
-            "guid:x-request-id": request_id,
-            "user_agent": headers.get("user-agent", "-"),
-            "peer.address": request.peer[0],
-        }
+        template = self._template
+        tags = template.copy() if template is not None else {}
+        tags[HTTP_METHOD] = request.method  # _STANDARD_TAGS, in its order
+        tags[HTTP_URL] = _url(scheme, request.authority, path, self._path_limit)
+        tags[HTTP_PROTOCOL] = request.protocol
+        tags[HTTP_STATUS_CODE] = str(status)
+        tags[REQUEST_SIZE] = str(response.request_size)
+        tags[RESPONSE_SIZE] = str(response.response_size)
+        tags[RESPONSE_FLAGS] = flags
+        tags[UPSTREAM_CLUSTER] = request.cluster
+        tags[REQUEST_ID_TAG] = request_id
+        tags[USER_AGENT] = headers.get("user-agent", "-")
+        tags[PEER_ADDRESS] = request.peer[0]
         if self._tags_header is not None or self._baggage_keys:
             tags = self._request_tags(headers) | tags  # the proxy's own tags win over the client's
         client_trace_id = headers.get(CLIENT_TRACE_ID)
         if client_trace_id is not None:
-            tags["guid:x-client-trace-id"] = client_trace_id
+            tags[CLIENT_TRACE_ID_TAG] = client_trace_id
         # Envoy's isGrpcRequestHeaders: a gRPC content-type on a request with a :path (a CONNECT has none).
         content_type = headers.get("content-type")
         if is_grpc_request(content_type) and request.method != "CONNECT":
             _add_grpc_request_tags(tags, path, request.authority, content_type, headers.get("grpc-timeout"))
         # Custom tags come after the standard ones so that they may replace them, as in Envoy (but for the
         # response's gRPC tags, which Envoy sets after them).
-        tags.update(self._static_tags)
+        if template is None:
+            tags.update(self._static_tags)
         for tag_name, header, default in self._header_tags:
             value = headers.get(header, default)
             if value is not None:
@@ -126,7 +160,7 @@ class SpanBuilder:
         )
 
 
-    def _request_tags(self, headers: Mapping[str, str]) -> dict[str, str]:
+    def _request_tags(self, headers: dict[str, str]) -> dict[str, str]:
         """The tags the request's tags header and baggage ask for (request_tags.py), malformed pieces counted."""
         tags: dict[str, str] = {}
         malformed = 0
@@ -161,12 +195,12 @@ def _add_grpc_request_tags(tags: dict[str, str], path: str, authority: str, cont
                            grpc_timeout: str | None) -> None:
     """Envoy's addGrpcRequestTags (source/common/tracing/http_tracer_impl.cc): the headers' values as they came,
     each only when the request has it (the path uncut, the grpc-timeout unparsed)."""
-    tags["grpc.path"] = path
+    tags[GRPC_PATH] = path
     if authority:
-        tags["grpc.authority"] = authority
-    tags["grpc.content_type"] = content_type
+        tags[GRPC_AUTHORITY] = authority
+    tags[GRPC_CONTENT_TYPE_TAG] = content_type
     if grpc_timeout is not None:
-        tags["grpc.timeout"] = grpc_timeout
+        tags[GRPC_TIMEOUT] = grpc_timeout
 
 
 def _static_custom_value(tag: CustomTag, environ: Mapping[str, str]) -> str | None:

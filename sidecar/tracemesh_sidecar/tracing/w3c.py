@@ -7,7 +7,6 @@ exactly four fields, and a later version may append fields after a dash.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Final
 
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext, span_id, trace_id
@@ -20,7 +19,7 @@ _TRACEPARENT: Final = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-(
 _SAMPLED_FLAG: Final = 0x01
 
 
-def extract(headers: Mapping[str, str]) -> TraceContext | None:
+def extract(headers: dict[str, str]) -> TraceContext | None:
     """`traceparent` (with its `tracestate`), None when absent; MalformedHeader when unusable."""
     value = headers.get(TRACEPARENT)
     if value is None:
