@@ -163,10 +163,7 @@ def build_head(first_line: bytes, headers: Iterable[Header], drop: frozenset[str
         if lname not in drop:
             _add_line(parts, name, value)
     for name_text, value_text in extra:
-        parts.append(name_text.encode("latin-1"))
-        parts.append(b": ")
-        parts.append(value_text.encode("latin-1"))
-        parts.append(CRLF)
+        _add_line(parts, name_text.encode("latin-1"), value_text.encode("latin-1"))
     parts.append(tail)
     return b"".join(parts)
 

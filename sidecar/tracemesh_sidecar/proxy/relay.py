@@ -47,6 +47,7 @@ from tracemesh_sidecar.telemetry.peer import (
     UNKNOWN_PEER,
     decode_peer,
 )
+from tracemesh_sidecar.tracing.grpc import GRPC_STATUS_BYTES
 
 if TYPE_CHECKING:
     from tracemesh_sidecar.proxy.state import DirectionContext
@@ -414,7 +415,7 @@ class Relay:
 
     def _grpc_outcome(self, headers: HeaderList) -> None:
         for name, value in headers:
-            if name == b"grpc-status":
+            if name == GRPC_STATUS_BYTES:
                 self.grpc_status = value.decode("latin-1")
             elif name == b"grpc-message":
                 self.grpc_message = value.decode("latin-1")
