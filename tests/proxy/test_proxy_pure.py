@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 import socket
 import struct
 from dataclasses import replace
@@ -14,15 +16,19 @@ from proxy_harness import client_config, server_config
 from tracemesh_sidecar.config.fields import ConfigError
 from tracemesh_sidecar.config.loader import load_proxy_config
 from tracemesh_sidecar.config.model import InboundPort
+from tracemesh_sidecar.proxy import headers
 from tracemesh_sidecar.proxy.headers import (
     HOP_BY_HOP,
     ResponseHeaders,
     build_head,
     chunked,
     forward_drop,
+    has_a_length_of,
     header_fields,
     hop_by_hop_names,
+    length_flags,
     local_reply,
+    lowered_name,
     response_headers,
 )
 from tracemesh_sidecar.proxy.origdst import parse_sockaddr_in
@@ -92,6 +98,22 @@ def test_response_headers_drop_hop_by_hop_and_report_framing() -> None:
     assert both == ResponseHeaders(b"", chunked=True, has_length=False)
 
 
+def test_length_flags_tell_a_name_as_long_as_one_of_theirs_from_any_other() -> None:
+    flags = length_flags((b"te", b"connection", b"upgrade"))
+    lengths = [length for length in range(40) if has_a_length_of(flags, b"x" * length)]
+    assert lengths == [2, 7, 10]
+
+
+def test_header_names_are_lowered_the_same_from_the_cache_and_past_its_bound() -> None:
+    """Names are the client's: the cache of lowered names stops growing at its bound, and names past it are
+    lowered all the same."""
+    names = [b"X-Hostile-%d" % index for index in range(3 * headers._LOWERED_LIMIT)]
+    assert [lowered_name(name) for name in names] == [name.decode().lower() for name in names]
+    assert [lowered_name(name) for name in names] == [name.decode().lower() for name in names]
+    assert len(headers._LOWERED) <= headers._LOWERED_LIMIT
+    assert lowered_name(b"User-Agent") == "user-agent" and lowered_name(b"\xc9T\xc9") == "\xe9t\xe9"
+
+
 def test_header_fields_lowercases_and_joins_repeats() -> None:
     fields = header_fields(_headers((b"Accept", b"a"), (b"accept", b"b"), (b"Host", b"h")))
     assert fields == {"accept": "a, b", "host": "h"}
@@ -122,8 +144,8 @@ def test_outbound_router_round_robins_registered_endpoints_and_falls_back_to_dns
     picks = [router.by_authority("reviews:9080") for _ in range(3)]
     assert [(pick.host, pick.port) for pick in picks if pick] == [
         ("10.0.0.1", 9080), ("10.0.0.2", 9080), ("10.0.0.1", 9080)]
-    assert picks[0] is not None and picks[0][2:] == (
-        "reviews.default.svc.cluster.local:9080/*", "outbound|9080||reviews.default.svc.cluster.local", True, None)
+    assert picks[0] == Destination("10.0.0.1", 9080, "reviews.default.svc.cluster.local:9080/*",
+                                   "outbound|9080||reviews.default.svc.cluster.local", True, None)
     assert router.by_authority("reviews.default.svc.cluster.local:9080") is not None
     # A host no Service names: Istio's passthrough route, which has no decorator to send on.
     assert router.by_authority("www.example.com") == Destination(
@@ -230,3 +252,11 @@ async def test_a_fresh_connection_holds_a_greeting_but_an_idle_one_that_talks_is
         await asyncio.sleep(0.01)
     assert connection.closed and pool.take(key) is None
     server.close()
+
+
+def test_a_destination_copies_and_pickles_as_an_equal_destination() -> None:
+    """A native class with its own `__init__` in the compiled build (proxy/routing.py): rebuilt from its fields."""
+    destination = Destination("10.0.0.1", 9080, "reviews.default.svc.cluster.local:9080/*",
+                              "outbound|9080||reviews.default.svc.cluster.local", http2=True)
+    for copied in (copy.copy(destination), copy.deepcopy(destination), pickle.loads(pickle.dumps(destination))):
+        assert copied == destination and copied is not destination

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,32 @@ def test_empty_and_zero_fields_are_left_out(list_of_spans_schema: dict[str, Any]
     assert encoded == {"traceId": "5af7183fb1d4cf5f", "id": "352bff9a74ca9ad2",
                        "localEndpoint": {"serviceName": "backend"}}
     validate(list_of_spans_schema, [encoded])
+
+
+# Zipkin's own order of a span's fields (zipkin2.internal.V2SpanWriter).
+ZIPKIN_FIELD_ORDER = ["traceId", "parentId", "id", "kind", "name", "timestamp", "duration", "localEndpoint",
+                      "remoteEndpoint", "annotations", "tags", "debug", "shared"]
+
+
+@pytest.mark.parametrize("empty", [None, "parent_id", "kind", "name", "timestamp", "duration", "local_endpoint"])
+def test_each_field_left_empty_alone_is_left_out_and_the_rest_keep_zipkins_order(empty: str | None) -> None:
+    """A proxy's spans take a shortcut (every field but the parent present, one dict display); any other span is
+    built field by field. Both write exactly the fields with a value, in Zipkin's order."""
+    full = Span(trace_id="5af7183fb1d4cf5f", id="352bff9a74ca9ad2", parent_id="6b221d5bc9e6496c", name="get /",
+                kind="SERVER", timestamp=1_763_700_000_000_000, duration=207_000,
+                local_endpoint=Endpoint(service_name="backend", ipv4="10.244.0.5"),
+                remote_endpoint=Endpoint(ipv4="10.244.0.6", port=41234), tags={"http.method": "GET"},
+                annotations=[], debug=True, shared=True)
+    blank: dict[str, Any] = {"parent_id": None, "kind": None, "name": "", "timestamp": 0, "duration": 0,
+                             "local_endpoint": Endpoint()}
+    span = dataclasses.replace(full, **{empty: blank[empty]}) if empty else full
+    encoded = zipkin_json.span_to_zipkin_dict(span)
+    expected = {"traceId", "parentId", "id", "kind", "name", "timestamp", "duration", "localEndpoint",
+                "remoteEndpoint", "tags", "debug", "shared"}
+    left_out = {None: None, "parent_id": "parentId", "kind": "kind", "name": "name", "timestamp": "timestamp",
+                "duration": "duration", "local_endpoint": "localEndpoint"}[empty]
+    assert list(encoded) == [name for name in ZIPKIN_FIELD_ORDER if name in expected - {left_out}]
+    assert zipkin_json.decode_spans(zipkin_json.encode_spans([span])) == [span]
 
 
 def test_round_trip(proxy_spans: list[Span]) -> None:

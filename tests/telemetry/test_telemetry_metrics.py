@@ -136,6 +136,34 @@ def test_requests_with_the_same_labels_add_to_one_series_whoever_holds_the_peer(
     assert sums == {"200": 2 * 5183 + 10, "503": 5183}
 
 
+def test_each_request_value_a_standard_label_is_made_of_keeps_its_own_series(tmp_path: Path) -> None:
+    """The recorder finds a request's series by the values its labels are made of (peer, service host, authority,
+    gRPC or not, status, grpc-status, flags), not by the labels: each of them, changed alone, is another series, and
+    a request like an earlier one, built anew, adds to that one's series."""
+    recorder, store = telemetry(tmp_path)
+    variants = {
+        "plain": {},
+        "peer": {"peer": REVIEWS},
+        "service": {"service_host": "reviews.default.svc.cluster.local"},
+        "passthrough": {"service_host": None, "authority": "example.com"},
+        "passthrough elsewhere": {"service_host": None, "authority": "example.org"},
+        "grpc": {"request_headers": {"content-type": "application/grpc"}},
+        "status": {"status": 404},
+        "grpc-status": {"response_headers": {"grpc-status": "14"}},
+        "flags": {"flags": "UF"},
+    }
+    for changes in (*variants.values(), *variants.values()):
+        recorder.record(http_record(**changes))
+    found = samples(store.render())
+    counts = [count for _, count in found["istio_requests_total"]]
+    assert counts == [2.0] * len(variants)
+    labels = [labels for labels, _ in found["istio_requests_total"]]
+    assert [(each["destination_service"], each["destination_service_name"]) for each in labels[3:5]] == [
+        ("example.com", "PassthroughCluster"), ("example.org", "PassthroughCluster")]
+    assert [each["request_protocol"] for each in labels] == ["http"] * 5 + ["grpc"] + ["http"] * 3
+    assert [each["grpc_response_status"] for each in labels][7] == "14"
+
+
 def test_a_tag_computed_from_each_request_keeps_a_series_per_value(tmp_path: Path) -> None:
     policy = MetricsPolicy(overrides=(MetricOverride(metric="REQUEST_COUNT",
                                                      tag_set=(("user", "request.headers['x-user']"),)),))

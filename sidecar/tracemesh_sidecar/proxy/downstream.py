@@ -29,6 +29,7 @@ from tracemesh_sidecar.proxy.headers import (
     Header,
     h2c_upgrade_headers,
     local_reply,
+    lowered_name,
     offers_only_h2c,
     stand_in_head,
 )
@@ -553,7 +554,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.decode("latin-1").lower()
+        lname = lowered_name(name)
         if lname == CONNECTION:
             self._connection_named = True
         self._headers.append((lname, name, value))

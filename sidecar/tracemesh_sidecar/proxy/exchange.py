@@ -68,7 +68,7 @@ _UPGRADE_TAIL: Final = b"connection: upgrade\r\n"
 
 _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 # The lengths of the metadata exchange headers' names: a response header of another length is not one of them.
-_PEER_NAME_LENGTHS: Final = frozenset(len(name) for name in PEER_HEADER_BYTES)
+_PEER_NAME_LENGTHS: Final = h.length_flags(PEER_HEADER_BYTES)
 _GRPC_STATUS_LENGTH: Final = len(GRPC_STATUS_BYTES)
 _UNPLANNED: Final = StreamPlan()  # never changed: an exchange's own plan replaces it before anything is routed
 
@@ -770,7 +770,7 @@ class Exchange:
         lowered once: the headers before the first metadata header are copied only if there is one."""
         kept: list[tuple[bytes, bytes]] | None = None
         for index, (name, value) in enumerate(headers):
-            if len(name) not in _PEER_NAME_LENGTHS:  # most names: no lower() to see they are not a peer header
+            if not h.has_a_length_of(_PEER_NAME_LENGTHS, name):  # most names: no lower() to see they are not one
                 if kept is not None:
                     kept.append((name, value))
                 continue

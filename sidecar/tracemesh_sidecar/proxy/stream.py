@@ -11,9 +11,9 @@ access log. Nothing here reads or writes a socket or knows an HTTP version's fra
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from time import time_ns
 from typing import Any, Final, NamedTuple
 
 from tracemesh_sidecar.config.routes import Route, WeightedDestination
@@ -44,7 +44,9 @@ HEADERS_TOO_LARGE_BODY: Final = "request header fields too large"
 
 
 def now_us() -> int:
-    return time.time_ns() // 1000
+    # time_ns bound at import: compiled, `time.time_ns` is a module attribute lookup per call (~270 instructions,
+    # twice a request).
+    return time_ns() // 1000
 
 
 class LocalReply(NamedTuple):

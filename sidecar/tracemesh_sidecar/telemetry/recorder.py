@@ -37,6 +37,9 @@ from tracemesh_sidecar.telemetry.sink import LogFile, LogFiles
 # Entries kept by each of DirectionTelemetry's caches (a peer's labels, a label set's series); past it, a cache
 # starts again.
 _CACHE_LIMIT: Final = 1024
+# What an HTTP request's standard labels are made of, beyond this proxy's own: its peer (by id), service host,
+# authority, gRPC or not, status, grpc-status and response flags.
+_SeriesKey = tuple[int, str | None, str, bool, int, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +72,12 @@ class DirectionTelemetry:
         self._reporter = "destination" if server else "source"
         self._security = "none" if server else UNKNOWN  # Istio: no mTLS -> "none" at the server
         self._http = [schema for schema in _schemas(policy, tcp=False) if schema is not None]
-        # Each label set's series, in the order of _http, so that a request finds its four series with one lookup
-        # by its labels (not one per metric by the metric's 25 names and values). Only where no metric adds a tag
-        # computed from the request: there the labels do not say the series.
+        # Each request's series, in the order of _http, by the few request values the standard labels are made of
+        # (_SeriesKey): a request finds its four series with one lookup of a 7-tuple, without building its 25 labels
+        # (callgrind: ~8k instructions a request less than building them and looking the series up by them). Only
+        # where no metric adds a tag computed from the request: there those values do not say the series.
         self._plain = not any(schema.added for schema in self._http)
-        self._series: dict[tuple[str, ...], list[tuple[MetricSpec, Series]]] = {}
+        self._series: dict[_SeriesKey, tuple[Peer, list[tuple[MetricSpec, Series]]]] = {}
         self._tcp = {schema.spec.name: schema for schema in _schemas(policy, tcp=True) if schema is not None}
         self._disabled = tuple(spec for spec in ALL_SPECS
                                if spec not in (schema.spec for schema in self._http)
@@ -139,16 +143,7 @@ class DirectionTelemetry:
     def record(self, record: Record) -> None:
         """A finished HTTP request: its metrics and access-log lines."""
         if self._http:
-            standard = self._labels(record, tcp=False)
-            series = self._series.get(standard) if self._plain else None
-            if series is None:
-                series = [(schema.spec, self._store.series(schema.spec, _key(schema, standard, record)))
-                          for schema in self._http]
-                if self._plain:
-                    if len(self._series) >= _CACHE_LIMIT:
-                        self._series.clear()
-                    self._series[standard] = series
-            for spec, each in series:
+            for spec, each in self._http_series(record):
                 if spec is REQUEST_COUNT:
                     each.record(1)
                 elif spec is REQUEST_DURATION:
@@ -158,6 +153,28 @@ class DirectionTelemetry:
                 else:
                     each.record(record.bytes_sent)
         self._log(record)
+
+    def _http_series(self, record: Record) -> list[tuple[MetricSpec, Series]]:
+        """The series a finished HTTP request records into, one per enabled metric, in the order of _http."""
+        if not self._plain:
+            return self._labelled_series(record)
+        peer = record.peer
+        # Everything _labels reads that varies by request (the rest is this proxy's, fixed for the config). The
+        # peer by identity, as in _labels; the entry keeps it, so its id is not reused while the entry is cached.
+        key = (id(peer), record.service_host, record.authority, record.grpc, record.status,
+               record.response_headers.get("grpc-status", ""), record.flags)
+        cached = self._series.get(key)
+        if cached is not None and cached[0] is peer:
+            return cached[1]
+        series = self._labelled_series(record)
+        if len(self._series) >= _CACHE_LIMIT:
+            self._series.clear()
+        self._series[key] = (peer, series)
+        return series
+
+    def _labelled_series(self, record: Record) -> list[tuple[MetricSpec, Series]]:
+        standard = self._labels(record, tcp=False)
+        return [(schema.spec, self._store.series(schema.spec, _key(schema, standard, record))) for schema in self._http]
 
     def tcp_opened(self, record: Record) -> None:
         schema = self._tcp.get(TCP_OPENED.name)
