@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 from tracemesh_sidecar import BUILD
 from tracemesh_sidecar.config.fields import ConfigError
@@ -27,6 +27,8 @@ from tracemesh_sidecar.proxy.termination import DrainPlan, drain_plan
 from tracemesh_sidecar.stats import Stats
 
 log = logging.getLogger("tracemesh.proxy")
+
+_GC_THRESHOLD: Final = 20_000  # new objects between the cyclic GC's young collections (see serve())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +97,11 @@ async def serve(config_path: str | None, plan: DrainPlan, discovery: str | None 
         return 1
     # Everything loaded so far lives as long as the process: keep the cyclic GC from re-scanning it.
     gc.freeze()
+    # A request's objects are freed by their reference counts, not by the cyclic GC: a collection every 700 new
+    # objects (the default) finds next to nothing and rescans what is alive, the spans waiting for export among
+    # them (callgrind: ~1.5k instructions a request). Every 20,000: the client sidecar of `bench instructions`
+    # peaked at the same RSS after 80,000 requests either way (55.0 and 55.1 MB).
+    gc.set_threshold(_GC_THRESHOLD, *gc.get_threshold()[1:])
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -3,7 +3,12 @@ import uuid
 
 import pytest
 
-from tracemesh_sidecar.tracing.request_id import decide_by_request_id, sampling_numerator, without_trace_reason
+from tracemesh_sidecar.tracing.request_id import (
+    decide_by_request_id,
+    new_decided_request_id,
+    sampling_numerator,
+    without_trace_reason,
+)
 from tracemesh_sidecar.tracing.sampling import decide
 
 
@@ -83,3 +88,20 @@ def test_every_proxy_takes_the_same_decision_for_one_request_id() -> None:
 ])
 def test_the_sent_request_id_is_found_again_without_the_packed_reason(packed: str, original: str) -> None:
     assert without_trace_reason(packed) == original
+
+
+@pytest.mark.parametrize("client_trace_id", [False, True])
+@pytest.mark.parametrize("percentage", [0.0, 1.0, 50.0, 100.0])
+def test_a_new_request_id_is_decided_as_the_same_id_received_would_be(percentage: float,
+                                                                        client_trace_id: bool) -> None:
+    """A hop that makes the request id decides on it as it writes it (hop.py): the same decision and the same
+    forwarded id as decide_by_request_id takes for that id received as a plain UUID4."""
+    numerator = sampling_numerator(percentage)
+    decisions = [new_decided_request_id(client_trace_id, numerator) for _ in range(3000)]
+    for traced, request_id in decisions:
+        received = without_trace_reason(request_id)
+        assert uuid.UUID(received).version == 4 and str(uuid.UUID(received)) == received
+        assert decide_by_request_id(received, client_trace_id, numerator) == (traced, request_id)
+    assert len({request_id for _, request_id in decisions}) == len(decisions)
+    if 0 < percentage < 100 and not client_trace_id:
+        assert {traced for traced, _ in decisions} == {True, False}

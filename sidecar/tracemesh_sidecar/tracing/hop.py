@@ -33,6 +33,7 @@ from tracemesh_sidecar.tracing.request_id import (
     FORCE_TRACE,
     REQUEST_ID,
     decide_by_request_id,
+    new_decided_request_id,
     sampling_numerator,
 )
 from tracemesh_sidecar.tracing.sampling import decide
@@ -102,19 +103,24 @@ class HopTracer:
         headers = request.headers
         to_set: list[tuple[str, str]] = []
         request_id = headers.get(REQUEST_ID)
-        generated = not request_id
-        if not request_id:
-            request_id = new_request_id()
         if self._spans is None:
-            if generated:
+            if not request_id:
+                request_id = new_request_id()
                 to_set.append((REQUEST_ID, request_id))
             return Hop(self, request, start_us, request_id, to_set, _ALWAYS_REMOVED, "", "", None, False,
                        False, "")
-        if self._use_request_id:
-            traced, marked = decide_by_request_id(request_id, CLIENT_TRACE_ID in headers, self._numerator)
-        else:  # Envoy: a request id not used for sampling leaves the decision to the tracer, which traces
-            traced, marked = True, request_id
-        if generated or marked is not request_id:
+        if request_id:
+            if self._use_request_id:
+                traced, marked = decide_by_request_id(request_id, CLIENT_TRACE_ID in headers, self._numerator)
+            else:  # Envoy: a request id not used for sampling leaves the decision to the tracer, which traces
+                traced, marked = True, request_id
+            if marked is not request_id:
+                to_set.append((REQUEST_ID, marked))
+        else:
+            if self._use_request_id:
+                traced, marked = new_decided_request_id(CLIENT_TRACE_ID in headers, self._numerator)
+            else:
+                traced, marked = True, new_request_id()
             to_set.append((REQUEST_ID, marked))
         mode = self._mode
         came: list[str] | None = None if mode is None else []

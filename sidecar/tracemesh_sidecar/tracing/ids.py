@@ -77,10 +77,19 @@ def new_trace_id(bits64: bool = False) -> str:
 
 
 def new_request_id() -> str:
-    """A random (version 4, RFC 4122 variant) UUID string for `x-request-id`.
+    """A random (version 4, RFC 4122 variant) UUID string for `x-request-id`."""
+    return uuid_text(random_hex(32), "4")
 
-    Built from 16 random bytes' hex, the version digit and the variant's bits written over their places:
+
+def random_hex(count: int) -> str:
+    """`count` random lowercase hex digits."""
+    return _RANDOM.take(count)
+
+
+def uuid_text(digits: str, version: str) -> str:
+    """32 hex digits as a UUID string, `version` and the RFC 4122 variant's bits written over their places.
+
     uuid.uuid4() makes a system call and a UUID object, for a value only ever used as a string.
     """
-    digits = _RANDOM.take(32)
-    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{_VARIANT_DIGIT[digits[16]]}{digits[17:20]}-{digits[20:]}"
+    variant = _VARIANT_DIGIT[digits[16]]
+    return f"{digits[:8]}-{digits[8:12]}-{version}{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"

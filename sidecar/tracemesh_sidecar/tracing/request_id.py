@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from tracemesh_sidecar.tracing.ids import random_hex, uuid_text
+
 REQUEST_ID: Final = "x-request-id"
 CLIENT_TRACE_ID: Final = "x-client-trace-id"
 FORCE_TRACE: Final = "x-envoy-force-trace"
@@ -27,6 +29,7 @@ _TRACE_BYTE: Final = 14
 _SAMPLED: Final = "9"
 _CLIENT_FORCED: Final = "b"
 _TRACED: Final = frozenset({_SAMPLED, "a", _CLIENT_FORCED})  # "a": forced by x-envoy-force-trace upstream
+_UUID4: Final = "4"  # the version digit where no trace reason is packed
 
 
 def sampling_numerator(percentage: float) -> int:
@@ -56,9 +59,22 @@ def decide_by_request_id(request_id: str, client_trace_id: bool, numerator: int)
     return True, request_id
 
 
+def new_decided_request_id(client_trace_id: bool, numerator: int) -> tuple[bool, str]:
+    """A new request id and the decision on it: what decide_by_request_id gives for a new UUID4, with the id
+    written once, its trace reason in place (a third of the instructions of writing it and writing it again)."""
+    digits = random_hex(32)
+    if client_trace_id:
+        reason = _CLIENT_FORCED
+    elif int(digits[:8], 16) % 10000 < numerator:
+        reason = _SAMPLED
+    else:
+        return False, uuid_text(digits, _UUID4)
+    return True, uuid_text(digits, reason)
+
+
 def without_trace_reason(request_id: str) -> str:
     """The request id as its first proxy received or made it: a packed trace reason back to UUID4's `4`
     (what a client that sent the id finds it by in the spans' `guid:x-request-id`)."""
     if len(request_id) == _UUID_LENGTH and request_id[_TRACE_BYTE] in _TRACED:
-        return f"{request_id[:_TRACE_BYTE]}4{request_id[_TRACE_BYTE + 1:]}"
+        return f"{request_id[:_TRACE_BYTE]}{_UUID4}{request_id[_TRACE_BYTE + 1:]}"
     return request_id
