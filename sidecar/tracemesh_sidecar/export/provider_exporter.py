@@ -42,7 +42,7 @@ class ProviderExporter:
         self._closing = False
         self._closed = False
         prefix = f"tracing.{provider.name}."
-        self._submitted = prefix + "spans_submitted"
+        self._submitted = stats.counter(prefix + "spans_submitted")
         self._sent = prefix + "spans_sent"
         self._dropped = prefix + "spans_dropped"
         self._dropped_queue_full = prefix + "spans_dropped_queue_full"
@@ -67,7 +67,7 @@ class ProviderExporter:
             if len(queue) == self._capacity:  # the deque's maxlen discards the oldest on append
                 self._count_dropped(self._dropped_queue_full, 1)
             queue.append(span)
-            self._stats.inc(self._submitted)
+            self._submitted.inc()
             if self._task is None:
                 self._start()
             elif len(queue) >= self._max_spans:

@@ -33,10 +33,10 @@ from tracemesh_sidecar.proxy.headers import (
     offers_only_h2c,
     stand_in_head,
 )
-from tracemesh_sidecar.proxy.http2.downstream import H2cUpgrade, Http2DownstreamConnection, Origin
+from tracemesh_sidecar.proxy.http2.downstream import H2cUpgrade, Http2DownstreamConnection
 from tracemesh_sidecar.proxy.origdst import original_destination
-from tracemesh_sidecar.proxy.routing import is_own_address
 from tracemesh_sidecar.proxy.sniff import classify
+from tracemesh_sidecar.proxy.state import DownstreamInfo
 from tracemesh_sidecar.proxy.stream import HEADERS_TOO_LARGE_BODY, now_us
 from tracemesh_sidecar.proxy.tcp import set_nodelay
 from tracemesh_sidecar.proxy.tunnel import Tunnel
@@ -105,13 +105,10 @@ class DownstreamConnection(asyncio.Protocol):
         "_write_after",
         "current",
         "draining",
+        "info",
         "listener",
-        "local",
         "mode",
-        "original",
         "parser",
-        "peer",
-        "service_port",
         "transport",
         "write_paused",
     )
@@ -119,10 +116,8 @@ class DownstreamConnection(asyncio.Protocol):
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
         self.transport: asyncio.Transport | None = None
-        self.peer: tuple[str, int] = ("", 0)
-        self.local: tuple[str, int] = ("", 0)
-        self.original: tuple[str, int] | None = None  # transparent outbound: where the client aimed
-        self.service_port = listener.service_port  # inbound: the port the caller aimed at
+        # Where it came from and was aimed (state.DownstreamInfo), known once the connection is made.
+        self.info = DownstreamInfo(listener, ("", 0), ("", 0), None, listener.service_port)
         self.mode: ConnectionState = _SNIFF
         self.parser: Any = None
         self.current: Exchange | None = None  # the exchange whose response is being sent
@@ -162,21 +157,24 @@ class DownstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         listener = self.listener
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        self.peer = (peer[0], peer[1]) if isinstance(peer, tuple) else ("", 0)
-        self.local = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
+        peer_name = transport.get_extra_info("peername")
+        sock_name = transport.get_extra_info("sockname")
+        peer = (peer_name[0], peer_name[1]) if isinstance(peer_name, tuple) else ("", 0)
+        local = (sock_name[0], sock_name[1]) if isinstance(sock_name, tuple) else ("", 0)
         set_nodelay(transport)
         sock = transport.get_extra_info("socket")
+        aimed: tuple[str, int] | None = None
+        service_port = listener.service_port
         if sock is not None and listener.kind in ("outbound", "inbound-capture"):
             original = original_destination(sock)
-            if original is not None and original != self.local:
+            if original is not None and original != local:
                 if listener.kind == "outbound":
-                    self.original = original
+                    aimed = original
                 else:
-                    self.service_port = original[1]
+                    service_port = original[1]
+        info = self.info = DownstreamInfo(listener, peer, local, aimed, service_port)
         listener.connection_opened(self)
-        if (self.original if listener.kind == "outbound" else self.service_port) is not None:
+        if (info.original if listener.kind == "outbound" else info.service_port) is not None:
             # Where a silent client's bytes could go: give up sniffing after Envoy's listener filter
             # timeout, so that a server that speaks first (MySQL, SMTP, SSH) gets to.
             timeout = listener.context().protocol_detection_timeout_s
@@ -286,8 +284,7 @@ class DownstreamConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self._to(_HANDED_OVER)
-        origin = Origin(self.peer, self.local, self.original, self.service_port)
-        http2 = Http2DownstreamConnection(self.listener, origin)
+        http2 = Http2DownstreamConnection(self.listener, self.info)
         transport.set_protocol(http2)
         self.listener.connection_replaced(self, http2)
         if self._paused:
@@ -313,9 +310,9 @@ class DownstreamConnection(asyncio.Protocol):
         """Not HTTP/1.x: an opaque byte pipe to where the client aimed, or a 400 when we cannot know."""
         listener = self.listener
         if listener.kind == "outbound":
-            destination = self.original
+            destination = self.info.original
         else:
-            port = self.service_port
+            port = self.info.service_port
             app = None if port is None else listener.context().inbound.to_app(port)
             destination = None if app is None else (app.host, app.port)
         if destination is None:
@@ -360,10 +357,11 @@ class DownstreamConnection(asyncio.Protocol):
     def _tcp_record(self, context: DirectionContext, destination: tuple[str, int], upstream: UpstreamConnection,
                     start_us: int) -> Record:
         service: str | None
+        info = self.info
         if self.listener.direction == "inbound":
-            app = context.inbound.to_app(destination[1] if self.service_port is None else self.service_port)
+            app = context.inbound.to_app(destination[1] if info.service_port is None else info.service_port)
             cluster, service = app.cluster, app.operation.rpartition(":")[0]
-            local = (self.local[0], self.service_port) if self.service_port is not None else self.local
+            local = (info.local[0], info.service_port) if info.service_port is not None else info.local
         else:
             route = context.outbound.virtual.get(destination)
             cluster, service = (route.cluster, route.operation.rpartition(":")[0]) if route is not None else \
@@ -372,7 +370,7 @@ class DownstreamConnection(asyncio.Protocol):
         return Record(tcp=True, method="", path="", authority="", protocol="", request_headers={},
                       response_headers={}, status=0, flags="-", bytes_received=0, bytes_sent=0, start_us=start_us,
                       end_us=start_us, upstream_host=destination, upstream_local=upstream.local, cluster=cluster,
-                      service_host=service, downstream_local=local, downstream_remote=self.peer, route_name=None,
+                      service_host=service, downstream_local=local, downstream_remote=info.peer, route_name=None,
                       peer=UNKNOWN_PEER)  # Istio exchanges TCP peer metadata only under mTLS
 
     def hand_over_to_tunnel(self, upstream: UpstreamConnection,
@@ -473,10 +471,10 @@ class DownstreamConnection(asyncio.Protocol):
                 self._refuse(431, HEADERS_TOO_LARGE_BODY, "downstream_rq_headers_too_large")
                 return
             self.listener.count("downstream_cx_internal_error")
-            log.exception("internal error on a connection from %s:%d; closing it", *self.peer)
+            log.exception("internal error on a connection from %s:%d; closing it", *self.info.peer)
             self.abort()
         except httptools.HttpParserError as error:
-            log.debug("malformed request from %s:%d: %s", self.peer[0], self.peer[1], error)
+            log.debug("malformed request from %s:%d: %s", *self.info.peer, error)
             self._refuse(400, "bad request", "downstream_rq_malformed")
         else:
             if in_head and self._headers is headers:  # all of this read belongs to one unfinished head
@@ -657,13 +655,6 @@ class DownstreamConnection(asyncio.Protocol):
                 self._resume(_PAUSE_PIPELINE)
 
     # ------------------------------------------------------------------ ending
-    @property
-    def route_table(self) -> str | None:
-        return self.listener.route_table
-
-    def is_own_address(self, host: str, port: int) -> bool:
-        return is_own_address(self.local, host, port)
-
     def _reply_and_close(self, status: int, body: str) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(local_reply(status, body, close=True))

@@ -197,7 +197,7 @@ class Exchange:
         answer locally)."""
         self.ctx = ctx
         self.start_us = now_us()
-        ctx.stats.inc(ctx.rq_total)
+        ctx.rq_total.inc()
         conn = self.conn
         fields = self.fields = h.header_fields(self.headers)
         target = self.target
@@ -223,7 +223,7 @@ class Exchange:
             self.fail(400, "DPE", BAD_HOST_BODY)
             return
         if self.method == b"CONNECT":
-            destination = ctx.route_connect(self.authority, conn)
+            destination = ctx.route_connect(self.authority, conn.info)
             self.plan = StreamPlan(destination=destination)
             if destination is None:
                 self.fail(503, "UH", UH_BODY)
@@ -233,7 +233,7 @@ class Exchange:
             self.sent = None
             self._connect()
             return
-        plan = self.plan = plan_request(ctx, conn, head, self.start_us)
+        plan = self.plan = plan_request(ctx, conn.info, head, self.start_us)
         if plan.reply is not None:
             self.fail(*plan.reply)
             return
@@ -662,7 +662,7 @@ class Exchange:
     # ------------------------------------------------------------------ as the relay's downstream stream (seams.py)
     @property
     def info(self) -> DownstreamInfo:
-        return self.conn
+        return self.conn.info
 
     def count(self, stat: str) -> None:
         self.conn.listener.count(stat)
@@ -760,7 +760,7 @@ class Exchange:
                 response = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response_head}
             elif (grpc_status := _grpc_status(response_head)) is not None:  # the one header the labels read
                 response = {GRPC_STATUS: grpc_status}
-        finish_stream(ctx, self.conn, head, self.plan, self.start_us, StreamOutcome(
+        finish_stream(ctx, self.conn.info, head, self.plan, self.start_us, StreamOutcome(
             status=self.status, flag=flag, request_size=self.request_size, response_size=self.response_size,
             end_us=end, response_headers=response, upstream_local=self.upstream_local,
             upstream_peer=self.upstream_peer))

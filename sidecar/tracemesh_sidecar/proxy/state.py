@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from tracemesh_sidecar.config.model import ProxyConfig
 from tracemesh_sidecar.config.routes import OUTBOUND_ROUTE_TABLE, WeightedDestination
 from tracemesh_sidecar.proxy.route_table import CompiledRouteTable
-from tracemesh_sidecar.proxy.routing import Destination, InboundRouter, OutboundRouter, inbound_cluster, outbound_route
+from tracemesh_sidecar.proxy.routing import (
+    Destination,
+    InboundRouter,
+    OutboundRouter,
+    inbound_cluster,
+    is_own_address,
+    outbound_route,
+)
 from tracemesh_sidecar.spans.model import Span
 from tracemesh_sidecar.stats import Stats
 from tracemesh_sidecar.telemetry.record import Record
@@ -30,28 +37,29 @@ ListenerKind = Literal["outbound", "inbound-capture", "inbound-port", "gateway"]
 ContextKind = Literal["inbound", "outbound", "gateway"]
 
 
-class DownstreamInfo(Protocol):
-    """What routing and telemetry read about the connection a request came on, whatever its HTTP version."""
+class DownstreamInfo:
+    """What routing and telemetry read about the connection a request came on, whatever its HTTP version: learnt
+    when it was accepted, the same for each of its requests.
 
-    @property
-    def peer(self) -> tuple[str, int]: ...
+    A class, built once per connection, not a Protocol its connection classes implement: compiled, its fields are
+    loads, where a Protocol's are attribute lookups by name, each address a tuple built anew (callgrind: ~1.7k
+    instructions a request)."""
 
-    @property
-    def local(self) -> tuple[str, int]: ...
-
-    @property
-    def original(self) -> tuple[str, int] | None:
-        """Transparent outbound: where the client aimed."""
-
-    @property
-    def service_port(self) -> int | None:
-        """Inbound: the port the caller aimed at."""
+    def __init__(self, listener: ListenerHandle, peer: tuple[str, int], local: tuple[str, int],
+                 original: tuple[str, int] | None = None, service_port: int | None = None) -> None:
+        self.peer = peer
+        self.local = local
+        self.original = original  # transparent outbound: where the client aimed
+        self.service_port = service_port  # inbound: the port the caller aimed at
+        self._listener = listener
 
     @property
     def route_table(self) -> str | None:
         """A gateway listener's route table."""
+        return self._listener.route_table
 
-    def is_own_address(self, host: str, port: int) -> bool: ...
+    def is_own_address(self, host: str, port: int) -> bool:
+        return is_own_address(self.local, host, port)
 
 
 class ListenerHandle(Protocol):
@@ -131,8 +139,8 @@ class DirectionContext:
         self.protocol_detection_timeout_s = settings.protocol_detection_timeout_s
         self.inbound = InboundRouter(config)
         self.outbound = OutboundRouter(config)
-        # Stat names built once, not per request.
-        self.rq_total = f"{direction}.downstream_rq_total"
+        # Stat names built once, not per request; the count of every request held as its counter.
+        self.rq_total = stats.counter(f"{direction}.downstream_rq_total")
         self._flag_stats: dict[str, str] = {}
 
     def flag_stat(self, flag: str) -> str:

@@ -180,6 +180,7 @@ class UpstreamPool:
 
     def __init__(self, stats: Stats, idle_timeout_s: float = 30.0, max_idle_per_endpoint: int = 128) -> None:
         self._stats = stats
+        self._cx_reused = stats.counter("upstream.cx_reused")
         self._idle: dict[Key, list[UpstreamConnection]] = {}
         self._idle_timeout_s = idle_timeout_s
         self._max_idle = max_idle_per_endpoint
@@ -205,7 +206,7 @@ class UpstreamPool:
             if connection.closed or connection.idle_since < deadline:
                 connection.close()
                 continue
-            self._stats.inc("upstream.cx_reused")
+            self._cx_reused.inc()
             return connection
         return None
 

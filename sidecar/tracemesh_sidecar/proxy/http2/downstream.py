@@ -22,7 +22,6 @@ from tracemesh_sidecar.proxy.headers import MAX_HEADERS
 from tracemesh_sidecar.proxy.http2.endpoint import Http2Endpoint
 from tracemesh_sidecar.proxy.http2.limits import PrematureResets
 from tracemesh_sidecar.proxy.relay import Relay
-from tracemesh_sidecar.proxy.routing import is_own_address
 from tracemesh_sidecar.proxy.seams import HeaderList
 from tracemesh_sidecar.proxy.state import DownstreamInfo, ListenerHandle
 from tracemesh_sidecar.proxy.stream import (
@@ -38,16 +37,6 @@ log = logging.getLogger("tracemesh.proxy")
 
 
 @dataclass(frozen=True, slots=True)
-class Origin:
-    """Where the connection came from and was aimed (what the HTTP/1 connection learnt when it was accepted)."""
-
-    peer: tuple[str, int]
-    local: tuple[str, int]
-    original: tuple[str, int] | None
-    service_port: int | None
-
-
-@dataclass(frozen=True, slots=True)
 class H2cUpgrade:
     """An HTTP/1.1 request that asked for `Upgrade: h2c`: it becomes stream 1 (RFC 7540 section 3.2)."""
 
@@ -56,38 +45,14 @@ class H2cUpgrade:
 
 
 class Http2DownstreamConnection(Http2Endpoint, asyncio.Protocol):
-    def __init__(self, listener: ListenerHandle, origin: Origin) -> None:
+    def __init__(self, listener: ListenerHandle, info: DownstreamInfo) -> None:
         super().__init__(client_side=False)
         self.listener = listener
-        self.origin = origin
+        self.info = info  # what the HTTP/1 connection learnt when it was accepted
         self.streams: dict[int, Relay] = {}
         self._resets = PrematureResets()
         self._going_away = False
         self._closed = False
-
-    # -- DownstreamInfo (what routing reads)
-    @property
-    def peer(self) -> tuple[str, int]:
-        return self.origin.peer
-
-    @property
-    def local(self) -> tuple[str, int]:
-        return self.origin.local
-
-    @property
-    def original(self) -> tuple[str, int] | None:
-        return self.origin.original
-
-    @property
-    def service_port(self) -> int | None:
-        return self.origin.service_port
-
-    @property
-    def route_table(self) -> str | None:
-        return self.listener.route_table
-
-    def is_own_address(self, host: str, port: int) -> bool:
-        return is_own_address(self.origin.local, host, port)
 
     # -- taking the connection over
     def take_over(self, transport: asyncio.BaseTransport, received: bytes, upgrade: H2cUpgrade | None) -> None:
@@ -111,7 +76,7 @@ class Http2DownstreamConnection(Http2Endpoint, asyncio.Protocol):
             events = self.receive(data)
         except h2.exceptions.ProtocolError as error:
             # h2 has queued its GOAWAY (PROTOCOL_ERROR, FLOW_CONTROL_ERROR, COMPRESSION_ERROR, ENHANCE_YOUR_CALM).
-            log.debug("HTTP/2 protocol error from %s:%d: %s", *self.origin.peer, error)
+            log.debug("HTTP/2 protocol error from %s:%d: %s", *self.info.peer, error)
             self.listener.count("downstream_cx_protocol_error")
             self.close()
             return
@@ -156,13 +121,13 @@ class Http2DownstreamConnection(Http2Endpoint, asyncio.Protocol):
     def _start_stream(self, stream_id: int, headers: HeaderList, ended: bool) -> None:
         ctx = self.listener.context()
         start_us = now_us()
-        ctx.stats.inc(ctx.rq_total)
+        ctx.rq_total.inc()
         head, count = _request_head(headers)
         if count > MAX_HEADERS:  # as HTTP/1.1's limit (Envoy's max_headers_count)
             self.listener.count("downstream_rq_headers_too_large")
             plan = StreamPlan(reply=LocalReply(431, "DPE", HEADERS_TOO_LARGE_BODY))
         else:
-            plan = plan_request(ctx, self, head, start_us)
+            plan = plan_request(ctx, self.info, head, start_us)
         relay = Relay(Http2DownstreamStream(self, stream_id), headers, ended, downstream_http2=True)
         self.streams[stream_id] = relay
         relay.start(ctx, head, plan, start_us)
@@ -189,7 +154,7 @@ class Http2DownstreamConnection(Http2Endpoint, asyncio.Protocol):
         self.streams.pop(stream_id, None)  # response data still waiting for the client's window stays queued
         if self._resets.stream_closed(reset_by_client, lifetime_s):
             self.listener.count("downstream_rq_too_many_premature_resets")
-            log.info("closing an HTTP/2 connection from %s:%d: too many premature stream resets", *self.origin.peer)
+            log.info("closing an HTTP/2 connection from %s:%d: too many premature stream resets", *self.info.peer)
             self.abort()
             return
         if self._going_away and not self.streams:
@@ -260,7 +225,7 @@ class Http2DownstreamStream:
 
     @property
     def info(self) -> DownstreamInfo:
-        return self._conn
+        return self._conn.info
 
     def count(self, stat: str) -> None:
         self._conn.listener.count(stat)
