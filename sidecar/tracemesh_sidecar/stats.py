@@ -52,8 +52,7 @@ class Stats:
     def get(self, name: str) -> float:
         if name in self.gauges:
             return self.gauges[name]
-        held = self._held.get(name)
-        return self._named.get(name, 0) + (held.value if held is not None else 0)
+        return self.counters.get(name, 0)
 
     def render_text(self) -> str:
         values = {**self.counters, **self.gauges}

@@ -111,6 +111,8 @@ def test_header_names_are_lowered_the_same_from_the_cache_and_past_its_bound() -
     assert [lowered_name(name) for name in names] == [name.decode().lower() for name in names]
     assert [lowered_name(name) for name in names] == [name.decode().lower() for name in names]
     assert len(headers._LOWERED) <= headers._LOWERED_LIMIT
+    long_name = b"X-" + b"Long" * 1000  # a hostile name as long as a head allows is lowered, never kept
+    assert lowered_name(long_name) == long_name.decode().lower() and long_name not in headers._LOWERED
     assert lowered_name(b"User-Agent") == "user-agent" and lowered_name(b"\xc9T\xc9") == "\xe9t\xe9"
 
 

@@ -164,6 +164,16 @@ def test_each_request_value_a_standard_label_is_made_of_keeps_its_own_series(tmp
     assert [each["grpc_response_status"] for each in labels][7] == "14"
 
 
+def test_a_services_requests_under_any_host_header_share_one_cached_entry(tmp_path: Path) -> None:
+    """The authority names a passthrough's series, not a Service's: a client varying its Host header for one Service
+    neither splits its series nor fills the recorder's cache."""
+    recorder, store = telemetry(tmp_path)
+    for index in range(50):
+        recorder.record(http_record(authority=f"productpage-{index}.example:9080"))
+    assert [count for _, count in samples(store.render())["istio_requests_total"]] == [50.0]
+    assert len(recorder._series) == 1
+
+
 def test_a_tag_computed_from_each_request_keeps_a_series_per_value(tmp_path: Path) -> None:
     policy = MetricsPolicy(overrides=(MetricOverride(metric="REQUEST_COUNT",
                                                      tag_set=(("user", "request.headers['x-user']"),)),))

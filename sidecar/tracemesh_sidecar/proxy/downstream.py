@@ -361,7 +361,7 @@ class DownstreamConnection(asyncio.Protocol):
         if self.listener.direction == "inbound":
             app = context.inbound.to_app(destination[1] if info.service_port is None else info.service_port)
             cluster, service = app.cluster, app.operation.rpartition(":")[0]
-            local = (info.local[0], info.service_port) if info.service_port is not None else info.local
+            local = info.inbound_local
         else:
             route = context.outbound.virtual.get(destination)
             cluster, service = (route.cluster, route.operation.rpartition(":")[0]) if route is not None else \

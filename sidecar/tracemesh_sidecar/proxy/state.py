@@ -58,6 +58,12 @@ class DownstreamInfo:
         """A gateway listener's route table."""
         return self._listener.route_table
 
+    @property
+    def inbound_local(self) -> tuple[str, int]:
+        """Envoy's downstream local address at an inbound listener: the Service port the caller aimed at, where
+        capture redirected it (the access logs' and the TCP metrics' `destination` address)."""
+        return (self.local[0], self.service_port) if self.service_port is not None else self.local
+
     def is_own_address(self, host: str, port: int) -> bool:
         return is_own_address(self.local, host, port)
 

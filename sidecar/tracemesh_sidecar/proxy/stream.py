@@ -304,10 +304,7 @@ def stream_record(ctx: DirectionContext, info: DownstreamInfo, head: RequestHead
     destination = plan.destination
     route = plan.route
     inbound = ctx.direction == "inbound"
-    if inbound:
-        local = (info.local[0], info.service_port) if info.service_port is not None else info.local
-    else:
-        local = info.original or info.local
+    local = info.inbound_local if inbound else (info.original or info.local)
     return Record(
         tcp=False, method=head.method, path=head.target, authority=head.authority, protocol=head.protocol,
         request_headers=fields, response_headers=outcome.response_headers or {}, status=outcome.status,

@@ -38,7 +38,7 @@ from tracemesh_sidecar.telemetry.sink import LogFile, LogFiles
 # starts again.
 _CACHE_LIMIT: Final = 1024
 # What an HTTP request's standard labels are made of, beyond this proxy's own: its peer (by id), service host,
-# authority, gRPC or not, status, grpc-status and response flags.
+# authority (a passthrough's; "" otherwise), gRPC or not, status, grpc-status and response flags.
 _SeriesKey = tuple[int, str | None, str, bool, int, str, str]
 
 
@@ -161,7 +161,10 @@ class DirectionTelemetry:
         peer = record.peer
         # Everything _labels reads that varies by request (the rest is this proxy's, fixed for the config). The
         # peer by identity, as in _labels; the entry keeps it, so its id is not reused while the entry is cached.
-        key = (id(peer), record.service_host, record.authority, record.grpc, record.status,
+        # The authority only where no Service names the destination (a passthrough, labelled by it): a client's
+        # Host header must not spread one service's requests over entries.
+        service_host = record.service_host
+        key = (id(peer), service_host, record.authority if service_host is None else "", record.grpc, record.status,
                record.response_headers.get("grpc-status", ""), record.flags)
         cached = self._series.get(key)
         if cached is not None and cached[0] is peer:
