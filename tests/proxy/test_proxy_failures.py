@@ -212,3 +212,44 @@ async def test_random_garbage_never_breaks_the_proxy(origin: Origin, caplog: pyt
     proxy_errors = [record for record in caplog.records  # the app behind may complain; the proxy may not
                     if record.name.startswith(("tracemesh", "asyncio")) and record.levelno >= logging.WARNING]
     assert proxy_errors == []
+
+
+async def test_bytes_after_a_response_never_become_the_next_requests_response() -> None:
+    """An upstream that sends more than the response asked for, in the same segment: a pipelined request given the
+    connection as that response completes reads its own response, not those bytes (the connection's shared parser
+    is not taken while a read is being parsed: exchange.py's ResponseCallbacks)."""
+
+    async def stray_after_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(ok(b"one") + ok(b"stray"))  # one write: the second response was never asked for
+        await read_request_head(reader)
+        writer.write(ok(b"two"))
+        await reader.read()
+
+    async with RawOrigin(stray_after_first) as app, sidecar(server_config(app.port)) as server_side:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
+        writer.write(b"GET /1 HTTP/1.1\r\nHost: r\r\n\r\nGET /2 HTTP/1.1\r\nHost: r\r\n\r\n")
+        first = await asyncio.wait_for(read_response(reader), 5)
+        second = await asyncio.wait_for(read_response(reader), 5)
+        writer.close()
+    assert (first.body, second.body) == (b"one", b"two")
+
+
+async def test_a_pooled_connection_whose_parser_failed_after_a_response_serves_the_next_request() -> None:
+    """Garbage after a complete response (the connection already back in the pool): the next request on that
+    connection is read by a new parser, not by the one that failed (which would answer it 502)."""
+
+    async def garbage_after_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(ok(b"one") + b"\x00not http\r\n\r\n")
+        while True:
+            await read_request_head(reader)
+            writer.write(ok(b"next"))
+
+    async with RawOrigin(garbage_after_first) as app, sidecar(server_config(app.port)) as server_side:
+        first = await request(server_side.inbound_port, b"GET /1 HTTP/1.1\r\nHost: r\r\n\r\n")
+        await asyncio.sleep(0.05)  # the garbage is read (and the parser fails) before the next request
+        second = await request(server_side.inbound_port, b"GET /2 HTTP/1.1\r\nHost: r\r\n\r\n")
+    assert (first.status, first.body) == (200, b"one")
+    assert (second.status, second.body) == (200, b"next")
+    assert app.connections == 1  # the same pooled connection

@@ -20,6 +20,7 @@ from tracemesh_sidecar.proxy import headers
 from tracemesh_sidecar.proxy.headers import (
     HOP_BY_HOP,
     ResponseHeaders,
+    TakenNames,
     build_head,
     chunked,
     forward_drop,
@@ -96,6 +97,22 @@ def test_response_headers_drop_hop_by_hop_and_report_framing() -> None:
     assert named.lines == b"Upgrade: websocket\r\n"
     both = response_headers([(b"Content-Length", b"5"), (b"Transfer-Encoding", b"Chunked")])
     assert both == ResponseHeaders(b"", chunked=True, has_length=False)
+
+
+def test_response_headers_take_out_the_names_asked_whatever_their_case_in_either_pass() -> None:
+    """The metadata exchange headers (exchange.py): taken out of the forwarded lines and given back apart, in
+    one pass, and in the second one a Connection header naming further headers takes."""
+    take = TakenNames((b"x-envoy-peer-metadata", b"x-envoy-peer-metadata-id"))
+    scanned = response_headers([(b"Content-Length", b"2"), (b"X-Envoy-Peer-Metadata", b"Cg=="), (b"X-App", b"1"),
+                                (b"x-envoy-peer-metadata-id", b"sidecar~1")], take=take)
+    assert scanned == ResponseHeaders(b"Content-Length: 2\r\nX-App: 1\r\n", chunked=False, has_length=True,
+                                      taken=[(b"x-envoy-peer-metadata", b"Cg=="),
+                                             (b"x-envoy-peer-metadata-id", b"sidecar~1")])
+    named = response_headers([(b"X-Hop", b"1"), (b"X-Envoy-Peer-Metadata", b"Cg=="), (b"Connection", b"X-Hop")],
+                             take=take)
+    assert (named.lines, named.taken) == (b"", [(b"x-envoy-peer-metadata", b"Cg==")])
+    untaken = response_headers([(b"X-Envoy-Peer-Metadata", b"Cg==")])
+    assert (untaken.lines, untaken.taken) == (b"X-Envoy-Peer-Metadata: Cg==\r\n", None)
 
 
 def test_length_flags_tell_a_name_as_long_as_one_of_theirs_from_any_other() -> None:

@@ -152,6 +152,19 @@ async def test_access_logs_one_line_per_request_per_sidecar(origin: Origin, tmp_
         match["rid"] for match in server_lines if match is not None]
 
 
+async def test_an_outbound_access_log_reads_the_response_as_forwarded(origin: Origin, tmp_path: Path) -> None:
+    """The answering sidecar's metadata exchange headers are taken out of the response before the caller sees it,
+    and before its sidecar's access log reads it."""
+    log = tmp_path / "productpage.log"
+    logs = AccessLogConfig(client=(AccessLogSink(
+        path=str(log), format="%RESP(X-ENVOY-PEER-METADATA-ID)% %RESP(CONTENT-TYPE)%\n"),))
+    async with sidecar(reviews_side(origin.port)) as server, \
+            sidecar(productpage_side(server, access_logs=logs)) as client:
+        response = await request(client.outbound_port, GET_ECHO)
+        client.runtime.log_files.flush()
+    assert log.read_text() == f"- {response.header('content-type')}\n"
+
+
 async def test_a_config_push_changes_metrics_and_access_logs_live(origin: Origin, tmp_path: Path) -> None:
     log = tmp_path / "reviews.log"
     async with sidecar(reviews_side(origin.port)) as server:

@@ -79,11 +79,14 @@ class ResponseHeaders:
     lines: bytes  # the end-to-end header lines, each with CRLF, in the order received
     chunked: bool  # Transfer-Encoding: chunked
     has_length: bool  # Content-Length present (and not overridden by chunked)
+    taken: list[tuple[bytes, bytes]] | None = None  # the headers of TakenNames (lowercase name, value), if any
 
-    def __init__(self, lines: bytes, chunked: bool, has_length: bool) -> None:
+    def __init__(self, lines: bytes, chunked: bool, has_length: bool,
+                 taken: list[tuple[bytes, bytes]] | None = None) -> None:
         self.lines = lines
         self.chunked = chunked
         self.has_length = has_length
+        self.taken = taken
 
     def __reduce__(self) -> tuple[type[Any], tuple[object, ...]]:
         return rebuilt_from_fields(self)
@@ -110,12 +113,22 @@ def has_a_length_of(flags: bytes, name: bytes) -> bool:
     return length < len(flags) and flags[length] != 0
 
 
-# The lengths of the names response_headers looks at (hop-by-hop ones and content-length).
-_SCANNED_LENGTHS: Final = length_flags((*_HOP_BY_HOP_BYTES, _CONTENT_LENGTH))
+class TakenNames:
+    """Lowercase header names `response_headers` takes out of a response and gives back apart (the metadata
+    exchange's), with the length table of every name it looks at: theirs, the hop-by-hop ones and content-length."""
+
+    def __init__(self, names: Iterable[bytes]) -> None:
+        self.names = frozenset(names)
+        self.lengths = length_flags((*_HOP_BY_HOP_BYTES, _CONTENT_LENGTH, *self.names))
 
 
-def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = False) -> ResponseHeaders:
-    """Filter a response's raw headers in one pass (hot path: bytes only, no per-header decoding).
+NO_TAKEN_NAMES: Final = TakenNames(())
+
+
+def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = False,
+                     take: TakenNames = NO_TAKEN_NAMES) -> ResponseHeaders:
+    """Filter a response's raw headers in one pass (hot path: bytes only, no per-header decoding), taking out
+    those `take` names.
 
     Only the rare response whose Connection header names further headers, or that has both
     Content-Length and chunked coding, takes a second pass.
@@ -123,8 +136,10 @@ def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = Fa
     parts: list[bytes] = []
     chunked = has_length = False
     named: set[bytes] | None = None
+    taken: list[tuple[bytes, bytes]] | None = None
+    lengths = take.lengths
     for name, value in headers:
-        if has_a_length_of(_SCANNED_LENGTHS, name):  # most names (Date, Server, Content-Type): passed on unlowered
+        if has_a_length_of(lengths, name):  # most names (Date, Server, Content-Type): passed on unlowered
             lname = name.lower()
             if lname in _HOP_BY_HOP_BYTES:
                 if lname == b"transfer-encoding":
@@ -139,9 +154,14 @@ def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = Fa
                 continue
             if lname == _CONTENT_LENGTH:
                 has_length = True
+            elif lname in take.names:
+                if taken is None:
+                    taken = []
+                taken.append((lname, value))
+                continue
         _add_line(parts, name, value)
     if named or (chunked and has_length):
-        drop = set(_HOP_BY_HOP_BYTES).union(named or ())
+        drop = set(_HOP_BY_HOP_BYTES).union(named or (), take.names)
         if keep_upgrade:
             drop.discard(b"upgrade")
         if chunked:
@@ -151,7 +171,7 @@ def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = Fa
             if name.lower() not in drop:
                 _add_line(parts, name, value)
         has_length = has_length and not chunked
-    return ResponseHeaders(b"".join(parts), chunked, has_length)
+    return ResponseHeaders(b"".join(parts), chunked, has_length, taken)
 
 
 def _add_line(parts: list[bytes], name: bytes, value: bytes) -> None:

@@ -49,8 +49,8 @@ class ResponseReader(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("answered", "closed", "early", "exchange", "idle_since", "key", "local", "owner", "parser", "pool",
-                 "reading_paused", "transport")
+    __slots__ = ("answered", "closed", "early", "exchange", "feeding", "idle_since", "key", "local", "owner", "parser",
+                 "pool", "reading_paused", "shared_parser", "transport")
 
     def __init__(self, pool: UpstreamPool, key: Key) -> None:
         self.pool = pool
@@ -66,6 +66,13 @@ class UpstreamConnection(asyncio.Protocol):
         # Bytes that came before the first owner was attached; None once one was (see take_early).
         self.early: list[bytes] | None = []
         self.local: tuple[str, int] | None = None  # the socket's own address (access logs' UPSTREAM_LOCAL_ADDRESS)
+        # The response parser the HTTP/1.1 exchanges on this connection take in turn (exchange.py says how), once one
+        # made it; opaque here. It is at a message's start whenever the connection is pooled: a connection is given
+        # back only once a response is complete. `feeding`: a read is being parsed; an exchange attached meanwhile
+        # (a pipelined request, given this connection as the response before it completed) takes a parser of its
+        # own, so that bytes after that response in the same read are never read as its response.
+        self.shared_parser: object | None = None
+        self.feeding = False
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -87,15 +94,19 @@ class UpstreamConnection(asyncio.Protocol):
                 self.pause_reading()
             return
         self.answered = True
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             exchange.upstream_upgraded(data[upgrade.args[0]:])
         except httptools.HttpParserCallbackError:  # a bug of ours, not the upstream's
+            self.shared_parser = None  # a parser that failed is never taken again
             log.exception("internal error relaying a response from %s:%d", *self.key)
             exchange.upstream_malformed(RuntimeError("internal error"))
         except httptools.HttpParserError as error:
+            self.shared_parser = None
             exchange.upstream_malformed(error)
+        self.feeding = False
         exchange.read_done()
 
     def eof_received(self) -> bool | None:
