@@ -1,6 +1,6 @@
 import pytest
 
-from tracemesh_sidecar.tracing import b3
+from tracemesh_sidecar.tracing import b3, wire
 from tracemesh_sidecar.tracing.wire import MalformedHeader, TraceContext
 
 T128 = "463ac35c9f6413ad48485a3953bb6124"
@@ -147,3 +147,27 @@ def test_inject_then_extract_round_trips() -> None:
     out: list[tuple[str, str]] = []
     b3.inject_multi(out, T128, SPAN, PARENT, True, True)
     assert b3.extract_multi(dict(out)) == TraceContext(T128, SPAN, True, True)
+
+
+@pytest.mark.parametrize("code", range(0x180))
+def test_an_id_is_hex_digits_only_whatever_their_case(code: int) -> None:
+    """Every character below U+0180 in an id: an ASCII hex digit passes (lowercased), any other is malformed."""
+    received = SPAN[:5] + chr(code) + SPAN[6:]
+    if chr(code) in "0123456789abcdefABCDEF":
+        assert wire.span_id(received) == received.lower()
+        assert wire.trace_id(received * 2) == (received * 2).lower()
+    else:
+        with pytest.raises(MalformedHeader):
+            wire.span_id(received)
+        with pytest.raises(MalformedHeader):
+            wire.trace_id(received * 2)
+
+
+@pytest.mark.parametrize("received", ["a2fb  4a1d1a96d3", " a2fb4a1d1a96d3 ", "a2fb\t\t4a1d1a96d3", "0xa2fb4a1d1a96d3",
+                                      "+a2fb4a1d1a96d31", "a2fb_4a1d1a96d31"])
+def test_an_id_with_whitespace_or_a_prefix_is_malformed(received: str) -> None:
+    """What int() or bytes.fromhex() would take around or between hex digits is no id."""
+    with pytest.raises(MalformedHeader):
+        wire.span_id(received)
+    with pytest.raises(MalformedHeader):
+        wire.trace_id(received + "0123456789abcdef")
