@@ -80,6 +80,9 @@ def test_forward_drop_adds_removed_and_replaced_names() -> None:
     drop = forward_drop(HOP_BY_HOP, frozenset({"b3"}), ("X-Request-Id",))
     assert drop == HOP_BY_HOP | {"b3", "x-request-id"}
     assert forward_drop(HOP_BY_HOP, frozenset({"b3"}), ("X-Request-Id",)) is drop
+    also = forward_drop(HOP_BY_HOP, frozenset({"b3"}), ("X-Request-Id",), frozenset({"host"}))
+    assert also == drop | {"host"}
+    assert forward_drop(HOP_BY_HOP, frozenset(), (), frozenset({"host"})) == HOP_BY_HOP | {"host"}
 
 
 def test_build_head_keeps_order_and_case_drops_and_appends() -> None:

@@ -7,6 +7,7 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
 from google.protobuf import struct_pb2
 
 from tracemesh_sidecar.config.model import NodeIdentity
@@ -15,6 +16,8 @@ from tracemesh_sidecar.telemetry.peer import (
     PEER_METADATA,
     PEER_METADATA_ID,
     UNKNOWN_PEER,
+    answer_lines,
+    carries_peer_headers,
     decode_peer,
     exchange_headers,
     workload_name,
@@ -98,3 +101,18 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except BlockingIOError:
         return b""
+
+
+@pytest.mark.parametrize(("fields", "carries", "answered"), [
+    ({}, False, b""),
+    ({"x-envoy-peer-metadata-idx": "1", "host": "r"}, False, b""),
+    ({"x-envoy-peer-metadata-id": "sidecar~1"}, True, b"id-line\r\n"),
+    ({"x-envoy-peer-metadata": "Cg=="}, True, b"metadata-line\r\n"),
+    ({"x-envoy-peer-metadata": "Cg==", "x-envoy-peer-metadata-id": "sidecar~1"}, True,
+     b"metadata-line\r\nid-line\r\n"),
+])
+def test_a_request_is_answered_the_metadata_exchange_headers_it_carried(fields: dict[str, str], carries: bool,
+                                                                          answered: bytes) -> None:
+    answer = (("x-envoy-peer-metadata", b"metadata-line\r\n"), ("x-envoy-peer-metadata-id", b"id-line\r\n"))
+    assert carries_peer_headers(fields) is carries
+    assert answer_lines(answer, fields) == answered

@@ -44,6 +44,8 @@ from tracemesh_sidecar.telemetry.peer import (
     PEER_METADATA_BYTES,
     UNKNOWN_PEER,
     Peer,
+    answer_lines,
+    carries_peer_headers,
     decode_peer,
 )
 from tracemesh_sidecar.tracing.grpc import GRPC_STATUS, GRPC_STATUS_BYTES
@@ -71,6 +73,9 @@ _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 # The metadata exchange headers, taken out of an outbound response as its other headers are scanned.
 _PEER_TAKEN: Final = h.TakenNames(PEER_HEADER_BYTES)
 _GRPC_STATUS_LENGTH: Final = len(GRPC_STATUS_BYTES)
+_NO_NAMES: Final[frozenset[str]] = frozenset()
+_HOST: Final = frozenset(("host",))
+_PEER_HEADERS_AND_HOST: Final = PEER_HEADERS | _HOST
 _UNPLANNED: Final = StreamPlan()  # never changed: an exchange's own plan replaces it before anything is routed
 
 
@@ -341,11 +346,20 @@ class Exchange:
     def _forward_head(self, target: bytes, connection: str | None, host: str | None,
                       extra: Sequence[tuple[str, str]], remove: frozenset[str]) -> bytes:
         """`extra`, `remove`: what the plan sets (replacing same-named headers) and drops."""
+        ctx = self.ctx
+        peer_lines = ctx.peer_lines if ctx is not None else b""
+        # Dropped beside the hop-by-hop headers and the plan's: the metadata exchange's, which ours replace
+        # (outbound) or the app never sees (inbound), and any Host header an absolute-form target's authority
+        # replaces. One memoized union for all (forward_drop), where a frozenset's union is a generic call each.
+        also = _NO_NAMES
+        if peer_lines or (self.fields is not None and carries_peer_headers(self.fields)):
+            also = PEER_HEADERS if host is None else _PEER_HEADERS_AND_HOST
+        elif host is not None:
+            also = _HOST
         drop = h.hop_by_hop_names(connection)
-        if extra or remove:
-            drop = h.forward_drop(drop, remove, tuple(name for name, _ in extra))
+        if extra or remove or also:
+            drop = h.forward_drop(drop, remove, tuple(name for name, _ in extra), also)
         if host is not None:  # absolute-form: its authority replaces any Host header
-            drop = drop.union(("host",))
             extra = [("host", host), *extra]
         if self.declined_upgrade:
             drop = drop.union(("http2-settings",))
@@ -356,12 +370,8 @@ class Exchange:
         elif self.upgrade:
             drop = drop.difference(("upgrade",))
             tail = _UPGRADE_TAIL + b"\r\n"
-        ctx = self.ctx
-        if ctx is not None and ctx.peer_lines:  # the metadata exchange: ours replaces anything the app sent
-            tail = ctx.peer_lines + tail
-            drop = h.forward_drop(drop, PEER_HEADERS, ())
-        elif self.fields is not None and not PEER_HEADERS.isdisjoint(self.fields):  # inbound: never shown to the app
-            drop = h.forward_drop(drop, PEER_HEADERS, ())
+        if peer_lines:  # the metadata exchange: ours
+            tail = peer_lines + tail
         return h.build_head(b"%s %s HTTP/1.1\r\n" % (self.method, target), self.headers, drop, extra, tail)
 
     # ------------------------------------------------------------------ upstream connection
@@ -493,9 +503,8 @@ class Exchange:
         if ctx is not None:
             if ctx.peer_headers:  # outbound: the answering sidecar's metadata, read and removed
                 take = _PEER_TAKEN
-            elif self.fields is not None and not PEER_HEADERS.isdisjoint(self.fields):  # inbound: answer the caller's
-                fields = self.fields
-                peer_lines = b"".join(line for name, line in ctx.peer_answer if name in fields)
+            elif self.fields is not None and carries_peer_headers(self.fields):  # inbound: answer the caller's
+                peer_lines = answer_lines(ctx.peer_answer, self.fields)
         self.response_head = headers
         scanned = h.response_headers(headers, take=take)
         if scanned.taken is not None:

@@ -55,15 +55,16 @@ def stand_in_head(headers: Iterable[Header]) -> bytes:
     return b"".join((b"PUT / HTTP/1.1\r\n", *framing, CRLF))
 
 
-_DROP_CACHE: Final[dict[tuple[frozenset[str], frozenset[str], tuple[str, ...]], frozenset[str]]] = {}
+_DROP_CACHE: Final[dict[tuple[frozenset[str], frozenset[str], tuple[str, ...], frozenset[str]], frozenset[str]]] = {}
 
 
-def forward_drop(base: frozenset[str], remove: frozenset[str], replaced: tuple[str, ...]) -> frozenset[str]:
-    """`base` | `remove` | `replaced`, memoized: the same few combinations recur on every request."""
-    key = (base, remove, replaced)
+def forward_drop(base: frozenset[str], remove: frozenset[str], replaced: tuple[str, ...],
+                 also: frozenset[str] = frozenset()) -> frozenset[str]:
+    """`base` | `remove` | `replaced` | `also`, memoized: the same few combinations recur on every request."""
+    key = (base, remove, replaced, also)
     drop = _DROP_CACHE.get(key)
     if drop is None:
-        drop = base.union(remove, (name.lower() for name in replaced))
+        drop = base.union(remove, (name.lower() for name in replaced), also)
         if len(_DROP_CACHE) < 4096:
             _DROP_CACHE[key] = drop
     return drop

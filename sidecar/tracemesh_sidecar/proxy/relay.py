@@ -42,9 +42,9 @@ from tracemesh_sidecar.proxy.stream import (
 )
 from tracemesh_sidecar.telemetry.peer import (
     PEER_HEADER_BYTES,
-    PEER_HEADERS,
     PEER_METADATA_BYTES,
     UNKNOWN_PEER,
+    carries_peer_headers,
     decode_peer,
 )
 from tracemesh_sidecar.tracing.grpc import GRPC_STATUS_BYTES
@@ -274,7 +274,7 @@ class Relay:
             name, _, value = hop.response_header_line.rstrip(b"\r\n").partition(b": ")
             out.append((name.lower(), value))
         head = self.head
-        if ctx.peer_answer_headers and head is not None and not PEER_HEADERS.isdisjoint(head.fields):
+        if ctx.peer_answer_headers and head is not None and carries_peer_headers(head.fields):
             out.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in ctx.peer_answer_headers)
         if ended:
             self._grpc_outcome(headers)

@@ -33,6 +33,23 @@ CANONICAL_REVISION: Final = "service.istio.io/canonical-revision"
 _CACHE_LIMIT: Final = 1024
 
 
+def carries_peer_headers(fields: dict[str, str]) -> bool:
+    """Whether a request's fields hold a metadata exchange header. Two native lookups, compiled, where
+    `PEER_HEADERS.isdisjoint(fields)` is a generic method call (callgrind: ~900 instructions, twice an inbound
+    request)."""
+    return PEER_METADATA in fields or PEER_METADATA_ID in fields
+
+
+def answer_lines(answer: tuple[tuple[str, bytes], ...], fields: dict[str, str]) -> bytes:
+    """The response header lines answering the metadata exchange headers a request's fields hold: `answer` is
+    (name, line) per header a sidecar answers with."""
+    lines = b""
+    for name, line in answer:
+        if name in fields:
+            lines += line
+    return lines
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
     """The workload on the other end, as the standard metrics' source_*/destination_* labels name it."""
