@@ -206,7 +206,10 @@ def lowered_name(name: bytes) -> str:
 
 def header_fields(headers: list[Header]) -> dict[str, str]:
     """Lowercase name -> value, repeated headers joined with ", " (what the tracing core reads)."""
-    fields: dict[str, str] = {}
+    fields = {lname: value.decode("latin-1") for lname, _, value in headers}
+    if len(fields) == len(headers):  # no name twice (most requests): no lookup per header to join repeated ones
+        return fields
+    fields = {}
     for lname, _, value in headers:
         text = value.decode("latin-1")
         if lname in fields:
