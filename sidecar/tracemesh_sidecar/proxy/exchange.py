@@ -431,10 +431,11 @@ class Exchange:
         shared = upstream.shared_parser
         if shared is not None and not upstream.feeding:
             callbacks = cast(ResponseCallbacks, shared)
-            callbacks.exchange = self
-            return callbacks.parser
+            if callbacks.at_message_start:
+                callbacks.exchange = self
+                return callbacks.parser
         callbacks = ResponseCallbacks(self)
-        if shared is None and not upstream.feeding:
+        if not upstream.feeding:  # a parser left mid-message (bytes after a response) is replaced
             upstream.shared_parser = callbacks
         return callbacks.parser
 
@@ -807,14 +808,20 @@ class Exchange:
 class ResponseCallbacks:
     """The response parser's protocol for the exchanges an upstream connection carries in turn, each callback handed
     to the exchange reading now: a parser per connection, where one per request cost ~2.5k instructions to make and
-    free (callgrind) and a call here costs ~40. Its parser is at a message's start whenever another exchange takes
-    it (upstream.UpstreamConnection.shared_parser)."""
+    free (callgrind) and a call here costs ~40. Another exchange takes its parser only at a message's start
+    (upstream.UpstreamConnection.shared_parser)."""
 
-    __slots__ = ("exchange", "parser")
+    __slots__ = ("at_message_start", "exchange", "parser")
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
+        # False from a message's first byte to its end: bytes after a response (a body sent with a 204, junk)
+        # leave the parser mid-message, and the next exchange then takes a parser of its own.
+        self.at_message_start = True
         self.parser: Any = httptools.HttpResponseParser(self)
+
+    def on_message_begin(self) -> None:
+        self.at_message_start = False
 
     # No on_status: the standard reason phrase is sent, as Envoy does (one Python call less per response).
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -827,6 +834,7 @@ class ResponseCallbacks:
         self.exchange.on_body(data)
 
     def on_message_complete(self) -> None:
+        self.at_message_start = True
         self.exchange.on_message_complete()
 
 

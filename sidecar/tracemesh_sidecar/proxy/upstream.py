@@ -67,10 +67,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.early: list[bytes] | None = []
         self.local: tuple[str, int] | None = None  # the socket's own address (access logs' UPSTREAM_LOCAL_ADDRESS)
         # The response parser the HTTP/1.1 exchanges on this connection take in turn (exchange.py says how), once one
-        # made it; opaque here. It is at a message's start whenever the connection is pooled: a connection is given
-        # back only once a response is complete. `feeding`: a read is being parsed; an exchange attached meanwhile
-        # (a pipelined request, given this connection as the response before it completed) takes a parser of its
-        # own, so that bytes after that response in the same read are never read as its response.
+        # made it; opaque here. A connection is given back once a response is complete, but bytes after it may
+        # have begun another message: exchange.ResponseCallbacks tells. `feeding`: a read is being parsed; an
+        # exchange attached meanwhile (a pipelined request, given this connection as the response before it
+        # completed) takes a parser of its own, so that bytes after that response in the same read are never read
+        # as its response.
         self.shared_parser: object | None = None
         self.feeding = False
 
