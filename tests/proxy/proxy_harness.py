@@ -191,6 +191,17 @@ async def request(port: int, raw: bytes, method: str = "GET", timeout_s: float =
             writer.close()
 
 
+async def pipelined(port: int, raw: bytes, count: int, timeout_s: float = 5.0) -> list[Response]:
+    """Send `raw` (requests back to back) on a new connection to 127.0.0.1:`port` and read `count` responses."""
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(raw)
+            return [await read_response(reader) for _ in range(count)]
+        finally:
+            writer.close()
+
+
 @dataclass
 class RawOrigin:
     """An origin server whose every connection is handled by `handler(reader, writer)`."""

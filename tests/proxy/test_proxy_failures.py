@@ -16,6 +16,7 @@ from proxy_harness import (
     client_config,
     ok,
     pair,
+    pipelined,
     read_request_head,
     read_response,
     request,
@@ -227,11 +228,8 @@ async def test_bytes_after_a_response_never_become_the_next_requests_response() 
         await reader.read()
 
     async with RawOrigin(stray_after_first) as app, sidecar(server_config(app.port)) as server_side:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
-        writer.write(b"GET /1 HTTP/1.1\r\nHost: r\r\n\r\nGET /2 HTTP/1.1\r\nHost: r\r\n\r\n")
-        first = await asyncio.wait_for(read_response(reader), 5)
-        second = await asyncio.wait_for(read_response(reader), 5)
-        writer.close()
+        first, second = await pipelined(
+            server_side.inbound_port, b"GET /1 HTTP/1.1\r\nHost: r\r\n\r\nGET /2 HTTP/1.1\r\nHost: r\r\n\r\n", 2)
     assert (first.body, second.body) == (b"one", b"two")
 
 

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy_harness import RawOrigin, client_config, read_request_head, read_response, server_config, sidecar
+from proxy_harness import RawOrigin, client_config, pipelined, read_request_head, server_config, sidecar
 from robust_harness import CountingOrigin, exchange, free_port, status_of
-
-
-async def _read_all(reader: asyncio.StreamReader, count: int) -> list[int]:
-    statuses = []
-    for _ in range(count):
-        statuses.append((await asyncio.wait_for(read_response(reader), 3)).status)
-    return statuses
 
 
 async def test_a_refused_first_request_is_503_uf_and_the_next_one_is_served(counting_origin: CountingOrigin) -> None:
     refused = free_port()
     async with sidecar(client_config([])) as client_side:
-        reader, writer = await asyncio.open_connection("127.0.0.1", client_side.outbound_port)
-        writer.write(b"GET http://127.0.0.1:%d/first HTTP/1.1\r\nHost: x\r\n\r\n" % refused
-                     + b"GET http://127.0.0.1:%d/second HTTP/1.1\r\nHost: x\r\n\r\n" % counting_origin.port)
-        first = await asyncio.wait_for(read_response(reader), 3)
-        second = await asyncio.wait_for(read_response(reader), 3)
-        writer.close()
+        first, second = await pipelined(
+            client_side.outbound_port, b"GET http://127.0.0.1:%d/first HTTP/1.1\r\nHost: x\r\n\r\n" % refused
+            + b"GET http://127.0.0.1:%d/second HTTP/1.1\r\nHost: x\r\n\r\n" % counting_origin.port, 2)
     assert first.status == 503
     assert second.status == 200 and second.body == b"ok:/second"
 
@@ -39,11 +29,8 @@ async def test_a_garbage_first_response_is_502_and_the_next_request_still_answer
         await reader.read()
 
     async with RawOrigin(broken_then_fine) as app, sidecar(server_config(app.port)) as server_side:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
-        writer.write(b"GET /broken HTTP/1.1\r\nHost: r\r\n\r\nGET /fine HTTP/1.1\r\nHost: r\r\n\r\n")
-        first = await asyncio.wait_for(read_response(reader), 3)
-        second = await asyncio.wait_for(read_response(reader), 3)
-        writer.close()
+        first, second = await pipelined(server_side.inbound_port, b"GET /broken HTTP/1.1\r\nHost: r\r\n\r\n"
+                                        b"GET /fine HTTP/1.1\r\nHost: r\r\n\r\n", 2)
     assert first.status == 502
     assert (second.status, second.body) == (200, b"/fine")
 
@@ -70,21 +57,17 @@ async def test_a_malformed_first_request_stops_the_connection_before_anything_is
 
 async def test_fifty_pipelined_requests_come_back_in_order(counting_origin: CountingOrigin) -> None:
     async with sidecar(server_config(counting_origin.port)) as server_side:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
-        writer.write(b"".join(b"GET /p%d HTTP/1.1\r\nHost: r\r\n\r\n" % index for index in range(50)))
-        bodies = [(await asyncio.wait_for(read_response(reader), 3)).body for _ in range(50)]
-        writer.close()
-    assert bodies == [b"ok:/p%d" % index for index in range(50)]
+        responses = await pipelined(server_side.inbound_port, b"".join(
+            b"GET /p%d HTTP/1.1\r\nHost: r\r\n\r\n" % index for index in range(50)), 50)
+    assert [response.body for response in responses] == [b"ok:/p%d" % index for index in range(50)]
 
 
 async def test_a_long_pipeline_in_one_write_is_answered_whole_and_in_order(counting_origin: CountingOrigin) -> None:
     """More requests than the proxy parses ahead (and more bytes than one parse step): all come back, in order."""
     async with sidecar(server_config(counting_origin.port)) as server_side:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
-        writer.write(b"".join(b"GET /q%d HTTP/1.1\r\nHost: r\r\n\r\n" % index for index in range(400)))
-        bodies = [(await asyncio.wait_for(read_response(reader), 3)).body for _ in range(400)]
-        writer.close()
-    assert bodies == [b"ok:/q%d" % index for index in range(400)]
+        responses = await pipelined(server_side.inbound_port, b"".join(
+            b"GET /q%d HTTP/1.1\r\nHost: r\r\n\r\n" % index for index in range(400)), 400, timeout_s=30)
+    assert [response.body for response in responses] == [b"ok:/q%d" % index for index in range(400)]
 
 
 async def test_bodies_and_pipelined_requests_in_one_write_keep_their_framing(counting_origin: CountingOrigin) -> None:
@@ -95,10 +78,7 @@ async def test_bodies_and_pipelined_requests_in_one_write_keep_their_framing(cou
            + b"".join(b"2710\r\n%s\r\n" % (b"c" * 10000) for _ in range(3)) + b"0\r\n\r\n"
            + b"GET /last HTTP/1.1\r\nHost: r\r\n\r\n")
     async with sidecar(server_config(counting_origin.port)) as server_side:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server_side.inbound_port)
-        writer.write(raw)
-        statuses = await _read_all(reader, 43)
-        writer.close()
-    assert statuses == [200] * 43
+        responses = await pipelined(server_side.inbound_port, raw, 43, timeout_s=30)
+    assert [response.status for response in responses] == [200] * 43
     assert counting_origin.paths() == ["/big", *(f"/small{index}" for index in range(40)), "/chunked", "/last"]
     assert counting_origin.seen[0].body == big and counting_origin.seen[41].body == b"c" * 30000
