@@ -127,12 +127,17 @@ def test_length_flags_tell_a_name_as_long_as_one_of_theirs_from_any_other() -> N
 def test_header_names_are_lowered_the_same_from_the_cache_and_past_its_bound() -> None:
     """Names are the client's: the cache of lowered names stops growing at its bound, and names past it are
     lowered all the same."""
-    names = [b"X-Hostile-%d" % index for index in range(3 * headers._LOWERED_LIMIT)]
+    names = [b"X-Hostile-%d" % index for index in range(3000)]
     assert [lowered_name(name) for name in names] == [name.decode().lower() for name in names]
     assert [lowered_name(name) for name in names] == [name.decode().lower() for name in names]
-    assert len(headers._LOWERED) <= headers._LOWERED_LIMIT
+    assert all(len(known) <= headers._LOWERED_PER_LENGTH for known in headers._LOWERED)
+    assert all(len(raw) == length for length, known in enumerate(headers._LOWERED) for raw, _ in known)
     long_name = b"X-" + b"Long" * 1000  # a hostile name as long as a head allows is lowered, never kept
-    assert lowered_name(long_name) == long_name.decode().lower() and long_name not in headers._LOWERED
+    assert lowered_name(long_name) == long_name.decode().lower()
+    assert long_name not in {raw for known in headers._LOWERED for raw, _ in known}
+    # Names of one length told apart by their bytes, the case as received included.
+    assert [lowered_name(name) for name in (b"X-Request-Id", b"x-request-id", b"content-type", b"X-REQUEST-ID")] == [
+        "x-request-id", "x-request-id", "content-type", "x-request-id"]
     assert lowered_name(b"User-Agent") == "user-agent" and lowered_name(b"\xc9T\xc9") == "\xe9t\xe9"
 
 
