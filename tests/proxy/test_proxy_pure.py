@@ -29,6 +29,7 @@ from tracemesh_sidecar.proxy.headers import (
     hop_by_hop_names,
     length_flags,
     local_reply,
+    lowered_bytes,
     lowered_name,
     response_headers,
 )
@@ -131,13 +132,16 @@ def test_header_names_are_lowered_the_same_from_the_cache_and_past_its_bound() -
     assert [lowered_name(name) for name in names] == [name.decode().lower() for name in names]
     assert [lowered_name(name) for name in names] == [name.decode().lower() for name in names]
     assert all(len(known) <= headers._LOWERED_PER_LENGTH for known in headers._LOWERED)
-    assert all(len(raw) == length for length, known in enumerate(headers._LOWERED) for raw, _ in known)
+    assert all(len(entry[0]) == length for length, known in enumerate(headers._LOWERED) for entry in known)
     long_name = b"X-" + b"Long" * 1000  # a hostile name as long as a head allows is lowered, never kept
     assert lowered_name(long_name) == long_name.decode().lower()
-    assert long_name not in {raw for known in headers._LOWERED for raw, _ in known}
+    assert long_name not in {entry[0] for known in headers._LOWERED for entry in known}
     # Names of one length told apart by their bytes, the case as received included.
     assert [lowered_name(name) for name in (b"X-Request-Id", b"x-request-id", b"content-type", b"X-REQUEST-ID")] == [
         "x-request-id", "x-request-id", "content-type", "x-request-id"]
+    # The bytes as bytes.lower() gives them (ASCII letters only), from the cache and past it alike.
+    assert [lowered_bytes(name) for name in (b"Content-Length", b"\xc9T\xc9", long_name)] == [
+        b"content-length", b"\xc9t\xc9", long_name.lower()]
     assert lowered_name(b"User-Agent") == "user-agent" and lowered_name(b"\xc9T\xc9") == "\xe9t\xe9"
 
 

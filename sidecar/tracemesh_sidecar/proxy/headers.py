@@ -141,11 +141,11 @@ def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = Fa
     lengths = take.lengths
     for name, value in headers:
         if has_a_length_of(lengths, name):  # most names (Date, Server, Content-Type): passed on unlowered
-            lname = name.lower()
+            lname = lowered_bytes(name)
             if lname in _HOP_BY_HOP_BYTES:
                 if lname == b"transfer-encoding":
                     chunked = chunked or b"chunked" in value.lower()
-                elif lname == b"connection":
+                elif lname == b"connection" and value not in _PLAIN_CONNECTION:  # as sent, then lowered
                     tokens = value.lower()
                     if tokens not in _PLAIN_CONNECTION:
                         named = named or set()
@@ -183,32 +183,43 @@ def _add_line(parts: list[bytes], name: bytes, value: bytes) -> None:
     parts.append(CRLF)
 
 
-# Each header name as received -> its lowercase text, for the names that recur (a client sends the same few on every
-# request): found where decoding and lowering make two strings a header, and the cached text's hash is kept, so the
-# header's dict insert and drop test do not hash it again (callgrind: ~2k instructions a request of four headers).
-# Kept by length, each length's names compared in turn: a dict keyed by the name hashes the parser's new bytes
-# object on every lookup (callgrind: ~450 instructions a header, ~11 headers a request from a peer sidecar), where
-# the names of one length are few and a comparison stops at the first byte that differs. Bounded, since names are
-# the client's: names of up to 64 bytes (the standard ones are under 40), at most 16 of each length (a client's
-# own names beside the standard ones), so no lookup compares more than 16 names; any other name is lowered anew.
+# Each header name as received -> its lowercase text and bytes, for the names that recur (a client or an upstream
+# sends the same few on every message): found where decoding and lowering make two objects a header, and the cached
+# objects keep their hash, so a header's dict insert and set tests do not hash it again (callgrind: ~2k instructions
+# a request of four headers). Kept by length, each length's names compared in turn: a dict keyed by the name hashes
+# the parser's new bytes object on every lookup (callgrind: ~450 instructions a header, ~11 headers a request from
+# a peer sidecar), where the names of one length are few and a comparison stops at the first byte that differs.
+# Bounded, since names are the peer's: names of up to 64 bytes (the standard ones are under 40), at most 16 of
+# each length (its own names beside the standard ones), so no lookup compares more than 16 names; any other name
+# is lowered anew.
 _LOWERED_NAME_MAX: Final = 64
 _LOWERED_PER_LENGTH: Final = 16
-_LOWERED: Final[list[list[tuple[bytes, str]]]] = [[] for _ in range(_LOWERED_NAME_MAX + 1)]
+_LOWERED: Final[list[list[tuple[bytes, str, bytes]]]] = [[] for _ in range(_LOWERED_NAME_MAX + 1)]
+
+
+def _lowered(name: bytes) -> tuple[bytes, str, bytes]:
+    """(`name`, its lowercase text, its lowercase bytes), from the cache when there."""
+    length = len(name)
+    if length > _LOWERED_NAME_MAX:
+        return name, name.decode("latin-1").lower(), name.lower()
+    known = _LOWERED[length]
+    for entry in known:
+        if entry[0] == name:
+            return entry
+    entry = (name, name.decode("latin-1").lower(), name.lower())
+    if len(known) < _LOWERED_PER_LENGTH:
+        known.append(entry)
+    return entry
 
 
 def lowered_name(name: bytes) -> str:
     """A header name as text, lowercased."""
-    length = len(name)
-    if length > _LOWERED_NAME_MAX:
-        return name.decode("latin-1").lower()
-    known = _LOWERED[length]
-    for raw, lname in known:
-        if raw == name:
-            return lname
-    lname = name.decode("latin-1").lower()
-    if len(known) < _LOWERED_PER_LENGTH:
-        known.append((name, lname))
-    return lname
+    return _lowered(name)[1]
+
+
+def lowered_bytes(name: bytes) -> bytes:
+    """A header name's bytes, ASCII letters lowercased (as `bytes.lower`)."""
+    return _lowered(name)[2]
 
 
 def header_fields(headers: list[Header]) -> dict[str, str]:
