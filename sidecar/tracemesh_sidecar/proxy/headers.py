@@ -176,11 +176,9 @@ def response_headers(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = Fa
 
 
 def _add_line(parts: list[bytes], name: bytes, value: bytes) -> None:
-    """One append per piece: `parts += (name, b": ", value, CRLF)` builds a tuple per header (measured, callgrind)."""
-    parts.append(name)
-    parts.append(b": ")
-    parts.append(value)
-    parts.append(CRLF)
+    """The header's line as one piece: compiled, the formatting is one allocation and the pieces' copies (mypyc's
+    CPyBytes_Build), where four pieces cost four appends and, in the head's join, a buffer each (callgrind)."""
+    parts.append(b"%s: %s\r\n" % (name, value))
 
 
 # Each header name as received -> its lowercase text and bytes, for the names that recur (a client or an upstream
