@@ -110,12 +110,14 @@ class _Histogram(Series):
     __slots__ = ("buckets", "count", "total")
 
     def __init__(self) -> None:
-        self.buckets = [0] * (len(BUCKETS) + 1)  # per bucket, then +Inf
+        self.buckets: list[int] = [0] * (len(BUCKETS) + 1)  # per bucket, then +Inf
         self.total = 0.0
         self.count = 0
 
     def record(self, value: float) -> None:
-        self.buckets[bucket_index(value)] += 1
+        buckets = self.buckets
+        index = bucket_index(value)
+        buckets[index] = buckets[index] + 1  # compiled, a native add; `buckets[index] += 1` is a generic one
         self.total += value
         self.count += 1
 

@@ -30,6 +30,7 @@ _SAMPLED: Final = "9"
 _CLIENT_FORCED: Final = "b"
 _TRACED: Final = frozenset({_SAMPLED, "a", _CLIENT_FORCED})  # "a": forced by x-envoy-force-trace upstream
 _UUID4: Final = "4"  # the version digit where no trace reason is packed
+_MODULUS: Final = 10000  # Envoy modBy(..., 10000): hundredths of a percent, so a numerator of 10000 samples all
 
 
 def sampling_numerator(percentage: float) -> int:
@@ -50,7 +51,7 @@ def decide_by_request_id(request_id: str, client_trace_id: bool, numerator: int)
         return True, request_id
     if client_trace_id:
         reason = _CLIENT_FORCED
-    elif value % 10000 < numerator:
+    elif value % _MODULUS < numerator:
         reason = _SAMPLED
     else:
         return False, request_id
@@ -65,7 +66,7 @@ def new_decided_request_id(client_trace_id: bool, numerator: int) -> tuple[bool,
     digits = random_hex(32)
     if client_trace_id:
         reason = _CLIENT_FORCED
-    elif int(digits[:8], 16) % 10000 < numerator:
+    elif numerator >= _MODULUS or int(digits[:8], 16) % _MODULUS < numerator:  # at 100%, any id: no digits read
         reason = _SAMPLED
     else:
         return False, uuid_text(digits, _UUID4)
