@@ -43,8 +43,8 @@ def carries_peer_headers(fields: dict[str, str]) -> bool:
 def answer_lines(answer: tuple[tuple[str, bytes], ...], fields: dict[str, str]) -> bytes:
     """The response header lines answering the metadata exchange headers a request's fields hold: `answer` is
     (name, line) per header a sidecar answers with."""
-    lines = [line for name, line in answer if name in fields]
-    return lines[0] if len(lines) == 1 else b"".join(lines)  # compiled, `+=` on bytes is a generic call
+    # Joined, where `+=` on bytes is a generic call compiled (a join of one line gives that line back).
+    return b"".join([line for name, line in answer if name in fields])
 
 
 @dataclass(frozen=True, slots=True)
