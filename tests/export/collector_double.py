@@ -60,10 +60,12 @@ class CollectorDouble:
     rejected: int = 0
     transport: Transport = "http"
     refusal: str = "HTTP 400"  # how the exporter's log line names a refused export
+    answer_delay_s: float = 0.0  # a distant collector: every answer this long after the request
     _runner: web.AppRunner | None = None
     _recovered: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _next_status(self) -> int:
+        await asyncio.sleep(self.answer_delay_s)
         status = self.script.pop(0) if self.script else self.status
         if status == SLOW:
             with contextlib.suppress(TimeoutError):

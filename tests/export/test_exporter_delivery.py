@@ -5,6 +5,8 @@ The batching tests run over HTTP and OTLP/gRPC (test_grpc_export.py has gRPC's o
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 
 import pytest
@@ -53,6 +55,24 @@ async def test_partial_batch_waits_for_the_flush_interval(transport: Transport) 
         await exporter.close()
     assert 0.25 <= waited < 2.0
     assert len(collector.received) == 1 and len(collector.spans()) == 3
+
+
+async def test_a_slow_collector_gets_one_partial_batch_per_flush_interval(transport: Transport) -> None:
+    """Spans that arrive while a partial batch is out wait for the next interval, as in OpenTelemetry's
+    BatchSpanProcessor (opentelemetry-python, sdk/trace/export: the worker waits the schedule delay again
+    unless a full batch is queued), instead of following it out one round trip later."""
+    async with running_collector(transport=transport) as collector:
+        collector.answer_delay_s = 0.15
+        exporter = ProviderExporter(collector.provider(max_spans=1000, flush_interval_s=0.3), Stats())
+        for number in range(120):  # a steady 100 spans/s for 1.2 s
+            exporter.submit(make_span(number))
+            await asyncio.sleep(0.01)
+        await wait_until(lambda: len(collector.spans()) == 120)
+        await exporter.close()
+    sent_at = [request.at for request in collector.received]
+    gaps = [later - (earlier + 0.15) for earlier, later in itertools.pairwise(sent_at)]  # answer to next request
+    assert len(sent_at) >= 3 and min(gaps) >= 0.25, gaps
+    assert sorted(span.timestamp for span in collector.spans()) == [make_span(n).timestamp for n in range(120)]
 
 
 async def test_full_batch_goes_without_waiting_for_the_interval(transport: Transport) -> None:

@@ -131,9 +131,13 @@ class ProviderExporter:
         while True:
             timed_out = await self._wait_for_spans()
             self._publish_queue_depth()
-            # Full batches go at once; a partial batch only when it has waited the flush interval.
-            while len(queue) >= max_spans or (queue and (timed_out or self._closing)):
+            # Full batches go at once. When the flush interval runs out, what is queued then goes; spans that
+            # arrive while it is sent wait for the next interval. A slow collector so gets one partial batch
+            # per interval, as from OpenTelemetry's BatchSpanProcessor, not one per round trip.
+            due = len(queue) if timed_out else 0
+            while len(queue) >= max_spans or (queue and (due > 0 or self._closing)):
                 batch = [queue.popleft() for _ in range(min(max_spans, len(queue)))]
+                due -= len(batch)
                 self._publish_queue_depth()
                 try:
                     await self._export(batch)
