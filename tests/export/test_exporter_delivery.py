@@ -58,9 +58,10 @@ async def test_partial_batch_waits_for_the_flush_interval(transport: Transport) 
 
 
 async def test_a_slow_collector_gets_one_partial_batch_per_flush_interval(transport: Transport) -> None:
-    """Spans that arrive while a partial batch is out wait for the next interval, as in OpenTelemetry's
-    BatchSpanProcessor (opentelemetry-python, sdk/trace/export: the worker waits the schedule delay again
-    unless a full batch is queued), instead of following it out one round trip later."""
+    """Spans that arrive while a partial batch is out wait for the next interval, as in OpenTelemetry's batch
+    processor (opentelemetry-python, opentelemetry-sdk/src/opentelemetry/sdk/_shared_internal/__init__.py:
+    BatchProcessor._should_export_batch, EXPORT_AT_LEAST_ONE_BATCH after the schedule delay, then only while a
+    full batch is queued), instead of following it out one round trip later."""
     async with running_collector(transport=transport) as collector:
         collector.answer_delay_s = 0.15
         exporter = ProviderExporter(collector.provider(max_spans=1000, flush_interval_s=0.3), Stats())
