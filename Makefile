@@ -21,8 +21,17 @@ $(STAMP): pyproject.toml setup.py
 # The sidecar's request path and the collector's store compiled by mypyc (setup.py), from the sources as they
 # are now: without build isolation, so that the type check sees the dependencies and stubs installed above.
 # Where there is no C compiler it stays pure Python (TRACEMESH_MYPYC=1 makes that an error, as in CI).
-$(COMPILED): $(STAMP) setup.py $(shell find sidecar/tracemesh_sidecar collector/tracemesh_collector -name '*.py')
+# With gcc's profile-guided optimization (setup.py's TRACEMESH_PGO): an instrumented build, the training load
+# (bench/pgo_training.py, ~1 minute), then the build its counts optimize. `make venv PGO=0`: one plain build.
+PGO ?= 1
+$(COMPILED): $(STAMP) setup.py bench/pgo_training.py $(shell find sidecar/tracemesh_sidecar collector/tracemesh_collector -name '*.py')
+ifeq ($(PGO),1)
+	TRACEMESH_PGO=generate $(BIN)/pip install --quiet --no-build-isolation --no-deps -e .
+	$(BIN)/python -m bench.pgo_training
+	TRACEMESH_PGO=use $(BIN)/pip install --quiet --no-build-isolation --no-deps -e .
+else
 	$(BIN)/pip install --quiet --no-build-isolation --no-deps -e .
+endif
 	$(BIN)/python -c 'import tracemesh_sidecar; print("tracemesh sidecar:", tracemesh_sidecar.BUILD.describe())'
 	touch $(COMPILED)
 

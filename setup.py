@@ -12,6 +12,11 @@ TRACEMESH_MYPYC: `auto` (the default: compile when possible), `1` (compile or fa
 `0` (pure Python). Compiling needs mypy and the stubs the type check uses (the `compile` extra), so it
 runs with `pip install --no-build-isolation` in an environment that has them (`make venv`, the images'
 build stage); an isolated `pip install .` builds pure Python.
+
+TRACEMESH_PGO: the C compiled with gcc's profile-guided optimization, in three steps (`make venv` and the
+images' build stage take them): `generate` builds extensions that count what runs, into build/pgo-objects, when
+their process exits; `python -m bench.pgo_training` runs them under load; `use` builds again, optimized by those
+counts (hot code laid out together, hot calls inlined), or stops if there are none. Unset: no profile.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import sysconfig
 from pathlib import Path
 from types import ModuleType
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CCompilerError, ExecError, PlatformError
 
@@ -88,6 +93,33 @@ def build_mode() -> str:
     return mode
 
 
+PGO_ENV = "TRACEMESH_PGO"
+# Where both builds put their object files, and gcc the counts, beside each object (its .gcda): the same place
+# each time, which an editable install's new temporary directory per build is not.
+PGO_BUILD_TEMP = ROOT / "build" / "pgo-objects"
+# The extension whose counts `use` requires: the group's shared library, where all the compiled code is (each
+# module's own extension is a shim that imports it; a shim the training did not import has no counts).
+PROFILED_LIBRARY = "tracemesh_sidecar__mypyc"
+PGO_TRAINING = "python -m bench.pgo_training"
+# With gcc or clang, always. The compiled modules and mypyc's runtime call each other inside one shared library:
+# hidden symbols and no semantic interposition make those calls direct (and inlinable) instead of through the
+# PLT; only PyInit_* (PyMODINIT_FUNC) is exported, which is all Python looks up.
+DIRECT_CALL_FLAGS = ["-fvisibility=hidden", "-fno-semantic-interposition"]
+
+
+def pgo_mode() -> str:
+    mode = os.environ.get(PGO_ENV, "")
+    if mode not in ("", "generate", "use"):
+        sys.exit(f"{PGO_ENV}={mode!r}: use generate (an instrumented build), use (the build the counts optimize), "
+                 f"or leave it unset")
+    return mode
+
+
+def counts_of(object_file: str) -> Path:
+    """Where an instrumented object's code writes its counts and -fprofile-use reads them: beside the object."""
+    return Path(object_file).with_suffix(".gcda")
+
+
 def pure_python(why: str, fix: str) -> list[object]:
     """No extensions, saying why; with TRACEMESH_MYPYC=1, the build stops there instead, saying how to fix it."""
     if build_mode() == "1":
@@ -102,6 +134,8 @@ class BuildExtOrPurePython(build_ext):
     build."""
 
     def run(self) -> None:
+        if pgo_mode() == "generate":
+            shutil.rmtree(PGO_BUILD_TEMP, ignore_errors=True)  # an older build's counts would add to the new ones
         try:
             super().run()
         except (CCompilerError, ExecError, PlatformError) as error:  # compile, link, or the compiler's spawn
@@ -113,6 +147,34 @@ class BuildExtOrPurePython(build_ext):
 
     def get_outputs(self) -> list[str]:
         return super().get_outputs() if self.extensions else []
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if pgo_mode():
+            self.build_temp = str(PGO_BUILD_TEMP)
+
+    def build_extension(self, ext: Extension) -> None:
+        if self.compiler.compiler_type == "unix":
+            ext.extra_compile_args = [*ext.extra_compile_args, *DIRECT_CALL_FLAGS, *self._pgo_compile_args(ext)]
+            ext.extra_link_args = [*ext.extra_link_args, *self._pgo_link_args()]
+        super().build_extension(ext)
+
+    def _pgo_compile_args(self, ext: Extension) -> list[str]:
+        mode = pgo_mode()
+        if mode == "generate":
+            return ["-fprofile-generate"]
+        if mode == "use":
+            counts = counts_of(self.compiler.object_filenames(ext.sources[:1], output_dir=self.build_temp)[0])
+            if ext.name == PROFILED_LIBRARY and not counts.exists():
+                sys.exit(f"{PGO_ENV}=use but {ext.name} has no counts ({counts} is missing): build with "
+                         f"{PGO_ENV}=generate, run `{PGO_TRAINING}`, then build again with {PGO_ENV}=use "
+                         f"(`make venv` takes the three steps)")
+            # Partial training: code the training did not run is optimized as without a profile, not for size.
+            return ["-fprofile-use", "-fprofile-partial-training", "-Wno-missing-profile"]
+        return []
+
+    def _pgo_link_args(self) -> list[str]:
+        return ["-fprofile-generate"] if pgo_mode() == "generate" else []
 
 
 def mypyc_extensions() -> list[object]:

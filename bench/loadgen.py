@@ -29,13 +29,12 @@ class LoadResult:
         return percentile(self.latencies_ms, fraction) if self.latencies_ms else float("nan")
 
 
-class _Connection(asyncio.Protocol):
-    def __init__(self, result: LoadResult) -> None:
-        self.result = result
-        self.transport: asyncio.Transport | None = None
-        self.waiting: deque[float] = deque()  # scheduled times of requests written, in order
-        self.parser = httptools.HttpResponseParser(self)
-        self.lost = asyncio.get_running_loop().create_future()
+class ParsedConnection(asyncio.Protocol):
+    """A connection whose bytes go to httptools' `parser` (its callbacks are the subclass's methods); bytes it
+    cannot parse close the connection, after `parse_failed`."""
+
+    parser: httptools.HttpRequestParser | httptools.HttpResponseParser
+    transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -45,10 +44,26 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self.result.errors += len(self.waiting)
-            self.waiting.clear()
+            self.parse_failed()
             if self.transport:
                 self.transport.close()
+
+    def parse_failed(self) -> None:
+        pass
+
+
+class _Connection(ParsedConnection):
+    parser: httptools.HttpResponseParser
+
+    def __init__(self, result: LoadResult) -> None:
+        self.result = result
+        self.waiting: deque[float] = deque()  # scheduled times of requests written, in order
+        self.parser = httptools.HttpResponseParser(self)
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def parse_failed(self) -> None:
+        self.result.errors += len(self.waiting)
+        self.waiting.clear()
 
     def on_message_complete(self) -> None:
         scheduled = self.waiting.popleft()

@@ -135,7 +135,7 @@ def _wrk(port: int, script: Path, seconds: int) -> dict[str, float]:
     return result
 
 
-def _request_bytes(target: str, host: str) -> bytes:
+def request_bytes(target: str, host: str) -> bytes:
     return (f"POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
             f"Content-Length: 1024\r\n\r\n").encode() + b"y" * 1024
 
@@ -149,7 +149,7 @@ def _measure(path: str, port: int, target: str, host: str, proxies: list[Measure
     saturated_cost = [(a - b) * 1000 / saturated["requests"] * 1000 for a, b in zip(after, before, strict=True)]
 
     before = [proxy.cpu_seconds() for proxy in proxies]
-    fixed = asyncio.run(run_fixed_rate("127.0.0.1", port, _request_bytes(target, host), FIXED_RATE, FIXED_SECONDS))
+    fixed = asyncio.run(run_fixed_rate("127.0.0.1", port, request_bytes(target, host), FIXED_RATE, FIXED_SECONDS))
     after = [proxy.cpu_seconds() for proxy in proxies]
     fixed_cost = [(a - b) * 1000 / max(fixed.completed, 1) * 1000 for a, b in zip(after, before, strict=True)]
     return PathResult(
