@@ -83,6 +83,9 @@ def write_manifest(sources: list[Path]) -> None:
     for path in sources:
         package, package_dir = (BUILD.PACKAGE, PACKAGE) if PACKAGE in path.parents else (COLLECTOR.name, COLLECTOR)
         hashes[BUILD.manifest_key(package, package_dir, path)] = BUILD.source_digest(path)
+    profile = BUILD.PROFILES.get(pgo_mode())
+    if profile:
+        hashes[BUILD.PROFILE_KEY] = profile
     (PACKAGE / MANIFEST).write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
 
 

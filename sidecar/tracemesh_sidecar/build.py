@@ -32,6 +32,10 @@ PACKAGE = "tracemesh_sidecar"
 # {"tracemesh_sidecar/proxy/exchange.py": sha256 of the source compiled, "tracemesh_collector/store.py": ...}
 PACKAGES = (PACKAGE, "tracemesh_collector")
 MANIFEST = "compiled.json"
+# The one manifest entry that is not a module: how gcc optimized the C (setup.py's TRACEMESH_PGO), said with the
+# build, since an instrumented build runs slower and writes counts, and benchmarks name the build they measured.
+PROFILE_KEY = "#profile"
+PROFILES = {"generate": "instrumented for PGO: counting what runs, slower", "use": "profile-guided (gcc PGO)"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ def select(package_dir: Path, environ: Mapping[str, str] = os.environ,
         hashes: dict[str, str] = json.loads((package_dir / MANIFEST).read_text())
     except (OSError, ValueError):
         hashes = {}
+    profile = hashes.pop(PROFILE_KEY, None)
     package_dirs = {package: package_dir if package == PACKAGE else locate(package) for package in PACKAGES}
     paths = {key: _source(package_dirs, key) for key in hashes}
     sources = {_module_name(key): path for key, path in paths.items() if path is not None and _has_extension(path)}
@@ -107,7 +112,8 @@ def select(package_dir: Path, environ: Mapping[str, str] = os.environ,
         if not changed:
             counts = Counter(key.split("/", 1)[0] for key in hashes)
             return Build(True, f"{counts[PACKAGE]} modules of the sidecar's request path, "
-                               f"{counts['tracemesh_collector']} of the collector's store")
+                               f"{counts['tracemesh_collector']} of the collector's store"
+                               + (f"; {profile}" if profile else ""))
         why = f"changed since the compiled build: {', '.join(changed)} (`make venv` compiles again)"
         print(f"tracemesh: running pure Python, {why}", file=sys.stderr)
     sys.meta_path.insert(0, SourcesFirst(sources))

@@ -4,6 +4,7 @@ them; `use` reads them (a source changed in between stops it) and stops, saying 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -127,3 +128,15 @@ def test_an_unknown_mode_is_refused_with_the_ones_there_are(tiny: Path, build_co
     with pytest.raises(SystemExit) as stopped:
         built(build_command, tiny)
     assert str(stopped.value).startswith("TRACEMESH_PGO='yes': use generate")
+
+
+@pytest.mark.parametrize("mode", ["generate", "use", None])
+def test_the_manifest_records_how_the_c_was_optimized(setup_module: ModuleType, mode: str | None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    if mode is None:
+        monkeypatch.delenv("TRACEMESH_PGO", raising=False)
+    else:
+        monkeypatch.setenv("TRACEMESH_PGO", mode)
+    setup_module.write_manifest([])
+    manifest = json.loads((setup_module.PACKAGE / setup_module.MANIFEST).read_text())
+    assert manifest == ({} if mode is None else {setup_module.BUILD.PROFILE_KEY: setup_module.BUILD.PROFILES[mode]})

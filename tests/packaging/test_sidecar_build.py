@@ -15,7 +15,7 @@ import pytest
 
 import tracemesh_sidecar
 from tracemesh_collector import store
-from tracemesh_sidecar.build import MANIFEST, PURE_PYTHON_ENV, select
+from tracemesh_sidecar.build import MANIFEST, PROFILE_KEY, PROFILES, PURE_PYTHON_ENV, select
 from tracemesh_sidecar.proxy import exchange
 
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -74,6 +74,18 @@ def test_a_complete_compiled_build_runs_compiled(tmp_path: Path) -> None:
     assert build.describe() == ("compiled (mypyc): 2 modules of the sidecar's request path, "
                                 "1 of the collector's store")
     assert sys.meta_path == before  # the extensions are what Python imports first anyway
+
+
+@pytest.mark.parametrize(("mode", "said"), [("use", "; profile-guided (gcc PGO)"),
+                                            ("generate", "; instrumented for PGO: counting what runs, slower")])
+def test_a_profiled_or_instrumented_build_says_so(tmp_path: Path, mode: str, said: str) -> None:
+    root = package(tmp_path, compiled=BOTH)
+    hashes = json.loads((root / MANIFEST).read_text())
+    (root / MANIFEST).write_text(json.dumps({**hashes, PROFILE_KEY: PROFILES[mode]}))
+    build = select(root, {}, beside(root))
+    assert build.compiled  # the profile's entry is no module a complete manifest lacks
+    assert build.describe() == ("compiled (mypyc): 2 modules of the sidecar's request path, "
+                                f"1 of the collector's store{said}")
 
 
 def test_tracemesh_pure_python_puts_every_compiled_modules_source_first(tmp_path: Path) -> None:
