@@ -112,7 +112,7 @@ DIRECT_CALL_FLAGS = ["-fvisibility=hidden", "-fno-semantic-interposition"]
 
 def pgo_mode() -> str:
     mode = os.environ.get(PGO_ENV, "")
-    if mode not in ("", "generate", "use"):
+    if mode and mode not in BUILD.PROFILES:  # build.py names the modes, with what the built package says of each
         sys.exit(f"{PGO_ENV}={mode!r}: use generate (an instrumented build), use (the build the counts optimize), "
                  f"or leave it unset")
     return mode
@@ -167,8 +167,9 @@ class BuildExtOrPurePython(build_ext):
         if mode == "generate":
             return ["-fprofile-generate"]
         if mode == "use":
-            counts = counts_of(self.compiler.object_filenames(ext.sources[:1], output_dir=self.build_temp)[0])
-            if ext.name == PROFILED_LIBRARY and not counts.exists():
+            counts = (counts_of(self.compiler.object_filenames(ext.sources[:1], output_dir=self.build_temp)[0])
+                      if ext.name == PROFILED_LIBRARY else None)
+            if counts is not None and not counts.exists():
                 sys.exit(f"{PGO_ENV}=use but {ext.name} has no counts ({counts} is missing): build with "
                          f"{PGO_ENV}=generate, run `{PGO_TRAINING}`, then build again with {PGO_ENV}=use "
                          f"(`make venv` takes the three steps)")
