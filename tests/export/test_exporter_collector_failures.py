@@ -129,10 +129,14 @@ async def test_collector_answering_500_under_load_keeps_submit_fast_and_bounded(
         exporter = ProviderExporter(collector.provider(name=PROVIDER, queue_size=QUEUE_SIZE, max_retries=1), stats)
         io, deepest = await submit_while_exporting(exporter)
         await exporter.close(timeout_s=0.1)
+        attempts = len(collector.received)
     assert io == []
     assert deepest <= QUEUE_SIZE
     assert stat(stats, "spans_dropped_queue_full") > 0
-    assert stat(stats, "export_errors") == len(collector.received)
+    # Every answered attempt is an export error; close may cut the last one after the collector got it
+    # and before its 500 came back (its spans are then counted dropped as closed, which `accounted` checks).
+    assert stat(stats, "export_errors") in (attempts, attempts - 1)
+    assert stat(stats, "export_errors") >= 1
     assert accounted(stats)
 
 
