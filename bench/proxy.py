@@ -20,20 +20,26 @@ Then Istio's standard metrics and access logs: the same pair with both off (no i
 log), and with both on (metrics, and an access log in Istio's default format per sidecar, written to a file),
 so the sidecars' cost of telemetry shows side by side. The plain "tracemesh pair" is Istio's default: metrics
 on, no access log.
+
+Every path runs once in each of ROUNDS rounds, the order turned each round (bench/rounds.py); the figures are
+the rounds' medians, and each ratio to nginx's pair is taken within a round, then given as the median and the
+range over the rounds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +47,7 @@ from bench import nginx_peers
 from bench.interpreter import Interpreter, second_interpreter
 from bench.loadgen import run_fixed_rate
 from bench.processes import Measured, free_port, save_results, started
+from bench.rounds import Spread, rotated
 from tracemesh_sidecar import BUILD
 from tracemesh_sidecar.build import PURE_PYTHON_ENV
 from tracemesh_sidecar.config import (
@@ -67,12 +74,16 @@ from tracemesh_sidecar.config.routes import (
     WeightedDestination,
 )
 
-SATURATED_SECONDS = 8
+# Three rounds of 5 s each way rather than one of 8 s per path (bench/rounds.py): the proxy bench takes ~12 minutes
+# instead of ~6, and a ratio no longer rests on which minute each path ran in.
+ROUNDS = 3
+SATURATED_SECONDS = 5
 FIXED_RATE = 1000
-FIXED_SECONDS = 8
+FIXED_SECONDS = 5
 WRK_CONNECTIONS = 16
 BACKEND = "backend.default.svc.cluster.local"
 OTLP_HTTP_PATH, OTLP_GRPC_PATH = "pair, OTLP/HTTP", "pair, OTLP/gRPC"
+DIRECT_PATH, PAIR_PATH, NGINX_PATH = "direct", "tracemesh pair", "nginx pair"
 GATEWAY_PATH = "gateway hop"
 TELEMETRY_OFF_PATH, TELEMETRY_ON_PATH = "pair, telem off", "pair, telem on"
 PURE_PATH = "pair, pure Py"  # the pair again with TRACEMESH_PURE_PYTHON=1: the compiled build's gain, same run
@@ -280,43 +291,93 @@ def _collector() -> Iterator[tuple[int, int]]:
         yield otlp_http, otlp_grpc
 
 
-def run(second: Interpreter | None) -> list[PathResult]:
-    results = []
+@dataclass(frozen=True)
+class _Segment:
+    """One path of the run: what it is called, and how one round measures it."""
+
+    path: str
+    measure: Callable[[], PathResult]
+
+
+def _segments(tmp: Path, origin_port: int, second: Interpreter | None, otlp_http: int,
+              otlp_grpc: int) -> list[_Segment]:
+    zipkin = ProviderConfig(name="zipkin", kind="zipkin", service="127.0.0.1", port=origin_port, path="/api/v2/spans")
+    pair = functools.partial(_measure_pair, tmp=tmp, origin_port=origin_port, provider=zipkin)
+    segments = [
+        _Segment(DIRECT_PATH, functools.partial(_measure, DIRECT_PATH, origin_port, "/", f"127.0.0.1:{origin_port}",
+                                                [], tmp)),
+        _Segment(PAIR_PATH, functools.partial(pair, PAIR_PATH)),
+    ]
+    if BUILD.compiled:
+        segments.append(_Segment(PURE_PATH, functools.partial(pair, PURE_PATH, pure_python=True)))
+    if second is not None:
+        segments.append(_Segment(SECOND_INTERPRETER_PATH, functools.partial(pair, SECOND_INTERPRETER_PATH,
+                                                                            tracemesh=second.tracemesh)))
+    segments += [
+        _Segment(GATEWAY_PATH, functools.partial(_measure_gateway, tmp, origin_port, zipkin)),
+        _Segment(TELEMETRY_OFF_PATH, functools.partial(pair, TELEMETRY_OFF_PATH, telemetry=False)),
+        _Segment(TELEMETRY_ON_PATH, functools.partial(pair, TELEMETRY_ON_PATH, telemetry=True)),
+        _Segment(NGINX_PATH, functools.partial(_measure_nginx_pair, tmp, origin_port)),
+        _Segment(RELAY_PATH, functools.partial(_measure_relay_pair, tmp, origin_port)),
+    ]
+    variants: tuple[tuple[str, Transport, int], ...] = (
+        (OTLP_HTTP_PATH, "http", otlp_http), (OTLP_GRPC_PATH, "grpc", otlp_grpc))
+    for path, transport, port in variants:
+        otel = ProviderConfig(name="otel", kind="opentelemetry", service="127.0.0.1", port=port,
+                              path="/v1/traces" if transport == "http" else "", transport=transport)
+        segments.append(_Segment(path, functools.partial(_measure_pair, path, tmp, origin_port, otel)))
+    return segments
+
+
+def _measure_nginx_pair(tmp: Path, origin_port: int) -> PathResult:
+    inner, outer = free_port(), free_port()
+    with started("nginx server proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "inner", inner, origin_port)),
+                 inner) as server, \
+            started("nginx client proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "outer", outer, inner)),
+                    outer) as client:
+        return _measure(NGINX_PATH, outer, "/", f"127.0.0.1:{outer}", [client, server], tmp)
+
+
+def _measure_relay_pair(tmp: Path, origin_port: int) -> PathResult:
+    inner, outer = free_port(), free_port()
+    with started("relay server side", [*RELAY, str(inner), str(origin_port)], inner) as server, \
+            started("relay client side", [*RELAY, str(outer), str(inner)], outer) as client:
+        return _measure(RELAY_PATH, outer, "/", f"127.0.0.1:{outer}", [client, server], tmp)
+
+
+def run(second: Interpreter | None, rounds: int = ROUNDS) -> dict[str, list[PathResult]]:
+    """Every path's result in each round, in the order of the rounds (bench/rounds.py: why rounds)."""
     with tempfile.TemporaryDirectory(prefix="tracemesh-bench-") as name:
         tmp = Path(name)
-        with _origin(tmp) as origin_port:
-            results.append(_measure("direct", origin_port, "/", f"127.0.0.1:{origin_port}", [], tmp))
-            zipkin = ProviderConfig(name="zipkin", kind="zipkin", service="127.0.0.1", port=origin_port,
-                                    path="/api/v2/spans")
-            results.append(_measure_pair("tracemesh pair", tmp, origin_port, zipkin))
-            if BUILD.compiled:
-                results.append(_measure_pair(PURE_PATH, tmp, origin_port, zipkin, pure_python=True))
-            if second is not None:
-                results.append(_measure_pair(SECOND_INTERPRETER_PATH, tmp, origin_port, zipkin,
-                                             tracemesh=second.tracemesh))
-            results.append(_measure_gateway(tmp, origin_port, zipkin))
-            results.append(_measure_pair(TELEMETRY_OFF_PATH, tmp, origin_port, zipkin, telemetry=False))
-            results.append(_measure_pair(TELEMETRY_ON_PATH, tmp, origin_port, zipkin, telemetry=True))
-
-            inner, outer = free_port(), free_port()
-            with started("nginx server proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "inner", inner,
-                                                                                        origin_port)), inner) as a, \
-                    started("nginx client proxy", nginx_peers.argv(nginx_peers.proxy_conf(tmp, "outer", outer,
-                                                                                           inner)), outer) as b:
-                results.append(_measure("nginx pair", outer, "/", f"127.0.0.1:{outer}", [b, a], tmp))
-            inner, outer = free_port(), free_port()
-            with started("relay server side", [*RELAY, str(inner), str(origin_port)], inner) as a, \
-                    started("relay client side", [*RELAY, str(outer), str(inner)], outer) as b:
-                results.append(_measure(RELAY_PATH, outer, "/", f"127.0.0.1:{outer}", [b, a], tmp))
-
-            with _collector() as (otlp_http, otlp_grpc):
-                variants: tuple[tuple[str, Transport, int], ...] = (
-                    (OTLP_HTTP_PATH, "http", otlp_http), (OTLP_GRPC_PATH, "grpc", otlp_grpc))
-                for path, transport, port in variants:
-                    otel = ProviderConfig(name="otel", kind="opentelemetry", service="127.0.0.1", port=port,
-                                          path="/v1/traces" if transport == "http" else "", transport=transport)
-                    results.append(_measure_pair(path, tmp, origin_port, otel))
+        # The collector, the OTLP paths' sink, runs all along: idle while the other paths are measured.
+        with _origin(tmp) as origin_port, _collector() as (otlp_http, otlp_grpc):
+            segments = _segments(tmp, origin_port, second, otlp_http, otlp_grpc)
+            results: dict[str, list[PathResult]] = {segment.path: [] for segment in segments}
+            for round_index in range(rounds):
+                for segment in rotated(segments, round_index, rounds):
+                    results[segment.path].append(segment.measure())
     return results
+
+
+def combined(results: Sequence[PathResult]) -> PathResult:
+    """One path's rounds as one result: the median of each figure, every round's errors, the last round's notes."""
+    def median(figure: Callable[[PathResult], float]) -> float:
+        return statistics.median(figure(result) for result in results)
+
+    def proxy_median(index: int, figure: Callable[[ProxyCost], float]) -> float:
+        return round(statistics.median(figure(result.proxies[index]) for result in results), 1)
+
+    last = results[-1]
+    proxies = [ProxyCost(cost.name, proxy_median(index, lambda c: c.cpu_ms_per_1000_saturated),
+                         proxy_median(index, lambda c: c.cpu_ms_per_1000_at_fixed_rate),
+                         proxy_median(index, lambda c: c.peak_rss_mb))
+               for index, cost in enumerate(last.proxies)]
+    return PathResult(
+        path=last.path, saturated_rps=median(lambda r: r.saturated_rps),
+        saturated_p50_ms=median(lambda r: r.saturated_p50_ms), saturated_p90_ms=median(lambda r: r.saturated_p90_ms),
+        saturated_p99_ms=median(lambda r: r.saturated_p99_ms), fixed_p50_ms=median(lambda r: r.fixed_p50_ms),
+        fixed_p90_ms=median(lambda r: r.fixed_p90_ms), fixed_p99_ms=median(lambda r: r.fixed_p99_ms),
+        fixed_errors=sum(result.fixed_errors for result in results), proxies=proxies, notes=last.notes)
 
 
 def table(results: list[PathResult]) -> list[str]:
@@ -339,45 +400,51 @@ def table(results: list[PathResult]) -> list[str]:
     return lines
 
 
-def report(results: list[PathResult], second: Interpreter | None = None) -> str:
-    by_path = {result.path: result for result in results}
-    lines = table(results)
-    mesh, nginx, direct = by_path.get("tracemesh pair"), by_path.get("nginx pair"), by_path.get("direct")
+def report(rounds: Mapping[str, Sequence[PathResult]], second: Interpreter | None = None) -> str:
+    """The figures (each path's median over the rounds), then the ratios the goals are about, each the median of
+    the rounds' own ratios with their range."""
+    by_path = {path: combined(results) for path, results in rounds.items() if results}
+    count = max((len(results) for results in rounds.values()), default=0)
+    lines = [f"{count} rounds, every path once a round, the order turned each round (bench/rounds.py); figures: "
+             f"the rounds' medians; ratios: the median of each round's ratio (lowest to highest)", ""]
+    lines += table(list(by_path.values()))
+    mesh, nginx, direct = rounds.get(PAIR_PATH), rounds.get(NGINX_PATH), rounds.get(DIRECT_PATH)
     if mesh and nginx and direct:
+        median = by_path[PAIR_PATH]
         lines += [
             "",
-            f"tracemesh pair throughput / nginx pair: {mesh.saturated_rps / nginx.saturated_rps:.0%} (goal >= 40%)",
-            f"p90 added by the tracemesh pair at {FIXED_RATE}/s: {mesh.fixed_p90_ms - direct.fixed_p90_ms:.2f} ms "
-            f"(goal <= 1 ms); by the nginx pair: {nginx.fixed_p90_ms - direct.fixed_p90_ms:.2f} ms",
+            f"tracemesh pair throughput / nginx pair: {_throughput(mesh, nginx)} (goal >= 40%)",
+            f"p90 added by the tracemesh pair at {FIXED_RATE}/s: {_p90_added(mesh, direct)} ms (goal <= 1 ms); "
+            f"by the nginx pair: {_p90_added(nginx, direct)} ms",
             f"per sidecar at {FIXED_RATE}/s: CPU "
-            + ", ".join(f"{p.cpu_ms_per_1000_at_fixed_rate:.0f}" for p in mesh.proxies)
-            + " ms/1000 req, RSS " + ", ".join(f"{p.peak_rss_mb:.0f}" for p in mesh.proxies)
+            + ", ".join(f"{p.cpu_ms_per_1000_at_fixed_rate:.0f}" for p in median.proxies)
+            + " ms/1000 req, RSS " + ", ".join(f"{p.peak_rss_mb:.0f}" for p in median.proxies)
             + " MB (goal <= 60)",
         ]
-        if mesh.notes:
-            lines.append(mesh.notes)
-        lines += _floor_report(mesh, nginx, by_path.get(RELAY_PATH))
-        pure = by_path.get(PURE_PATH)
+        if median.notes:
+            lines.append(median.notes)
+        lines += _floor_report(mesh, nginx, rounds.get(RELAY_PATH))
+        pure = rounds.get(PURE_PATH)
         if pure:
             lines += [
                 f"the pair's build: {BUILD.describe()}; the same pair on pure Python: throughput / nginx pair "
-                f"{pure.saturated_rps / nginx.saturated_rps:.0%}, p90 added at {FIXED_RATE}/s "
-                f"{pure.fixed_p90_ms - direct.fixed_p90_ms:.2f} ms",
-                *_side_by_side("sidecar build, compiled (mypyc) vs pure Python", (("compiled", mesh), ("pure", pure))),
+                f"{_throughput(pure, nginx)}, p90 added at {FIXED_RATE}/s {_p90_added(pure, direct)} ms",
+                *_side_by_side("sidecar build, compiled (mypyc) vs pure Python",
+                               (("compiled", median), ("pure", by_path[PURE_PATH]))),
                 "",
             ]
-        on_second = by_path.get(SECOND_INTERPRETER_PATH)
+        on_second = rounds.get(SECOND_INTERPRETER_PATH)
         if on_second and second:
             lines += [
                 f"the same pair on a second interpreter, {second.description}: throughput / nginx pair "
-                f"{on_second.saturated_rps / nginx.saturated_rps:.0%}, p90 added at {FIXED_RATE}/s "
-                f"{on_second.fixed_p90_ms - direct.fixed_p90_ms:.2f} ms",
-                *_side_by_side("sidecar interpreter, this one vs the second", (("this", mesh), ("second", on_second))),
+                f"{_throughput(on_second, nginx)}, p90 added at {FIXED_RATE}/s {_p90_added(on_second, direct)} ms",
+                *_side_by_side("sidecar interpreter, this one vs the second",
+                               (("this", median), ("second", by_path[SECOND_INTERPRETER_PATH]))),
                 "",
             ]
-    gateway = by_path.get(GATEWAY_PATH)
-    if mesh and gateway:
-        hop, sidecar = gateway.proxies[0], mesh.proxies[0]
+    gateway, sidecars = by_path.get(GATEWAY_PATH), by_path.get(PAIR_PATH)
+    if sidecars and gateway:
+        hop, sidecar = gateway.proxies[0], sidecars.proxies[0]
         lines.append(f"gateway hop beside the client sidecar (same run, same origin, CPU ms per 1000 requests "
                      f"saturated / at {FIXED_RATE}/s): gateway {hop.cpu_ms_per_1000_saturated:.0f} / "
                      f"{hop.cpu_ms_per_1000_at_fixed_rate:.0f}, client sidecar {sidecar.cpu_ms_per_1000_saturated:.0f}"
@@ -387,27 +454,49 @@ def report(results: list[PathResult], second: Interpreter | None = None) -> str:
     return "\n".join(lines)
 
 
-def _floor_report(mesh: PathResult, nginx: PathResult, relay: PathResult | None) -> list[str]:
+def _per_round(paths: Sequence[PathResult], references: Sequence[PathResult],
+               figure: Callable[[PathResult, PathResult], float]) -> Spread:
+    """`figure` of each round's result of one path against the same round's of another."""
+    return Spread.of([figure(path, reference) for path, reference in zip(paths, references, strict=True)])
+
+
+def _throughput(pair: Sequence[PathResult], nginx: Sequence[PathResult]) -> str:
+    return _per_round(pair, nginx, lambda p, n: p.saturated_rps / n.saturated_rps).format("{:.0%}")
+
+
+def _p90_added(pair: Sequence[PathResult], direct: Sequence[PathResult]) -> str:
+    return _per_round(pair, direct, lambda p, d: p.fixed_p90_ms - d.fixed_p90_ms).format("{:.2f}")
+
+
+def _floor_report(mesh: Sequence[PathResult], nginx: Sequence[PathResult],
+                  relay: Sequence[PathResult] | None) -> list[str]:
     """Each sidecar's cost per request against nginx's and against a bare relay's on the same event loop: how much
     of it the runtime sets (reads, writes, wake-ups) and how much the sidecar's own per-request work adds."""
-    if relay is None:
+    if not relay:
         return []
     lines = [f"CPU per request per proxy, ratio to nginx and to a bare uvloop relay (bench/relay.py, no HTTP work), "
              f"saturated / at {FIXED_RATE}/s (goals: <= 3x / <= 2x nginx's):"]
     for index, side in ((0, "client"), (1, "server")):
-        own, reference, floor = mesh.proxies[index], nginx.proxies[index], relay.proxies[index]
-        lines.append(
-            f"  {side} sidecar: {_ratio(own.cpu_ms_per_1000_saturated, reference.cpu_ms_per_1000_saturated)} / "
-            f"{_ratio(own.cpu_ms_per_1000_at_fixed_rate, reference.cpu_ms_per_1000_at_fixed_rate)} nginx's, "
-            f"{_ratio(own.cpu_ms_per_1000_saturated, floor.cpu_ms_per_1000_saturated)} / "
-            f"{_ratio(own.cpu_ms_per_1000_at_fixed_rate, floor.cpu_ms_per_1000_at_fixed_rate)} the relay's; "
-            f"the relay: {_ratio(floor.cpu_ms_per_1000_saturated, reference.cpu_ms_per_1000_saturated)} / "
-            f"{_ratio(floor.cpu_ms_per_1000_at_fixed_rate, reference.cpu_ms_per_1000_at_fixed_rate)} nginx's")
+        lines.append(f"  {side} sidecar: {_cost_ratios(mesh, nginx, index)} nginx's, "
+                     f"{_cost_ratios(mesh, relay, index)} the relay's; the relay: {_cost_ratios(relay, nginx, index)} "
+                     f"nginx's")
     return lines
 
 
-def _ratio(cost: float, baseline: float) -> str:
-    return f"{cost / baseline:.1f}x" if baseline > 0 else "n/a"
+_COST_FIGURES: tuple[Callable[[ProxyCost], float], ...] = (
+    lambda cost: cost.cpu_ms_per_1000_saturated, lambda cost: cost.cpu_ms_per_1000_at_fixed_rate)
+
+
+def _cost_ratios(own: Sequence[PathResult], reference: Sequence[PathResult], index: int) -> str:
+    """`saturated / at the fixed rate`: the cost of the proxy at `index` over the reference's proxy there, per
+    round; n/a where a baseline is 0."""
+    def ratio(figure: Callable[[ProxyCost], float]) -> str:
+        if any(figure(result.proxies[index]) <= 0 for result in reference):
+            return "n/a"
+        return _per_round(own, reference, lambda a, b: figure(a.proxies[index]) / figure(b.proxies[index])).format(
+            "{:.1f}x")
+
+    return " / ".join(ratio(figure) for figure in _COST_FIGURES)
 
 
 def _telemetry_report(off: PathResult | None, on: PathResult | None) -> list[str]:
@@ -443,9 +532,9 @@ def _side_by_side(title: str, variants: tuple[tuple[str, PathResult | None], ...
 
 def main(argv: list[str]) -> int:
     second = second_interpreter()
-    results = run(second)
-    print(report(results, second))
-    save_results("proxy", [asdict(r) for r in results])
+    rounds = run(second)
+    print(report(rounds, second))
+    save_results("proxy", {path: [asdict(result) for result in results] for path, results in rounds.items()})
     return 0
 
 

@@ -85,7 +85,21 @@ def test_the_floor_report_gives_each_sidecar_against_nginx_and_the_relay() -> No
     mesh = _path("tracemesh pair", (200.0, 210.0), (300.0, 330.0))
     nginx = _path("nginx pair", (40.0, 42.0), (100.0, 110.0))
     relay = _path(RELAY_PATH, (50.0, 35.0), (150.0, 110.0))
-    lines = _floor_report(mesh, nginx, relay)
+    lines = _floor_report([mesh], [nginx], [relay])
     assert lines[1] == "  client sidecar: 5.0x / 3.0x nginx's, 4.0x / 2.0x the relay's; the relay: 1.2x / 1.5x nginx's"
     assert lines[2] == "  server sidecar: 5.0x / 3.0x nginx's, 6.0x / 3.0x the relay's; the relay: 0.8x / 1.0x nginx's"
-    assert _floor_report(mesh, nginx, None) == []
+    assert _floor_report([mesh], [nginx], None) == []
+
+
+def test_the_floor_report_takes_each_ratio_within_a_round_and_gives_the_median_and_range() -> None:
+    """nginx twice as dear in the second round (a busy minute): the ratios stay those of the proxies."""
+    mesh = [_path("tracemesh pair", (200.0, 210.0), (300.0, 330.0)),
+            _path("tracemesh pair", (440.0, 420.0), (600.0, 660.0)),
+            _path("tracemesh pair", (180.0, 210.0), (330.0, 330.0))]
+    nginx = [_path("nginx pair", (40.0, 42.0), (100.0, 110.0)), _path("nginx pair", (80.0, 84.0), (200.0, 220.0)),
+             _path("nginx pair", (40.0, 42.0), (100.0, 110.0))]
+    relay = [_path(RELAY_PATH, (50.0, 35.0), (150.0, 110.0))] * 3
+    lines = _floor_report(mesh, nginx, relay)
+    assert lines[1].startswith("  client sidecar: 5.0x (4.5x to 5.5x) / 3.0x (3.0x to 3.3x) nginx's, ")
+    assert lines[2].startswith("  server sidecar: 5.0x / 3.0x nginx's, ")
+    assert lines[2].endswith("the relay: 0.8x (0.4x to 0.8x) / 1.0x (0.5x to 1.0x) nginx's")
