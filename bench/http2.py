@@ -8,7 +8,8 @@ Three paths to one nginx origin speaking h2c (POST, 1 KB request and response bo
   nginx pair     h2load -> nginx -> nginx -> origin, h2c in, HTTP/2 upstream with `grpc_pass`
 h2load (Debian's nghttp2-client) opens H2_CLIENTS connections of up to H2_STREAMS concurrent streams each:
 saturated throughput, then a fixed FIXED_RATE requests/s in all; latency percentiles from its per-request log;
-each proxy's CPU milliseconds per 1000 requests and peak RSS from /proc, as `bench proxy` measures them.
+each proxy's CPU milliseconds per 1000 requests and peak RSS from /proc, as `bench proxy` measures them, and in
+rounds as it does (bench/rounds.py): every path once a round, the order turned each round.
 
 h2load's fixed rate (`--rps`, per connection) is not open-loop like bench.loadgen's: a request due while all
 of its connection's streams are busy waits, and its latency counts from when it was sent. At FIXED_RATE over
@@ -18,13 +19,15 @@ H2_CLIENTS x H2_STREAMS streams that only matters once a request takes tens of m
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,13 +38,18 @@ from bench.proxy import (
     BACKEND,
     FIXED_RATE,
     FIXED_SECONDS,
+    ROUNDS,
     SATURATED_SECONDS,
     PathResult,
     ProxyCost,
+    combined,
+    p90_added,
     sidecar_configs,
     spans_sent,
     table,
+    throughput_ratio,
 )
+from bench.rounds import per_round, rotated
 from tracemesh_sidecar.config import ProviderConfig
 
 H2_CLIENTS = 4  # connections
@@ -152,42 +160,68 @@ def _measure_nginx(tmp: Path, origin_port: int) -> PathResult:
         return _measure(NGINX, outer, f"127.0.0.1:{outer}", [client, server], tmp)
 
 
-def run() -> Iterator[PathResult]:
-    """Each path's figures as it is measured, the tracemesh pair's last: the baselines stand if it fails."""
+def run(rounds: int = ROUNDS) -> Iterator[PathResult]:
+    """Each path's figures as it is measured: every path once a round, the order turned each round
+    (bench/rounds.py); the baselines measured so far stand if a path fails."""
     with tempfile.TemporaryDirectory(prefix="tracemesh-bench-h2-") as name:
         tmp = Path(name)
         with h2c_origin(tmp) as (origin_port, sink_port):
-            yield _measure(DIRECT, origin_port, f"127.0.0.1:{origin_port}", [], tmp)
-            yield _measure_nginx(tmp, origin_port)
-            yield _measure_mesh(tmp, origin_port, sink_port)
+            measures: dict[str, Callable[[], PathResult]] = {
+                DIRECT: functools.partial(_measure, DIRECT, origin_port, f"127.0.0.1:{origin_port}", [], tmp),
+                NGINX: functools.partial(_measure_nginx, tmp, origin_port),
+                MESH: functools.partial(_measure_mesh, tmp, origin_port, sink_port),
+            }
+            for round_index in range(rounds):
+                for path in rotated(list(measures), round_index, rounds):
+                    yield measures[path]()
 
 
-def _beside(mesh: float, nginx: float) -> str:
-    """`tracemesh / nginx (ratio)`."""
-    return f"{mesh:.0f} / {nginx:.0f} ({f'{mesh / nginx:.1f}x' if nginx > 0 else 'n/a'})"
+def by_path(results: Sequence[PathResult]) -> dict[str, list[PathResult]]:
+    """The results of each path, in the order of the rounds."""
+    grouped: dict[str, list[PathResult]] = {}
+    for result in results:
+        grouped.setdefault(result.path, []).append(result)
+    return grouped
+
+
+def _beside(mesh: Sequence[PathResult], nginx: Sequence[PathResult], index: int,
+            figure: Callable[[ProxyCost], float]) -> str:
+    """`tracemesh / nginx (ratio)`: the rounds' medians, and the median and range of the rounds' ratios."""
+    def median(results: Sequence[PathResult]) -> float:
+        return statistics.median(figure(result.proxies[index]) for result in results)
+
+    if any(figure(result.proxies[index]) <= 0 for result in nginx):
+        ratio = "n/a"
+    else:
+        ratio = per_round(mesh, nginx, lambda m, n: figure(m.proxies[index]) / figure(n.proxies[index])).format(
+            "{:.1f}x")
+    return f"{median(mesh):.0f} / {median(nginx):.0f} ({ratio})"
 
 
 def report(results: list[PathResult]) -> str:
-    by_path = {result.path: result for result in results}
-    lines = [f"HTTP/2 (h2c), h2load -c{H2_CLIENTS} -m{H2_STREAMS}; latency in ms", *table(results)]
-    mesh, nginx, direct = by_path.get(MESH), by_path.get(NGINX), by_path.get(DIRECT)
+    rounds = by_path(results)
+    count = max((len(path_results) for path_results in rounds.values()), default=0)
+    lines = [f"HTTP/2 (h2c), h2load -c{H2_CLIENTS} -m{H2_STREAMS}; latency in ms; {count} round(s), every path once "
+             f"a round (bench/rounds.py): figures are the rounds' medians, ratios the median of each round's "
+             f"(lowest to highest)", *table([combined(path_results) for path_results in rounds.values()])]
+    mesh, nginx, direct = rounds.get(MESH), rounds.get(NGINX), rounds.get(DIRECT)
     if mesh and nginx and direct:
         lines += [
             "",
-            f"HTTP/2 tracemesh pair throughput / nginx pair: {mesh.saturated_rps / nginx.saturated_rps:.0%}"
-            if nginx.saturated_rps else "HTTP/2 nginx pair: no throughput",
-            f"HTTP/2 p90 added at {FIXED_RATE}/s: by the tracemesh pair {mesh.fixed_p90_ms - direct.fixed_p90_ms:.2f}"
-            f" ms, by the nginx pair {nginx.fixed_p90_ms - direct.fixed_p90_ms:.2f} ms",
+            f"HTTP/2 tracemesh pair throughput / nginx pair: {throughput_ratio(mesh, nginx)}"
+            if all(result.saturated_rps for result in nginx) else "HTTP/2 nginx pair: no throughput",
+            f"HTTP/2 p90 added at {FIXED_RATE}/s: by the tracemesh pair {p90_added(mesh, direct)} ms, by the nginx "
+            f"pair {p90_added(nginx, direct)} ms",
             f"HTTP/2 per proxy, tracemesh / nginx (CPU ms per 1000 requests saturated, at {FIXED_RATE}/s; peak RSS):",
         ]
-        for sidecar, peer in zip(mesh.proxies, nginx.proxies, strict=True):
+        for index, (sidecar, peer) in enumerate(zip(mesh[-1].proxies, nginx[-1].proxies, strict=True)):
             lines.append(
                 f"  {sidecar.name} / {peer.name}: CPU "
-                f"{_beside(sidecar.cpu_ms_per_1000_saturated, peer.cpu_ms_per_1000_saturated)}, "
-                f"{_beside(sidecar.cpu_ms_per_1000_at_fixed_rate, peer.cpu_ms_per_1000_at_fixed_rate)}; "
-                f"RSS {_beside(sidecar.peak_rss_mb, peer.peak_rss_mb)} MB")
-        if mesh.notes:
-            lines.append(mesh.notes)
+                f"{_beside(mesh, nginx, index, lambda cost: cost.cpu_ms_per_1000_saturated)}, "
+                f"{_beside(mesh, nginx, index, lambda cost: cost.cpu_ms_per_1000_at_fixed_rate)}; "
+                f"RSS {_beside(mesh, nginx, index, lambda cost: cost.peak_rss_mb)} MB")
+        if mesh[-1].notes:
+            lines.append(mesh[-1].notes)
     return "\n".join(lines)
 
 
@@ -202,7 +236,7 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 1
     print(report(results))
-    save_results("http2", [asdict(r) for r in results])
+    save_results("http2", {path: [asdict(r) for r in path_results] for path, path_results in by_path(results).items()})
     failing = [r.path for r in results if r.fixed_errors or not r.saturated_rps > 0]
     if failing:
         print(f"HTTP/2 requests failed on: {', '.join(failing)} (h2load's failed requests: the errors column)",

@@ -47,7 +47,7 @@ from bench import nginx_peers
 from bench.interpreter import Interpreter, second_interpreter
 from bench.loadgen import run_fixed_rate
 from bench.processes import Measured, free_port, save_results, started
-from bench.rounds import Spread, rotated
+from bench.rounds import per_round, rotated
 from tracemesh_sidecar import BUILD
 from tracemesh_sidecar.build import PURE_PYTHON_ENV
 from tracemesh_sidecar.config import (
@@ -413,9 +413,9 @@ def report(rounds: Mapping[str, Sequence[PathResult]], second: Interpreter | Non
         median = by_path[PAIR_PATH]
         lines += [
             "",
-            f"tracemesh pair throughput / nginx pair: {_throughput(mesh, nginx)} (goal >= 40%)",
-            f"p90 added by the tracemesh pair at {FIXED_RATE}/s: {_p90_added(mesh, direct)} ms (goal <= 1 ms); "
-            f"by the nginx pair: {_p90_added(nginx, direct)} ms",
+            f"tracemesh pair throughput / nginx pair: {throughput_ratio(mesh, nginx)} (goal >= 40%)",
+            f"p90 added by the tracemesh pair at {FIXED_RATE}/s: {p90_added(mesh, direct)} ms (goal <= 1 ms); "
+            f"by the nginx pair: {p90_added(nginx, direct)} ms",
             f"per sidecar at {FIXED_RATE}/s: CPU "
             + ", ".join(f"{p.cpu_ms_per_1000_at_fixed_rate:.0f}" for p in median.proxies)
             + " ms/1000 req, RSS " + ", ".join(f"{p.peak_rss_mb:.0f}" for p in median.proxies)
@@ -428,7 +428,7 @@ def report(rounds: Mapping[str, Sequence[PathResult]], second: Interpreter | Non
         if pure:
             lines += [
                 f"the pair's build: {BUILD.describe()}; the same pair on pure Python: throughput / nginx pair "
-                f"{_throughput(pure, nginx)}, p90 added at {FIXED_RATE}/s {_p90_added(pure, direct)} ms",
+                f"{throughput_ratio(pure, nginx)}, p90 added at {FIXED_RATE}/s {p90_added(pure, direct)} ms",
                 *_side_by_side("sidecar build, compiled (mypyc) vs pure Python",
                                (("compiled", median), ("pure", by_path[PURE_PATH]))),
                 "",
@@ -437,7 +437,7 @@ def report(rounds: Mapping[str, Sequence[PathResult]], second: Interpreter | Non
         if on_second and second:
             lines += [
                 f"the same pair on a second interpreter, {second.description}: throughput / nginx pair "
-                f"{_throughput(on_second, nginx)}, p90 added at {FIXED_RATE}/s {_p90_added(on_second, direct)} ms",
+                f"{throughput_ratio(on_second, nginx)}, p90 added at {FIXED_RATE}/s {p90_added(on_second, direct)} ms",
                 *_side_by_side("sidecar interpreter, this one vs the second",
                                (("this", median), ("second", by_path[SECOND_INTERPRETER_PATH]))),
                 "",
@@ -454,18 +454,14 @@ def report(rounds: Mapping[str, Sequence[PathResult]], second: Interpreter | Non
     return "\n".join(lines)
 
 
-def _per_round(paths: Sequence[PathResult], references: Sequence[PathResult],
-               figure: Callable[[PathResult, PathResult], float]) -> Spread:
-    """`figure` of each round's result of one path against the same round's of another."""
-    return Spread.of([figure(path, reference) for path, reference in zip(paths, references, strict=True)])
+def throughput_ratio(pair: Sequence[PathResult], nginx: Sequence[PathResult]) -> str:
+    """A pair's saturated throughput over nginx's pair's, round by round: `38% (32% to 41%)`."""
+    return per_round(pair, nginx, lambda p, n: p.saturated_rps / n.saturated_rps).format("{:.0%}")
 
 
-def _throughput(pair: Sequence[PathResult], nginx: Sequence[PathResult]) -> str:
-    return _per_round(pair, nginx, lambda p, n: p.saturated_rps / n.saturated_rps).format("{:.0%}")
-
-
-def _p90_added(pair: Sequence[PathResult], direct: Sequence[PathResult]) -> str:
-    return _per_round(pair, direct, lambda p, d: p.fixed_p90_ms - d.fixed_p90_ms).format("{:.2f}")
+def p90_added(pair: Sequence[PathResult], direct: Sequence[PathResult]) -> str:
+    """What a pair adds to the direct path's p90 at the fixed rate, round by round, in ms."""
+    return per_round(pair, direct, lambda p, d: p.fixed_p90_ms - d.fixed_p90_ms).format("{:.2f}")
 
 
 def _floor_report(mesh: Sequence[PathResult], nginx: Sequence[PathResult],
@@ -493,7 +489,7 @@ def _cost_ratios(own: Sequence[PathResult], reference: Sequence[PathResult], ind
     def ratio(figure: Callable[[ProxyCost], float]) -> str:
         if any(figure(result.proxies[index]) <= 0 for result in reference):
             return "n/a"
-        return _per_round(own, reference, lambda a, b: figure(a.proxies[index]) / figure(b.proxies[index])).format(
+        return per_round(own, reference, lambda a, b: figure(a.proxies[index]) / figure(b.proxies[index])).format(
             "{:.1f}x")
 
     return " / ".join(ratio(figure) for figure in _COST_FIGURES)

@@ -11,7 +11,7 @@ and the report gives the median and the range of the rounds' ratios.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -46,3 +46,9 @@ class Spread:
         when every round gave the same."""
         median, low, high = (template.format(value) for value in (self.median, self.low, self.high))
         return median if low == high else f"{median} ({low} to {high})"
+
+
+def per_round(paths: Sequence[T], references: Sequence[T], figure: Callable[[T, T], float]) -> Spread:
+    """`figure` of each round's result of one path against the same round's result of another. A run stopped
+    mid-round (a proxy that did not start) compares the rounds both paths finished."""
+    return Spread.of([figure(path, reference) for path, reference in zip(paths, references, strict=False)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.proxy import NGINX_PATH, PAIR_PATH, PathResult, ProxyCost, _throughput, combined
+from bench.proxy import NGINX_PATH, PAIR_PATH, PathResult, ProxyCost, combined, throughput_ratio
 from bench.rounds import Spread, rotated
 
 
@@ -54,11 +54,11 @@ def test_a_path_over_its_rounds_is_each_figure_s_median_with_every_round_s_error
     assert merged.notes == "8000"  # the last round's
 
 
-def test_throughput_against_nginx_is_taken_round_by_round() -> None:
+def testthroughput_ratio_against_nginx_is_taken_round_by_round() -> None:
     """The machine twice as busy in round two slows both pairs: the ratio is the same in every round."""
     pair = [result(PAIR_PATH, rps, 2.0, 0, (60.0, 120.0, 52.0)) for rps in (8000, 4000, 8000)]
     nginx = [result(NGINX_PATH, rps, 1.0, 0, (15.0, 50.0, 12.0)) for rps in (20000, 10000, 20000)]
-    assert _throughput(pair, nginx) == "40%"
+    assert throughput_ratio(pair, nginx) == "40%"
     # A round where the load fell on one pair only shows in the range.
     nginx[1] = result(NGINX_PATH, 16000, 1.0, 0, (15.0, 50.0, 12.0))
-    assert _throughput(pair, nginx) == "40% (25% to 40%)"
+    assert throughput_ratio(pair, nginx) == "40% (25% to 40%)"
