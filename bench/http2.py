@@ -22,7 +22,6 @@ import contextlib
 import functools
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,13 +42,14 @@ from bench.proxy import (
     PathResult,
     ProxyCost,
     combined,
+    cost_ratio,
     p90_added,
     sidecar_configs,
     spans_sent,
     table,
     throughput_ratio,
 )
-from bench.rounds import per_round, rotated
+from bench.rounds import rotated, rounds_summary
 from tracemesh_sidecar.config import ProviderConfig
 
 H2_CLIENTS = 4  # connections
@@ -184,28 +184,22 @@ def by_path(results: Sequence[PathResult]) -> dict[str, list[PathResult]]:
     return grouped
 
 
-def _beside(mesh: Sequence[PathResult], nginx: Sequence[PathResult], index: int,
-            figure: Callable[[ProxyCost], float]) -> str:
+def _beside(mesh: Sequence[PathResult], nginx: Sequence[PathResult], medians: tuple[PathResult, PathResult],
+            index: int, figure: Callable[[ProxyCost], float]) -> str:
     """`tracemesh / nginx (ratio)`: the rounds' medians, and the median and range of the rounds' ratios."""
-    def median(results: Sequence[PathResult]) -> float:
-        return statistics.median(figure(result.proxies[index]) for result in results)
-
-    if any(figure(result.proxies[index]) <= 0 for result in nginx):
-        ratio = "n/a"
-    else:
-        ratio = per_round(mesh, nginx, lambda m, n: figure(m.proxies[index]) / figure(n.proxies[index])).format(
-            "{:.1f}x")
-    return f"{median(mesh):.0f} / {median(nginx):.0f} ({ratio})"
+    mesh_median, nginx_median = (figure(median.proxies[index]) for median in medians)
+    return f"{mesh_median:.0f} / {nginx_median:.0f} ({cost_ratio(mesh, nginx, index, figure)})"
 
 
 def report(results: list[PathResult]) -> str:
     rounds = by_path(results)
+    medians = {path: combined(path_results) for path, path_results in rounds.items()}
     count = max((len(path_results) for path_results in rounds.values()), default=0)
-    lines = [f"HTTP/2 (h2c), h2load -c{H2_CLIENTS} -m{H2_STREAMS}; latency in ms; {count} round(s), every path once "
-             f"a round (bench/rounds.py): figures are the rounds' medians, ratios the median of each round's "
-             f"(lowest to highest)", *table([combined(path_results) for path_results in rounds.values()])]
+    lines = [f"HTTP/2 (h2c), h2load -c{H2_CLIENTS} -m{H2_STREAMS}; latency in ms; {rounds_summary(count)}",
+             *table(list(medians.values()))]
     mesh, nginx, direct = rounds.get(MESH), rounds.get(NGINX), rounds.get(DIRECT)
     if mesh and nginx and direct:
+        pair = (medians[MESH], medians[NGINX])
         lines += [
             "",
             f"HTTP/2 tracemesh pair throughput / nginx pair: {throughput_ratio(mesh, nginx)}"
@@ -214,14 +208,14 @@ def report(results: list[PathResult]) -> str:
             f"pair {p90_added(nginx, direct)} ms",
             f"HTTP/2 per proxy, tracemesh / nginx (CPU ms per 1000 requests saturated, at {FIXED_RATE}/s; peak RSS):",
         ]
-        for index, (sidecar, peer) in enumerate(zip(mesh[-1].proxies, nginx[-1].proxies, strict=True)):
+        for index, (sidecar, peer) in enumerate(zip(pair[0].proxies, pair[1].proxies, strict=True)):
             lines.append(
                 f"  {sidecar.name} / {peer.name}: CPU "
-                f"{_beside(mesh, nginx, index, lambda cost: cost.cpu_ms_per_1000_saturated)}, "
-                f"{_beside(mesh, nginx, index, lambda cost: cost.cpu_ms_per_1000_at_fixed_rate)}; "
-                f"RSS {_beside(mesh, nginx, index, lambda cost: cost.peak_rss_mb)} MB")
-        if mesh[-1].notes:
-            lines.append(mesh[-1].notes)
+                f"{_beside(mesh, nginx, pair, index, lambda cost: cost.cpu_ms_per_1000_saturated)}, "
+                f"{_beside(mesh, nginx, pair, index, lambda cost: cost.cpu_ms_per_1000_at_fixed_rate)}; "
+                f"RSS {_beside(mesh, nginx, pair, index, lambda cost: cost.peak_rss_mb)} MB")
+        if pair[0].notes:
+            lines.append(pair[0].notes)
     return "\n".join(lines)
 
 

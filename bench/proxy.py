@@ -47,7 +47,7 @@ from bench import nginx_peers
 from bench.interpreter import Interpreter, second_interpreter
 from bench.loadgen import run_fixed_rate
 from bench.processes import Measured, free_port, save_results, started
-from bench.rounds import per_round, rotated
+from bench.rounds import per_round, rotated, rounds_summary
 from tracemesh_sidecar import BUILD
 from tracemesh_sidecar.build import PURE_PYTHON_ENV
 from tracemesh_sidecar.config import (
@@ -405,8 +405,7 @@ def report(rounds: Mapping[str, Sequence[PathResult]], second: Interpreter | Non
     the rounds' own ratios with their range."""
     by_path = {path: combined(results) for path, results in rounds.items() if results}
     count = max((len(results) for results in rounds.values()), default=0)
-    lines = [f"{count} rounds, every path once a round, the order turned each round (bench/rounds.py); figures: "
-             f"the rounds' medians; ratios: the median of each round's ratio (lowest to highest)", ""]
+    lines = [rounds_summary(count), ""]
     lines += table(list(by_path.values()))
     mesh, nginx, direct = rounds.get(PAIR_PATH), rounds.get(NGINX_PATH), rounds.get(DIRECT_PATH)
     if mesh and nginx and direct:
@@ -484,15 +483,18 @@ _COST_FIGURES: tuple[Callable[[ProxyCost], float], ...] = (
 
 
 def _cost_ratios(own: Sequence[PathResult], reference: Sequence[PathResult], index: int) -> str:
-    """`saturated / at the fixed rate`: the cost of the proxy at `index` over the reference's proxy there, per
-    round; n/a where a baseline is 0."""
-    def ratio(figure: Callable[[ProxyCost], float]) -> str:
-        if any(figure(result.proxies[index]) <= 0 for result in reference):
-            return "n/a"
-        return per_round(own, reference, lambda a, b: figure(a.proxies[index]) / figure(b.proxies[index])).format(
-            "{:.1f}x")
+    """`saturated / at the fixed rate`: the cost of the proxy at `index` over the reference's proxy there."""
+    return " / ".join(cost_ratio(own, reference, index, figure) for figure in _COST_FIGURES)
 
-    return " / ".join(ratio(figure) for figure in _COST_FIGURES)
+
+def cost_ratio(own: Sequence[PathResult], reference: Sequence[PathResult], index: int,
+               figure: Callable[[ProxyCost], float]) -> str:
+    """One figure of the proxy at `index` over the reference's proxy there, round by round: `3.2x (2.8x to 3.9x)`;
+    n/a where a baseline is 0."""
+    if any(figure(result.proxies[index]) <= 0 for result in reference):
+        return "n/a"
+    return per_round(own, reference, lambda a, b: figure(a.proxies[index]) / figure(b.proxies[index])).format(
+        "{:.1f}x")
 
 
 def _telemetry_report(off: PathResult | None, on: PathResult | None) -> list[str]:

@@ -48,6 +48,12 @@ class Spread:
         return median if low == high else f"{median} ({low} to {high})"
 
 
+def rounds_summary(count: int) -> str:
+    """What a report's figures and ratios are, said once for every benchmark that measures in rounds."""
+    return (f"{count} round(s), every path once a round, the order turned each round (bench/rounds.py); figures: "
+            f"the rounds' medians; ratios: the median of each round's ratio (lowest to highest)")
+
+
 def per_round(paths: Sequence[T], references: Sequence[T], figure: Callable[[T, T], float]) -> Spread:
     """`figure` of each round's result of one path against the same round's result of another. A run stopped
     mid-round (a proxy that did not start) compares the rounds both paths finished."""
