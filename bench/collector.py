@@ -31,7 +31,7 @@ import aiohttp
 from bench.processes import cpu_seconds, free_port, percentile, save_results, started
 from tracemesh_sidecar import BUILD
 from tracemesh_sidecar.build import PURE_PYTHON_ENV
-from tracemesh_sidecar.spans import otlp, zipkin_json
+from tracemesh_sidecar.spans import otlp_writer, zipkin_json
 from tracemesh_sidecar.spans.model import Endpoint, Span
 
 BATCH = 100
@@ -140,7 +140,7 @@ def queries(zipkin: str, jaeger: str, end_ms: int) -> dict[str, str]:
 
 # each format: its media type and encoder (its URL: _urls)
 FORMATS = {"zipkin_json": ("application/json", zipkin_json.encode_spans),
-           "otlp_protobuf": ("application/x-protobuf", otlp.encode_request)}
+           "otlp_protobuf": ("application/x-protobuf", otlp_writer.encode_request)}
 # Each build's ingest into a fresh collector, same run: what compiling the store and the codecs gains
 BUILD_SPANS = 100_000
 

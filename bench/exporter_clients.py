@@ -24,7 +24,7 @@ import asyncio, json, sys, time
 import uvloop
 import tracemesh_cli.main, tracemesh_sidecar.proxy, tracemesh_sidecar.export  # what a sidecar has loaded
 from tracemesh_sidecar.export.grpc_wire import EXPORT_PATH
-from tracemesh_sidecar.spans import otlp
+from tracemesh_sidecar.spans import otlp_writer
 from tracemesh_sidecar.spans.model import Endpoint, Span
 
 def memory(key):
@@ -41,7 +41,7 @@ def spans():
             for n in range(BATCH)]
 
 async def main(candidate, port):
-    body = otlp.encode_request(spans())
+    body = otlp_writer.encode_request(spans())
     baseline = memory("VmRSS")
     if candidate == "grpcio-aio":
         import grpc.aio

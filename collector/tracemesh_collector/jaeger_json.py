@@ -29,7 +29,7 @@ from tracemesh_collector.otlp_jaeger import otlp_process, otlp_span_to_jaeger
 from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.ids import check_hex_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
-from tracemesh_sidecar.spans.otlp import HOST_IP, HOST_PORT, PEER_IP, PEER_PORT
+from tracemesh_sidecar.spans.otlp_writer import HOST_IP, HOST_PORT, PEER_IP, PEER_PORT
 
 _KINDS: tuple[SpanKind, ...] = get_args(SpanKind)
 _SAMPLED, _DEBUG = 1, 2

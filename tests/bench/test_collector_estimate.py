@@ -11,7 +11,7 @@ import pytest
 from bench.collector import batches
 from tracemesh_collector import zipkin_v2_json
 from tracemesh_collector.store import SpanStore
-from tracemesh_sidecar.spans import otlp, zipkin_json
+from tracemesh_sidecar.spans import otlp, otlp_writer, zipkin_json
 
 MB = 1024 * 1024
 
@@ -20,7 +20,7 @@ MB = 1024 * 1024
 def test_the_bound_counts_what_the_stored_spans_take(codec: str) -> None:
     """Mesh-shaped spans decoded as the collector decodes them: every string its own copy until the store shares it."""
     encode, decode = ((zipkin_json.encode_spans, zipkin_v2_json.decode_spans) if codec == "zipkin"
-                      else (otlp.encode_request, otlp.decode_request_proto))
+                      else (otlp_writer.encode_request, otlp.decode_request_proto))
     bodies = [encode(batch) for batch in batches(0, 5000)]
     gc.collect()
     tracemalloc.start()

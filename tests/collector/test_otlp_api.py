@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from tracemesh_collector import RunningCollector
 from tracemesh_collector.otlp_api import encode_rpc_status
-from tracemesh_sidecar.spans import otlp, zipkin_json
+from tracemesh_sidecar.spans import otlp_writer, zipkin_json
 
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
 
@@ -47,7 +47,7 @@ async def post(http: aiohttp.ClientSession, collector: RunningCollector, body: b
 async def test_protobuf_export_is_stored_and_answered_with_an_export_response(
         http: aiohttp.ClientSession, collector: RunningCollector) -> None:
     trace = bookinfo_trace(trace_id(1), NOW_US)
-    status, content_type, body = await post(http, collector, otlp.encode_request(trace), PROTOBUF)
+    status, content_type, body = await post(http, collector, otlp_writer.encode_request(trace), PROTOBUF)
     assert (status, content_type) == (200, PROTOBUF)
     response = ExportTraceServiceResponse.FromString(body)
     assert not response.HasField("partial_success")
@@ -58,7 +58,7 @@ async def test_protobuf_export_is_stored_and_answered_with_an_export_response(
 
 
 async def test_json_export_is_stored(http: aiohttp.ClientSession, collector: RunningCollector) -> None:
-    request = ExportTraceServiceRequest.FromString(otlp.encode_request(bookinfo_trace(trace_id(1), NOW_US)))
+    request = ExportTraceServiceRequest.FromString(otlp_writer.encode_request(bookinfo_trace(trace_id(1), NOW_US)))
     body = otlp_json_with_hex_ids(json_format.MessageToJson(request).encode())
     status, content_type, answer = await post(http, collector, body, JSON)
     assert (status, content_type, json.loads(answer)) == (200, JSON, {})
@@ -78,7 +78,7 @@ def otlp_json_with_hex_ids(body: bytes) -> bytes:
 
 
 async def test_gzipped_export_is_accepted(http: aiohttp.ClientSession, collector: RunningCollector) -> None:
-    body = gzip.compress(otlp.encode_request(bookinfo_trace(trace_id(1), NOW_US)))
+    body = gzip.compress(otlp_writer.encode_request(bookinfo_trace(trace_id(1), NOW_US)))
     status, _, _ = await post(http, collector, body, PROTOBUF, **{"Content-Encoding": "gzip"})
     assert status == 200
     assert collector.store.span_count == 7

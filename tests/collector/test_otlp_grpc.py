@@ -20,7 +20,7 @@ from tracemesh_collector import ListenError, RunningCollector, run_collector
 from tracemesh_collector.jaeger_json import trace_from_jaeger
 from tracemesh_sidecar.config.model import ProviderConfig
 from tracemesh_sidecar.export import ExporterSet
-from tracemesh_sidecar.spans import otlp
+from tracemesh_sidecar.spans import otlp_writer
 from tracemesh_sidecar.stats import Stats
 
 
@@ -35,7 +35,7 @@ async def test_export_from_a_grpcio_client_is_stored_and_answered(
         channel: aio.Channel, collector: RunningCollector, http: aiohttp.ClientSession,
         compression: grpc.Compression) -> None:
     trace = bookinfo_trace(trace_id(1), NOW_US)
-    request = ExportTraceServiceRequest.FromString(otlp.encode_request(trace))
+    request = ExportTraceServiceRequest.FromString(otlp_writer.encode_request(trace))
     response = await TraceServiceStub(channel).Export(request, timeout=5, compression=compression)
     assert response == ExportTraceServiceResponse()  # no partial_success: everything accepted
     async with http.get(f"{collector.query_url}/api/traces/{trace_id(1)}") as answer:
@@ -45,7 +45,7 @@ async def test_export_from_a_grpcio_client_is_stored_and_answered(
 
 async def test_a_malformed_message_is_invalid_argument_naming_the_field(
         channel: aio.Channel, collector: RunningCollector) -> None:
-    request = ExportTraceServiceRequest.FromString(otlp.encode_request(bookinfo_trace(trace_id(1), NOW_US)))
+    request = ExportTraceServiceRequest.FromString(otlp_writer.encode_request(bookinfo_trace(trace_id(1), NOW_US)))
     request.resource_spans[0].scope_spans[0].spans[0].trace_id = b"\x01\x02\x03"
     with pytest.raises(aio.AioRpcError) as raised:
         await TraceServiceStub(channel).Export(request, timeout=5)
@@ -96,7 +96,7 @@ async def test_the_bearer_token_receiver_takes_only_calls_with_the_token(
                              otlp_grpc_auth=(0, "somerandomtoken")) as collector:
         assert collector.otlp_grpc_auth_target is not None
         trace = bookinfo_trace(trace_id(1), NOW_US)
-        request = ExportTraceServiceRequest.FromString(otlp.encode_request(trace))
+        request = ExportTraceServiceRequest.FromString(otlp_writer.encode_request(trace))
         async with aio.insecure_channel(collector.otlp_grpc_auth_target) as channel:
             call = TraceServiceStub(channel).Export(request, timeout=5, metadata=metadata)
             if stored:

@@ -8,7 +8,7 @@ from collector_samples import NOW_US, bookinfo_trace, trace_id
 
 from tracemesh_collector.span_interning import SpanInterner, otlp_attributes
 from tracemesh_collector.store import SpanStore
-from tracemesh_sidecar.spans import otlp, zipkin_json
+from tracemesh_sidecar.spans import otlp, otlp_writer, zipkin_json
 from tracemesh_sidecar.spans.model import Span
 
 
@@ -45,7 +45,7 @@ def test_a_high_cardinality_key_stops_being_shared_and_the_tables_stay_bounded()
 def test_typed_otlp_attributes_keep_their_types() -> None:
     interner = SpanInterner()
     for value in (1, True, 1.0, "1"):
-        [decoded] = otlp.decode_request_proto(otlp.encode_request(bookinfo_trace(trace_id(3), NOW_US)[:1]))
+        [decoded] = otlp.decode_request_proto(otlp_writer.encode_request(bookinfo_trace(trace_id(3), NOW_US)[:1]))
         assert decoded.otlp is not None
         decoded.otlp.attributes["value"] = value
         expected = dict(decoded.otlp.attributes)
@@ -57,7 +57,7 @@ def test_typed_otlp_attributes_keep_their_types() -> None:
 
 def test_an_otlp_span_keeps_only_the_attributes_its_tags_lack_and_shares_its_key_list() -> None:
     interner = SpanInterner()
-    received = otlp.decode_request_proto(otlp.encode_request(bookinfo_trace(trace_id(4), NOW_US)
+    received = otlp.decode_request_proto(otlp_writer.encode_request(bookinfo_trace(trace_id(4), NOW_US)
                                                              + bookinfo_trace(trace_id(5), NOW_US + 1)))
     expected = [dict(span.otlp.attributes) for span in received if span.otlp is not None]
     for span in received:

@@ -18,7 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from proxy_span_samples import make_client_span
 
-from tracemesh_sidecar.spans import otlp
+from tracemesh_sidecar.spans import otlp, otlp_writer
 from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span
 
@@ -29,7 +29,7 @@ def attributes(message: Any) -> dict[str, Any]:
 
 def test_encoding_read_with_the_official_classes(proxy_spans: list[Span]) -> None:
     client, server = proxy_spans
-    request = ExportTraceServiceRequest.FromString(otlp.encode_request([client, server, client]))
+    request = ExportTraceServiceRequest.FromString(otlp_writer.encode_request([client, server, client]))
     assert [attributes(rs.resource) for rs in request.resource_spans] == [
         {"service.name": "productpage.default"}, {"service.name": "reviews.default"}]
     productpage, reviews = request.resource_spans
@@ -54,13 +54,13 @@ def test_encoding_read_with_the_official_classes(proxy_spans: list[Span]) -> Non
 
 
 def test_round_trip(proxy_spans: list[Span]) -> None:
-    assert otlp.decode_request_proto(otlp.encode_request(proxy_spans)) == proxy_spans
+    assert otlp.decode_request_proto(otlp_writer.encode_request(proxy_spans)) == proxy_spans
 
 
 def test_64bit_trace_id_is_padded_and_read_back_as_64bit() -> None:
     span = make_client_span()
     span.trace_id = "5af7183fb1d4cf5f"
-    request = ExportTraceServiceRequest.FromString(otlp.encode_request([span]))
+    request = ExportTraceServiceRequest.FromString(otlp_writer.encode_request([span]))
     assert request.resource_spans[0].scope_spans[0].spans[0].trace_id == bytes(8) + bytes.fromhex(span.trace_id)
     assert otlp.decode_request_proto(request.SerializeToString()) == [span]
 
@@ -119,18 +119,18 @@ def test_detected_resource_attributes_join_every_resource_and_override_as_envoy_
     """resource_provider.cc mergeResource: detected attributes insert_or_assign, service.name included."""
     client, server = proxy_spans
     resource = (("k8s.cluster.name", "prod"), ("deployment.environment", "staging"))
-    request = ExportTraceServiceRequest.FromString(otlp.encode_request([client, server], resource))
+    request = ExportTraceServiceRequest.FromString(otlp_writer.encode_request([client, server], resource))
     assert [attributes(rs.resource) for rs in request.resource_spans] == [
         {"service.name": "productpage.default", "k8s.cluster.name": "prod", "deployment.environment": "staging"},
         {"service.name": "reviews.default", "k8s.cluster.name": "prod", "deployment.environment": "staging"}]
-    renamed = ExportTraceServiceRequest.FromString(otlp.encode_request([client], (("service.name", "pp"),)))
+    renamed = ExportTraceServiceRequest.FromString(otlp_writer.encode_request([client], (("service.name", "pp"),)))
     assert attributes(renamed.resource_spans[0].resource) == {"service.name": "pp"}
 
 
 def test_resource_attributes_read_back_as_tags_that_span_attributes_override(proxy_spans: list[Span]) -> None:
     client, _ = proxy_spans
     resource = (("k8s.cluster.name", "prod"), ("upstream_cluster", "from the resource"))
-    decoded, = otlp.decode_request_proto(otlp.encode_request([client], resource))
+    decoded, = otlp.decode_request_proto(otlp_writer.encode_request([client], resource))
     assert decoded.tags["k8s.cluster.name"] == "prod"
     assert decoded.tags["upstream_cluster"] == client.tags["upstream_cluster"]
     assert decoded.local_endpoint.service_name == "productpage.default"

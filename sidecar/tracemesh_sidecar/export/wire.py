@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from tracemesh_sidecar.config.model import ProviderConfig
-from tracemesh_sidecar.spans import otlp, zipkin_json
+from tracemesh_sidecar.spans import otlp, otlp_writer, zipkin_json
 from tracemesh_sidecar.spans.model import Span
 from tracemesh_sidecar.spans.otlp import ACCEPTED_WHOLE, PartialSuccess
 from tracemesh_sidecar.spans.resource import detect_resource
@@ -30,5 +30,5 @@ def wire_format(provider: ProviderConfig, environ: Mapping[str, str]) -> WireFor
     if provider.kind == "zipkin":
         return ZIPKIN_JSON
     resource = detect_resource(provider.resource_detectors, environ)
-    return WireFormat("application/x-protobuf", partial(otlp.encode_request, resource=resource),
+    return WireFormat("application/x-protobuf", partial(otlp_writer.encode_request, resource=resource),
                       otlp.decode_partial_success)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -36,8 +36,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Status
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from tracemesh_sidecar.spans.addresses import address_version
 from tracemesh_sidecar.spans.errors import SpanDecodeError
@@ -53,91 +53,20 @@ from tracemesh_sidecar.spans.model import (
     SpanKind,
 )
 from tracemesh_sidecar.spans.otlp_wire import span_attributes
+from tracemesh_sidecar.spans.otlp_writer import (
+    HOST_IP,
+    HOST_PORT,
+    KIND_NUMBERS,
+    PEER_IP,
+    PEER_PORT,
+    PEER_SERVICE,
+    SERVICE_NAME,
+)
 
-SERVICE_NAME: Final = "service.name"
-PEER_IP, PEER_PORT, PEER_SERVICE = "net.peer.ip", "net.peer.port", "peer.service"
-HOST_IP, HOST_PORT = "net.host.ip", "net.host.port"
-SCOPE_NAME: Final = "tracemesh"
-
-_KIND_TO_OTLP: Final[dict[SpanKind | None, int]] = {
-    None: OtlpSpan.SPAN_KIND_INTERNAL,
-    "SERVER": OtlpSpan.SPAN_KIND_SERVER,
-    "CLIENT": OtlpSpan.SPAN_KIND_CLIENT,
-    "PRODUCER": OtlpSpan.SPAN_KIND_PRODUCER,
-    "CONSUMER": OtlpSpan.SPAN_KIND_CONSUMER,
-}
 _KIND_FROM_OTLP: Final[dict[int, SpanKind | None]] = {
-    value: kind for kind, value in _KIND_TO_OTLP.items()} | {OtlpSpan.SPAN_KIND_UNSPECIFIED: None}
+    value: kind for kind, value in KIND_NUMBERS.items()} | {OtlpSpan.SPAN_KIND_UNSPECIFIED: None}
 
-# ---------------------------------------------------------------------------------------------
-# Encoding
-
-
-def encode_request(spans: Iterable[Span], resource: Sequence[tuple[str, str]] = ()) -> bytes:
-    """An ExportTraceServiceRequest in protobuf (the OTLP/HTTP body, the OTLP/gRPC message).
-
-    `resource` holds detected resource attributes; as Envoy merges detected resources
-    (resource_detectors/resource_provider.cc), they override `service.name` too.
-    """
-    by_service: dict[str | None, ResourceSpans] = {}
-    request = ExportTraceServiceRequest()
-    for span in spans:
-        service = span.local_endpoint.service_name
-        resource_spans = by_service.get(service)
-        if resource_spans is None:
-            resource_spans = request.resource_spans.add()
-            attributes = ({SERVICE_NAME: service} if service is not None else {}) | dict(resource)
-            for key, value in attributes.items():
-                _add_attribute(resource_spans.resource.attributes, key, value)
-            resource_spans.scope_spans.add().scope.name = SCOPE_NAME
-            by_service[service] = resource_spans
-        _fill_span(resource_spans.scope_spans[0].spans.add(), span)
-    result: bytes = request.SerializeToString()
-    return result
-
-
-def _fill_span(target: Any, span: Span) -> None:
-    target.trace_id = bytes.fromhex(span.trace_id.rjust(32, "0"))
-    target.span_id = bytes.fromhex(span.id)
-    if span.parent_id:
-        target.parent_span_id = bytes.fromhex(span.parent_id)
-    target.name = span.name
-    target.kind = _KIND_TO_OTLP[span.kind]
-    target.start_time_unix_nano = span.timestamp * 1000
-    target.end_time_unix_nano = (span.timestamp + span.duration) * 1000
-    attributes = target.attributes
-    for key, value in span.tags.items():
-        _add_attribute(attributes, key, value)
-    local = span.local_endpoint
-    _add_endpoint_attributes(attributes, local.ipv4 or local.ipv6, local.port, HOST_IP, HOST_PORT)
-    remote = span.remote_endpoint
-    if remote is not None:
-        if remote.service_name:
-            _add_attribute(attributes, PEER_SERVICE, remote.service_name)
-        _add_endpoint_attributes(attributes, remote.ipv4 or remote.ipv6, remote.port, PEER_IP, PEER_PORT)
-    for annotation in span.annotations:
-        event = target.events.add()
-        event.time_unix_nano = annotation.timestamp * 1000
-        event.name = annotation.value
-    if span.tags.get("error") == "true":
-        target.status.code = Status.STATUS_CODE_ERROR
-
-
-def _add_endpoint_attributes(attributes: Any, ip: str | None, port: int | None, ip_key: str,
-                             port_key: str) -> None:
-    if ip:
-        _add_attribute(attributes, ip_key, ip)
-    if port:
-        attribute = attributes.add()
-        attribute.key = port_key
-        attribute.value.int_value = port
-
-
-def _add_attribute(attributes: Any, key: str, value: str) -> None:
-    attribute = attributes.add()
-    attribute.key = key
-    attribute.value.string_value = value
-
+# Encoding is otlp_writer.py's (encode_request).
 
 @dataclass(frozen=True, slots=True)
 class PartialSuccess:
