@@ -17,6 +17,7 @@ from tracemesh_collector.request_body import BodyRefused, read_spans, refusal, r
 from tracemesh_collector.store import SpanStore
 from tracemesh_sidecar.spans import otlp
 from tracemesh_sidecar.spans.model import Span
+from tracemesh_sidecar.spans.otlp_writer import varint
 
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
 DECODERS: Mapping[str, Callable[[bytes], list[Span]]] = {
@@ -63,14 +64,3 @@ def encode_rpc_status(code: int, message: str) -> bytes:
     """
     text = message.encode()
     return b"\x08" + varint(code) + b"\x12" + varint(len(text)) + text
-
-
-def varint(value: int) -> bytes:
-    """A protobuf base-128 varint."""
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        if not value:
-            out.append(low)
-            return bytes(out)
-        out.append(low | 0x80)

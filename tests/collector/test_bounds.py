@@ -16,9 +16,9 @@ from collector_samples import NOW_US, bookinfo_trace, span, trace_id
 from grpc import aio
 
 from tracemesh_collector import RunningCollector, SpanStore
-from tracemesh_collector.otlp_api import varint
 from tracemesh_collector.request_body import MAX_BODY_BYTES
 from tracemesh_sidecar.spans import zipkin_json
+from tracemesh_sidecar.spans.otlp_writer import varint
 
 MINUTE = 60_000_000
 DEEP = 100_000

@@ -149,6 +149,11 @@ def test_attributes_from_the_cache_are_the_ones_encoded(proxy_spans: list[Span])
     assert otlp_writer.encode_request(proxy_spans) == first == reference_request(proxy_spans)
 
 
+def test_a_negative_varint_is_refused_not_written_wrong() -> None:
+    with pytest.raises(ValueError, match="never negative, got -1"):
+        otlp_writer.varint(-1)
+
+
 def test_many_distinct_keys_and_values_are_encoded_within_the_caches_bounds() -> None:
     spans = [Span(f"{n:032x}", f"{n + 1:016x}", "n", "CLIENT", 1, 1, Endpoint("s"),
                   tags={f"key-{n}": "v", "request": f"id-{n}", "long": "x" * (n % 400)}) for n in range(3000)]
