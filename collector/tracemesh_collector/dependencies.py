@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from tracemesh_sidecar.spans.model import Span
 
-_CALLERS = ("CLIENT", "PRODUCER")
-_CALLEES = ("SERVER", "CONSUMER")
+_CALLERS: Final = ("CLIENT", "PRODUCER")
+_CALLEES: Final = ("SERVER", "CONSUMER")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,13 @@ the traces between two times.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Final
 
 from tracemesh_collector.dependencies import CallCounts, Calls, DependencyLink, add_calls, links_of, trace_calls
 from tracemesh_sidecar.spans.model import Span
 
-SECOND_US = 1_000_000
-MAX_SHARED = 4096  # distinct call sets kept as one object each (a mesh's traces repeat a few shapes)
+SECOND_US: Final = 1_000_000
+MAX_SHARED: Final = 4096  # distinct call sets kept as one object each (a mesh's traces repeat a few shapes)
 
 
 class DependencyIndex:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from tracemesh_sidecar.spans.model import Span
 
-DEFAULT_LOOKBACK_US = 86_400_000 * 1000  # Zipkin's default lookback: one day
-DEFAULT_LIMIT = 10
+DEFAULT_LOOKBACK_US: Final = 86_400_000 * 1000  # Zipkin's default lookback: one day
+DEFAULT_LIMIT: Final = 10
 
 
 @dataclass(frozen=True, slots=True)

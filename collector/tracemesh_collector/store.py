@@ -26,7 +26,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from sys import getsizeof
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from tracemesh_collector.dependencies import DependencyLink
 from tracemesh_collector.dependency_index import DependencyIndex
@@ -48,21 +48,21 @@ from tracemesh_sidecar.spans.model import (
 
 # A span id's one report, or its distinct reports when there are several (a list per span cost ~70 bytes).
 Reports = Span | list[Span]
-DEFAULT_MAX_SPANS = 100_000
+DEFAULT_MAX_SPANS: Final = 100_000
 # A search with annotationQuery terms that walked this many traces without filling its limit has its common
 # terms listed again when they are no longer common (term_index.relist): the next one is not a walk.
 RELIST_AFTER_WALKING = 4096
-DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # a mesh span with its ~20 tags takes ~1 KB (bench.collector): ~500 000
+DEFAULT_MAX_BYTES: Final = 512 * 1024 * 1024  # a mesh span with its ~20 tags takes ~1 KB (bench.collector): ~500 000
 
 # What approximate_bytes counts for a report's fixed objects (CPython's sizes), and for its part in its trace's
 # dict and in the store's indexes (what tracemalloc shows beyond the reports' objects:
 # tests/bench/test_collector_estimate.py)
-_INDEX_BYTES = 240
-_REPORT_BYTES = getsizeof(Span("", "", "", None, 0, 0, Endpoint())) + _INDEX_BYTES
-_ANNOTATION_BYTES = getsizeof(Annotation(0, ""))
-_DETAIL_BYTES = getsizeof(OtlpDetail())
-_EVENT_BYTES = getsizeof(OtlpEvent(0, ""))
-_LINK_BYTES = getsizeof(OtlpLink("", ""))
+_INDEX_BYTES: Final = 240
+_REPORT_BYTES: Final = getsizeof(Span("", "", "", None, 0, 0, Endpoint())) + _INDEX_BYTES
+_ANNOTATION_BYTES: Final = getsizeof(Annotation(0, ""))
+_DETAIL_BYTES: Final = getsizeof(OtlpDetail())
+_EVENT_BYTES: Final = getsizeof(OtlpEvent(0, ""))
+_LINK_BYTES: Final = getsizeof(OtlpLink("", ""))
 
 _K = TypeVar("_K")
 

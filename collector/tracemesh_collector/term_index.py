@@ -22,11 +22,13 @@ that search answers at once. Pure.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Final
 
 from tracemesh_sidecar.spans.model import Span
 
 Term = tuple[str, str] | str  # a tag (key, value), or a bare key / annotation value
-_COMMON: list[str] = []  # the list a common term maps to: one lookup per term on the ingest path, never appended to
+# the list a common term maps to: one lookup per term on the ingest path, never appended to
+_COMMON: Final[list[str]] = []
 
 
 def add_terms(terms: set[Term], span: Span) -> None:

@@ -15,12 +15,12 @@ A trace joins the index of each service a span names (local or remote endpoint) 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from sortedcontainers import SortedList
 
 IndexKey = tuple[str, str]
-EVERY_TRACE: IndexKey = ("", "")
+EVERY_TRACE: Final[IndexKey] = ("", "")
 
 # The entry and key tuples are shared: one per trace in all its indexes, one per index key in all its traces'
 # memberships. Named tuples, because mypyc keeps a plain tuple[int, str] unboxed and boxes a new tuple wherever

@@ -13,6 +13,8 @@ or takes it. Pure.
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 from tracemesh_collector import zipkin_v2_schema as schema
@@ -21,15 +23,15 @@ from tracemesh_sidecar.spans.addresses import address_version
 from tracemesh_sidecar.spans.ids import is_lowercase_hex, normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span
 
-_ZERO_SPAN_ID = "0" * 16
+_ZERO_SPAN_ID: Final = "0" * 16
 
 # Endpoints decoded before, by their fields: a mesh's spans name the same few (service, address, port) over and
 # over, so each is checked and built once (building one was about a tenth of ingest: a py-spy profile of
 # `python -m bench.collector`). Shared, as the store shares endpoints anyway (span_interning): nothing mutates a
 # decoded span's endpoint. Emptied when full: a client sending endless distinct endpoints grows it no further.
-ENDPOINTS_KEPT = 4096
+ENDPOINTS_KEPT: Final = 4096
 _EndpointFields = tuple[str | None, str | None, str | None, int | None]
-_endpoints: dict[_EndpointFields, Endpoint] = {}
+_endpoints: Final[dict[_EndpointFields, Endpoint]] = {}
 
 
 class BeyondTheSchema(Exception):

@@ -51,7 +51,7 @@ _CLASSES = _dataclasses_with_an_init()
 
 def test_the_span_model_and_the_request_record_are_among_them() -> None:
     names = {name.rpartition(":")[2] for name, _ in _CLASSES}
-    assert {"Span", "Endpoint", "Annotation", "Record"} <= names
+    assert {"Span", "Endpoint", "Annotation", "OtlpDetail", "Record"} <= names
 
 
 @pytest.mark.parametrize("name,node", _CLASSES, ids=[name for name, _ in _CLASSES])

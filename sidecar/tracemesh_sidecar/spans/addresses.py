@@ -10,7 +10,7 @@ import ipaddress
 from typing import Final
 
 MAX_REMEMBERED: Final = 4096
-_versions: dict[str, int] = {}
+_versions: Final[dict[str, int]] = {}
 
 
 def address_version(text: str) -> int:

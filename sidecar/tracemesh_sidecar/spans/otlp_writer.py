@@ -20,8 +20,11 @@ from typing import Final
 from tracemesh_sidecar.spans.model import Span, SpanKind
 
 SERVICE_NAME: Final = "service.name"  # the resource attribute
-PEER_IP, PEER_PORT, PEER_SERVICE = "net.peer.ip", "net.peer.port", "peer.service"
-HOST_IP, HOST_PORT = "net.host.ip", "net.host.port"
+PEER_IP: Final = "net.peer.ip"
+PEER_PORT: Final = "net.peer.port"
+PEER_SERVICE: Final = "peer.service"
+HOST_IP: Final = "net.host.ip"
+HOST_PORT: Final = "net.host.port"
 SCOPE_NAME: Final = "tracemesh"
 # Span.SpanKind's numbers: a span without kind is INTERNAL.
 KIND_NUMBERS: Final[dict[SpanKind | None, int]] = {None: 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}

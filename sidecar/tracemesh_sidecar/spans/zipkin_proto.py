@@ -21,7 +21,8 @@ from tracemesh_sidecar.spans.ids import id_from_bytes, normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span, SpanKind
 
 _FIELD: Final = descriptor_pb2.FieldDescriptorProto
-_OPTIONAL, _REPEATED = _FIELD.LABEL_OPTIONAL, _FIELD.LABEL_REPEATED
+_OPTIONAL: Final = _FIELD.LABEL_OPTIONAL
+_REPEATED: Final = _FIELD.LABEL_REPEATED
 _PACKAGE: Final = "zipkin.proto3"
 # Span.Kind numbers; 0 (SPAN_KIND_UNSPECIFIED) is a span without kind.
 _KINDS: Final[tuple[SpanKind | None, ...]] = (None, "CLIENT", "SERVER", "PRODUCER", "CONSUMER")

@@ -123,7 +123,7 @@ class _DecodedPeers:
         return peer
 
 
-_decoded = _DecodedPeers()
+_decoded: Final = _DecodedPeers()
 
 
 def decode_peer(value: str | None) -> Peer:
