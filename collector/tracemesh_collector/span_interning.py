@@ -59,7 +59,7 @@ class SpanInterner:
         the strings, endpoints and pairs it brought that had no shared copy yet (what it adds beyond its own
         objects: store.approximate_bytes)."""
         self._unshared_bytes = 0
-        tags = self._tags
+        shared = self._tags
         recent = self._recent_copy
         span.trace_id = recent(span.trace_id)
         span.id = recent(span.id)
@@ -67,11 +67,11 @@ class SpanInterner:
             span.parent_id = recent(span.parent_id)
         span.name = self._name(span.name)
         compact: dict[str, str] = {}
-        # A loop, not dict(generator): a third less time per span. `tags.get` called as such, which mypyc makes a
+        # A loop, not dict(generator): a third less time per span. `shared.get` called as such, which mypyc makes a
         # native dict lookup, where a bound method kept in a local is a generic call (callgrind: ~200 instructions a
         # tag more).
         for item in span.tags.items():
-            pair = tags.get(item) or self._admit(item)
+            pair = shared.get(item) or self._admit(item)
             compact[pair[0]] = pair[1]
         span.tags = compact
         if not span.annotations:
