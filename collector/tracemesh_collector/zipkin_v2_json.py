@@ -17,8 +17,8 @@ from typing import Final
 
 import msgspec
 
-from tracemesh_collector import zipkin_v2_schema as schema
 from tracemesh_sidecar.spans import zipkin_json
+from tracemesh_sidecar.spans import zipkin_schema as schema
 from tracemesh_sidecar.spans.addresses import address_version
 from tracemesh_sidecar.spans.ids import is_lowercase_hex, normalize_trace_id
 from tracemesh_sidecar.spans.model import Annotation, Endpoint, Span

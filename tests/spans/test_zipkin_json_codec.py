@@ -77,8 +77,8 @@ ZIPKIN_FIELD_ORDER = ["traceId", "parentId", "id", "kind", "name", "timestamp", 
 
 @pytest.mark.parametrize("empty", [None, "parent_id", "kind", "name", "timestamp", "duration", "local_endpoint"])
 def test_each_field_left_empty_alone_is_left_out_and_the_rest_keep_zipkins_order(empty: str | None) -> None:
-    """A proxy's spans take a shortcut (every field but the parent present, one dict display); any other span is
-    built field by field. Both write exactly the fields with a value, in Zipkin's order."""
+    """The request body and the collector's API objects (zipkin_schema's Struct, encoded and as builtins) write
+    exactly the fields with a value, in Zipkin's order."""
     full = Span(trace_id="5af7183fb1d4cf5f", id="352bff9a74ca9ad2", parent_id="6b221d5bc9e6496c", name="get /",
                 kind="SERVER", timestamp=1_763_700_000_000_000, duration=207_000,
                 local_endpoint=Endpoint(service_name="backend", ipv4="10.244.0.5"),
@@ -92,8 +92,11 @@ def test_each_field_left_empty_alone_is_left_out_and_the_rest_keep_zipkins_order
                 "remoteEndpoint", "tags", "debug", "shared"}
     left_out = {None: None, "parent_id": "parentId", "kind": "kind", "name": "name", "timestamp": "timestamp",
                 "duration": "duration", "local_endpoint": "localEndpoint"}[empty]
-    assert list(encoded) == [name for name in ZIPKIN_FIELD_ORDER if name in expected - {left_out}]
-    assert zipkin_json.decode_spans(zipkin_json.encode_spans([span])) == [span]
+    order = [name for name in ZIPKIN_FIELD_ORDER if name in expected - {left_out}]
+    assert list(encoded) == order
+    body = zipkin_json.encode_spans([span])
+    assert [list(document) for document in json.loads(body)] == [order]
+    assert zipkin_json.decode_spans(body) == [span]
 
 
 def test_round_trip(proxy_spans: list[Span]) -> None:

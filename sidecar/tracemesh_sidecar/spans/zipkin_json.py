@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, get_args
 
+import msgspec
 import orjson
 
+from tracemesh_sidecar.spans import zipkin_schema as schema
 from tracemesh_sidecar.spans.addresses import address_version
 from tracemesh_sidecar.spans.errors import SpanDecodeError
 from tracemesh_sidecar.spans.ids import check_hex_id, normalize_trace_id
@@ -22,72 +24,65 @@ SPAN_KINDS: Final[tuple[SpanKind, ...]] = get_args(SpanKind)
 TRACE_ID: Final = "16 or 32 lowercase hex characters"
 SPAN_ID: Final = "16 lowercase hex characters"
 _ZERO_SPAN_ID: Final = "0" * 16
+_ENCODER: Final = msgspec.json.Encoder()
 
 # ---------------------------------------------------------------------------------------------
 # Encoding
 
 
-def span_to_zipkin_dict(span: Span, local: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One span as Zipkin v2 JSON; fields without a value are left out, as Zipkin writes them. `local`: the local
-    endpoint's dict, when the caller has it already."""
-    result: dict[str, Any] = {"traceId": span.trace_id}
-    if span.parent_id:
-        result["parentId"] = span.parent_id
-    result["id"] = span.id
-    if span.kind:
-        result["kind"] = span.kind
-    if span.name:
-        result["name"] = span.name
-    if span.timestamp:
-        result["timestamp"] = span.timestamp
-    if span.duration:
-        result["duration"] = span.duration
-    if local is None:
-        local = _endpoint_dict(span.local_endpoint)
-    if local:
-        result["localEndpoint"] = local
-    remote = _endpoint_dict(span.remote_endpoint) if span.remote_endpoint else None
-    if remote:
-        result["remoteEndpoint"] = remote
-    if span.annotations:
-        result["annotations"] = [{"timestamp": a.timestamp, "value": a.value} for a in span.annotations]
-    if span.tags:
-        result["tags"] = span.tags  # not copied: every caller serializes the document as it is
-    if span.debug:
-        result["debug"] = True
-    if span.shared:
-        result["shared"] = True
-    return result
-
-
-def _endpoint_dict(endpoint: Endpoint) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    if endpoint.service_name:
-        result["serviceName"] = endpoint.service_name
-    if endpoint.ipv4:
-        result["ipv4"] = endpoint.ipv4
-    if endpoint.ipv6:
-        result["ipv6"] = endpoint.ipv6
-    if endpoint.port:  # the spec: "Please don't set to zero"
-        result["port"] = endpoint.port
-    return result
+def span_to_zipkin_dict(span: Span) -> dict[str, Any]:
+    """One span as Zipkin v2 JSON's object, as encode_spans writes it (the collector's API answers with these)."""
+    document: dict[str, Any] = msgspec.to_builtins(_span_document(span, _endpoint_document(span.local_endpoint)))
+    return document
 
 
 def encode_spans(spans: Iterable[Span]) -> bytes:
     """A `ListOfSpans` request body.
 
-    orjson rather than the standard library's json: a sidecar encodes every span it reports on
-    the same event loop that serves requests, and orjson takes ~1.5 µs a span where json took ~10.
+    Written by msgspec from the schema's Structs rather than by orjson from dicts: a sidecar encodes every span it
+    reports on the same event loop that serves requests, and a Struct is cheaper to build than a dict and to encode
+    (callgrind, saturated server sidecar: 15.3 k instructions a span through dicts and orjson). The standard
+    library's json took ~10 µs a span.
     """
     documents = []
     endpoint: Endpoint | None = None
-    local: dict[str, Any] = {}
+    local: schema.Endpoint | None = None
     for span in spans:
-        if span.local_endpoint is not endpoint:  # a sidecar's spans share one: its dict is built once a batch
+        if span.local_endpoint is not endpoint:  # a sidecar's spans share one: its document is built once a batch
             endpoint = span.local_endpoint
-            local = _endpoint_dict(endpoint)
-        documents.append(span_to_zipkin_dict(span, local))
-    return orjson.dumps(documents)
+            local = _endpoint_document(endpoint)
+        documents.append(_span_document(span, local))
+    return _ENCODER.encode(documents)
+
+
+def _span_document(span: Span, local: schema.Endpoint | None) -> schema.Span:
+    """The span as the schema's Struct: a field without a value is None, which encoding leaves out (Zipkin's writer
+    leaves out what is empty, zero or false). `local`: the local endpoint's document."""
+    remote = span.remote_endpoint
+    annotations = span.annotations
+    return schema.Span(
+        trace_id=span.trace_id,
+        parent_id=span.parent_id or None,
+        id=span.id,
+        kind=span.kind or None,
+        name=span.name or None,
+        timestamp=span.timestamp or None,
+        duration=span.duration or None,
+        local_endpoint=local,
+        remote_endpoint=_endpoint_document(remote) if remote is not None else None,
+        annotations=[schema.Annotation(a.timestamp, a.value) for a in annotations] if annotations else None,
+        tags=span.tags or None,  # not copied: encoded as it is
+        debug=True if span.debug else None,
+        shared=True if span.shared else None,
+    )
+
+
+def _endpoint_document(endpoint: Endpoint) -> schema.Endpoint | None:
+    """None for an endpoint with no field set; a port of 0 left out (the spec: "Please don't set to zero")."""
+    if not (endpoint.service_name or endpoint.ipv4 or endpoint.ipv6 or endpoint.port):
+        return None
+    return schema.Endpoint(service_name=endpoint.service_name or None, ipv4=endpoint.ipv4 or None,
+                           ipv6=endpoint.ipv6 or None, port=endpoint.port or None)
 
 
 # ---------------------------------------------------------------------------------------------
