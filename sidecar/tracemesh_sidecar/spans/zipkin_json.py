@@ -40,9 +40,9 @@ def encode_spans(spans: Iterable[Span]) -> bytes:
     """A `ListOfSpans` request body.
 
     Written by msgspec from the schema's Structs rather than by orjson from dicts: a sidecar encodes every span it
-    reports on the same event loop that serves requests, and a Struct is cheaper to build than a dict and to encode
-    (callgrind, saturated server sidecar: 15.3 k instructions a span through dicts and orjson). The standard
-    library's json took ~10 µs a span.
+    reports on the same event loop that serves requests, and a Struct is cheaper to build than a dict (callgrind,
+    saturated server sidecar: 2.6 k instructions a span against 4.0 k). The encoding itself costs what orjson's did
+    (~10 k a span, most of it escaping strings). The standard library's json took ~10 µs a span.
     """
     documents = []
     endpoint: Endpoint | None = None
