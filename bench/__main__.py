@@ -7,6 +7,7 @@ import sys
 
 import tracemesh_sidecar
 from bench.interpreter import this_interpreter
+from bench.machine import this_machine
 
 BENCHMARKS = {
     "proxy": "bench.proxy",
@@ -24,6 +25,8 @@ def main(names: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
+    # A ratio to nginx moves between machines (bench/machine.py): the figures say which one they came from.
+    print(f"machine: {this_machine()}", flush=True)
     # The sidecars, the collector and the operator under test run on this interpreter too (sys.executable).
     print(f"interpreter: {this_interpreter()}", flush=True)
     # ... and on this build of the sidecar (`python -m bench proxy` also runs a pure-Python pair beside it).

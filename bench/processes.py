@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-_TICKS = os.sysconf("SC_CLK_TCK")
+_CPUCLOCK_SCHED = 2
 
 
 def save_results(name: str, data: object) -> Path:
@@ -65,12 +65,22 @@ def process_tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
+    """The processes' CPU time (user and kernel, every thread's, exited threads' too), to the nanosecond.
+
+    Read from each process's CPU-time clock (Linux's clock id for a pid, as glibc's clock_getcpuclockid makes it)
+    rather than /proc/PID/stat's utime and stime, which count in clock ticks (10 ms here): at 1000 requests/s a
+    5 s segment gives nginx ~160 ms of CPU, so a tick was a 6% step in the figure a ratio is taken against."""
     total = 0
     for pid in pids:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICKS
+        with contextlib.suppress(OSError):  # gone since it was listed
+            total += time.clock_gettime_ns(process_cpu_clock(pid))
+    return total / 1e9
+
+
+def process_cpu_clock(pid: int) -> int:
+    """Linux's CPU-time clock of a whole process (include/linux/posix-timers.h: MAKE_PROCESS_CPUCLOCK(pid,
+    CPUCLOCK_SCHED)): the time its threads ran, as the scheduler counts it."""
+    return ((~pid) << 3) | _CPUCLOCK_SCHED
 
 
 async def settled(pid: int, deadline: float, quiet_s: float = 0.5) -> bool:
