@@ -1,7 +1,7 @@
 """Which machine a benchmark ran on: the same build's ratio to nginx was 3.2-3.6x on one VM and 1.8-2.0x on another.
 
-Two VMs of this workplace gave the compiled sidecar 62-70 and 27 ms of CPU per 1000 requests saturated, against
-nginx's 20 and 14 in the same runs (README.md, "Performance"): a ratio depends on the machine as well as on the
+Two VMs of this workplace gave the compiled sidecar 57-70 and 27 ms of CPU per 1000 requests saturated, against
+nginx's 18-20 and 14 in the same runs (README.md, "Benchmarks"): a ratio depends on the machine as well as on the
 code. So the report names the processor, its cache, the CPUs this process may use, the kernel, and how loaded the
 machine was when the run began.
 """

@@ -73,11 +73,11 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError):  # gone since it was listed
-            total += time.clock_gettime_ns(process_cpu_clock(pid))
+            total += time.clock_gettime_ns(_process_cpu_clock(pid))
     return total / 1e9
 
 
-def process_cpu_clock(pid: int) -> int:
+def _process_cpu_clock(pid: int) -> int:
     """Linux's CPU-time clock of a whole process (include/linux/posix-timers.h: MAKE_PROCESS_CPUCLOCK(pid,
     CPUCLOCK_SCHED)): the time its threads ran, as the scheduler counts it."""
     return ((~pid) << 3) | _CPUCLOCK_SCHED
